@@ -1,0 +1,1 @@
+"""batchline: LLM requests through the providers' batch APIs, on Celery workers with Redis."""
