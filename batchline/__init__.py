@@ -1,1 +1,36 @@
 """batchline: LLM requests through the providers' batch APIs, on Celery workers with Redis."""
+
+from .api import (
+    batch_cancel,
+    batch_cancel_sync,
+    batch_create,
+    batch_create_sync,
+    batch_results,
+    batch_results_sync,
+    batch_status,
+    batch_status_sync,
+    model_request_batch,
+    model_request_batch_sync,
+)
+from .pipeline import JobNotFound
+from .types import Batch, BatchError, BatchInputError, BatchResult, BatchStatus, ProviderBatch
+
+__all__ = [
+    "Batch",
+    "BatchError",
+    "BatchInputError",
+    "BatchResult",
+    "BatchStatus",
+    "JobNotFound",
+    "ProviderBatch",
+    "batch_cancel",
+    "batch_cancel_sync",
+    "batch_create",
+    "batch_create_sync",
+    "batch_results",
+    "batch_results_sync",
+    "batch_status",
+    "batch_status_sync",
+    "model_request_batch",
+    "model_request_batch_sync",
+]

@@ -1,0 +1,346 @@
+"""The Python API: `model_request_batch`, `batch_create`, `batch_status`, `batch_results`, `batch_cancel`.
+
+Each async function has a `_sync` twin doing the same work. The API only talks to the store and the broker: the
+workers talk to the providers, with the keys in their own environment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from celery import Celery
+from pydantic_ai.exceptions import ModelAPIError, ModelHTTPError, UserError
+from pydantic_ai.models import Model, ModelRequestParameters
+from pydantic_ai.settings import ModelSettings
+
+from . import worker
+from .codec import PARAMS, decode_request, to_batch_requests
+from .pipeline import JobNotFound
+from .providers import Encoded, Provider, get_provider
+from .runtime import Runtime, runtime_for
+from .store import PartState
+from .types import Batch, BatchError, BatchInputError, BatchResult, BatchStatus, ProviderBatch
+
+__all__ = [
+    "batch_cancel",
+    "batch_cancel_sync",
+    "batch_create",
+    "batch_create_sync",
+    "batch_results",
+    "batch_results_sync",
+    "batch_status",
+    "batch_status_sync",
+    "model_request_batch",
+    "model_request_batch_sync",
+]
+
+BatchRef = Batch | str
+"""A `Batch` handle or its id."""
+
+
+def _runtime() -> tuple[Celery, Runtime]:
+    app = worker.current_app()
+    runtime = runtime_for(app)
+    if runtime.settings.embedded:
+        from .embedded import ensure_worker
+
+        ensure_worker(app)
+    return app, runtime
+
+
+def _model_string(model: Model | str) -> str:
+    if isinstance(model, Model):
+        return f"{model.system}:{model.model_name}"
+    return model
+
+
+# -- create ---------------------------------------------------------------------------------------------------------
+def batch_create_sync(
+    model: Model | str,
+    requests: Sequence[Any],
+    *,
+    model_request_parameters: ModelRequestParameters | None = None,
+    model_settings: ModelSettings | None = None,
+    poll_interval: float = 60.0,
+    timeout: float | None = None,
+    callback: str | None = None,
+    on_complete: str | None = None,
+    chunk_size: int = 500,
+    submit_wait: float = 30.0,
+) -> Batch:
+    """Store a job and queue it; wait up to `submit_wait` seconds for the provider to accept it.
+
+    Nothing is stored or sent when a request is invalid. `callback` and `on_complete` name Celery tasks the workers
+    allow (`allowed_callbacks`): `callback(job_id, custom_ids)` runs once per chunk of `chunk_size` results and
+    `on_complete(summary)` once. With `submit_wait=0` it returns at once, as a web view wants.
+    """
+    model = _model_string(model)
+    codec = get_provider(model)  # an unknown prefix raises NotImplementedError here, before anything is stored
+    checked = to_batch_requests(requests, model_request_parameters, model_settings)
+    if poll_interval <= 0:
+        raise BatchInputError("poll_interval must be a positive number of seconds.")
+    if timeout is not None and timeout <= 0:
+        raise BatchInputError("timeout must be a positive number of seconds.")
+    if chunk_size < 1:
+        raise BatchInputError("chunk_size must be at least 1.")
+    encoded = [_encode(codec, request) for request, _ in checked]
+    app, runtime = _runtime()
+    for name in filter(None, (callback, on_complete)):
+        if name not in runtime.settings.allowed_callbacks:
+            raise BatchInputError(f"Task {name!r} is not in batchline's allowed_callbacks; add it to the config.")
+    job_id = f"batch_{uuid.uuid4().hex}"
+    now = time.time()
+    fields: dict[str, str | int | float] = {
+        "model": model,
+        "total": len(checked),
+        "created_at": now,
+        "poll_interval": poll_interval,
+        "deadline": now + timeout if timeout else 0,
+        "chunk_size": chunk_size,
+        "params": PARAMS.dump_json(model_request_parameters or ModelRequestParameters()).decode(),
+        "settings": orjson.dumps(dict(model_settings or {})).decode(),
+    }
+    if callback:
+        fields["callback"] = callback
+    if on_complete:
+        fields["on_complete"] = on_complete
+    rows = ((enc.custom_id, enc.body, own) for enc, (_, own) in zip(encoded, checked, strict=True))
+    runtime.store.create_job(job_id, fields, rows, plan_parts(codec, encoded))
+    app.send_task("batchline.submit", args=(job_id,))
+    deadline = time.monotonic() + submit_wait
+    delay = 0.005
+    while time.monotonic() < deadline and not _settled(runtime, job_id):
+        time.sleep(delay)
+        delay = min(delay * 2, 0.25)
+    return _status(runtime, job_id)
+
+
+async def batch_create(model: Model | str, requests: Sequence[Any], **options: Any) -> Batch:
+    """Async twin of `batch_create_sync`."""
+    return await asyncio.to_thread(batch_create_sync, model, requests, **options)
+
+
+def _encode(codec: Provider, request: Any) -> Encoded:
+    try:
+        return codec.encode(request)
+    except (UserError, ValueError, TypeError) as error:
+        raise BatchInputError(f"request {request.custom_id!r}: {error}") from None
+
+
+def plan_parts(provider: Provider, encoded: Sequence[Encoded]) -> list[list[str]]:
+    """Split requests into provider batches: one group (model) each, within the request and byte limits."""
+    groups: dict[str, list[Encoded]] = {}
+    for enc in encoded:
+        groups.setdefault(enc.group, []).append(enc)
+    parts: list[list[str]] = []
+    for members in groups.values():
+        current: list[str] = []
+        size = 0
+        for enc in members:
+            cost = provider.request_size(enc)
+            if cost > provider.max_bytes:
+                raise BatchInputError(
+                    f"request {enc.custom_id!r} takes {cost:,} bytes, more than a {provider.name} batch holds "
+                    f"({provider.max_bytes:,})."
+                )
+            if current and (len(current) == provider.max_requests or size + cost > provider.max_bytes):
+                parts.append(current)
+                current, size = [], 0
+            current.append(enc.custom_id)
+            size += cost
+        parts.append(current)
+    return parts
+
+
+def _settled(runtime: Runtime, job_id: str) -> bool:
+    """Every part is at the provider, and any part the provider ended at once has its results stored."""
+    job = runtime.store.job(job_id)
+    if BatchStatus(job["state"]).is_final:
+        return True
+    parts = runtime.store.parts(job_id, int(job["parts"]))
+    return all(
+        part.get("state") == PartState.STORED
+        or (part.get("state") == PartState.SUBMITTED and part.get("provider_state") in ("running", "cancelling"))
+        for part in parts
+    )
+
+
+# -- status ---------------------------------------------------------------------------------------------------------
+def _job_id(model_or_batch: Model | BatchRef, batch: BatchRef | None) -> str:
+    """`f(batch)` and `f(model, batch)` both work: the seeds pass the model first, a saved id is enough."""
+    ref = model_or_batch if batch is None else batch
+    if isinstance(ref, Batch):
+        return ref.id
+    if isinstance(ref, str) and ref:
+        return ref
+    raise TypeError(f"Expected a Batch or a batch id, not {type(ref).__name__}.")
+
+
+def batch_status_sync(model_or_batch: Model | BatchRef, batch: BatchRef | None = None) -> Batch:
+    """The job's current state, read from the store (the workers keep it current)."""
+    _, runtime = _runtime()
+    return _status(runtime, _job_id(model_or_batch, batch))
+
+
+async def batch_status(model_or_batch: Model | BatchRef, batch: BatchRef | None = None) -> Batch:
+    return await asyncio.to_thread(batch_status_sync, model_or_batch, batch)
+
+
+def _status(runtime: Runtime, job_id: str) -> Batch:
+    store = runtime.store
+    job = store.job(job_id)
+    if not job:
+        raise JobNotFound(f"No job {job_id!r} in the store (finished longer ago than its TTL, or another store).")
+    parts = store.parts(job_id, int(job["parts"]))
+    completed = job.get("completed_at")
+    return Batch(
+        id=job_id,
+        model=job["model"],
+        status=BatchStatus(job["state"]),
+        created_at=datetime.fromtimestamp(float(job["created_at"]), UTC),
+        completed_at=datetime.fromtimestamp(float(completed), UTC) if completed else None,
+        request_count=int(job["total"]),
+        completed_count=int(job.get("succeeded", 0)),
+        failed_count=int(job.get("failed", 0)),
+        provider_batches=[
+            ProviderBatch(
+                part=n,
+                id=part.get("provider_id") or None,
+                status=part.get("provider_status") or part.get("state", ""),
+                request_count=int(part.get("total", 0)),
+                completed_count=int(part.get("completed", 0)),
+                failed_count=int(part.get("failed", 0)),
+                error=part.get("error") or None,
+            )
+            for n, part in enumerate(parts)
+        ],
+    )
+
+
+# -- results --------------------------------------------------------------------------------------------------------
+def batch_results_sync(
+    model_or_batch: Model | BatchRef, batch: BatchRef | None = None, *, custom_ids: Sequence[str] | None = None
+) -> list[BatchResult]:
+    """The results stored so far, in request order (all of them once the job is complete), decoded.
+
+    `custom_ids` picks some (a callback task receives the ids of its chunk).
+    """
+    _, runtime = _runtime()
+    job_id = _job_id(model_or_batch, batch)
+    store = runtime.store
+    job = store.job(job_id)
+    if not job:
+        raise JobNotFound(f"No job {job_id!r} in the store (finished longer ago than its TTL, or another store).")
+    codec = get_provider(job["model"])
+    params = PARAMS.validate_json(job["params"])
+    settings = orjson.loads(job["settings"]) or None
+    ids = list(custom_ids) if custom_ids is not None else list(store.request_ids(job_id))
+    out: list[BatchResult] = []
+    for start in range(0, len(ids), 1000):
+        chunk = ids[start : start + 1000]
+        stored = store.results(job_id, chunk)
+        options = store.request_options(job_id, chunk)
+        for custom_id, result, own in zip(chunk, stored, options, strict=True):
+            if result is None:
+                continue
+            if result.status in ("expired", "canceled"):
+                verb = "expired" if result.status == "expired" else "was cancelled"
+                error = BatchError(result.status, f"The batch {verb} before the model ran this request.")
+                out.append(BatchResult(custom_id, error=error))
+                continue
+            request = decode_request(custom_id, params, settings, own)
+            try:
+                out.append(BatchResult(custom_id, response=codec.decode(result, request)))
+            except ModelAPIError as exc:
+                out.append(BatchResult(custom_id, error=_error_of(exc)))
+    return out
+
+
+async def batch_results(
+    model_or_batch: Model | BatchRef, batch: BatchRef | None = None, *, custom_ids: Sequence[str] | None = None
+) -> list[BatchResult]:
+    return await asyncio.to_thread(batch_results_sync, model_or_batch, batch, custom_ids=custom_ids)
+
+
+def _error_of(exc: ModelAPIError) -> BatchError:
+    if isinstance(exc, ModelHTTPError):
+        body = exc.body if isinstance(exc.body, dict) else {}
+        inner = body.get("error", body)
+        if isinstance(inner, dict):
+            code = inner.get("code") or inner.get("type") or inner.get("status")
+            message = inner.get("message")
+            if code or message:
+                return BatchError(str(code or exc.status_code), str(message or exc.message))
+        return BatchError(str(exc.status_code), exc.message)
+    return BatchError("error", exc.message)
+
+
+# -- cancel ---------------------------------------------------------------------------------------------------------
+def batch_cancel_sync(model_or_batch: Model | BatchRef, batch: BatchRef | None = None) -> Batch:
+    """Cancel the job: its provider batches that have not ended are cancelled by a worker. Kept results stay."""
+    app, runtime = _runtime()
+    job_id = _job_id(model_or_batch, batch)
+    from .pipeline import request_cancel
+
+    if request_cancel(runtime, job_id):
+        app.send_task("batchline.cancel", args=(job_id,))
+    return _status(runtime, job_id)
+
+
+async def batch_cancel(model_or_batch: Model | BatchRef, batch: BatchRef | None = None) -> Batch:
+    return await asyncio.to_thread(batch_cancel_sync, model_or_batch, batch)
+
+
+# -- all in one -----------------------------------------------------------------------------------------------------
+async def model_request_batch(
+    model: Model | str,
+    requests: Sequence[Any],
+    *,
+    model_request_parameters: ModelRequestParameters | None = None,
+    model_settings: ModelSettings | None = None,
+    poll_interval: float = 60.0,
+    timeout: float | None = None,
+) -> list[BatchResult]:
+    """Run the requests as one job and wait: one `BatchResult` per request, in request order.
+
+    Cancelling the awaiting task, or reaching `timeout` (which then raises `TimeoutError`), cancels the job's
+    provider batches.
+    """
+    batch = await batch_create(
+        model,
+        requests,
+        model_request_parameters=model_request_parameters,
+        model_settings=model_settings,
+        poll_interval=poll_interval,
+        timeout=timeout,
+        submit_wait=0,
+    )
+    try:
+        async with asyncio.timeout(timeout):
+            await _wait(batch.id)
+    except BaseException:
+        # Cancelled by the caller, timed out, or interrupted: the provider batches must not run on unpaid-for.
+        await asyncio.shield(batch_cancel(batch.id))
+        raise
+    return await batch_results(batch.id)
+
+
+def model_request_batch_sync(model: Model | str, requests: Sequence[Any], **options: Any) -> list[BatchResult]:
+    return asyncio.run(model_request_batch(model, requests, **options))
+
+
+async def _wait(job_id: str) -> Batch:
+    """Wait until the job is complete, reading the store (cheap: the workers do the provider polling)."""
+    delay = 0.01
+    while True:
+        batch = await batch_status(job_id)
+        if batch.is_complete:
+            return batch
+        await asyncio.sleep(delay)
+        delay = min(delay * 1.5, 1.0)

@@ -1,0 +1,292 @@
+"""Submit, poll, fetch and finish, as plain functions of (runtime, ids).
+
+The Celery tasks are thin wrappers around these; each function reads the current truth from the store, does one
+step, and says what comes next, so that a redelivered message repeats nothing that was done.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import orjson
+
+from .providers import Provider, Snapshot
+from .runtime import Runtime
+from .store import PartState
+from .types import BatchStatus
+
+log = logging.getLogger("batchline")
+
+_ACTIVE = (BatchStatus.PENDING, BatchStatus.IN_PROGRESS, BatchStatus.CANCELLING)
+
+
+@dataclass(frozen=True)
+class Next:
+    """The step a task schedules after its own."""
+
+    step: Literal["submit", "poll", "fetch", "deliver"]
+    part: int = 0
+    countdown: float = 0.0
+
+
+class JobNotFound(LookupError):
+    pass
+
+
+def _job(runtime: Runtime, job_id: str) -> dict[str, str]:
+    job = runtime.store.job(job_id)
+    if not job:
+        raise JobNotFound(f"No job {job_id!r} in the store (finished longer ago than its TTL, or another store).")
+    return job
+
+
+# -- submit ---------------------------------------------------------------------------------------------------------
+def submit(runtime: Runtime, job_id: str) -> list[Next]:
+    """Create every provider batch of a job that does not exist yet, exactly once each."""
+    store = runtime.store
+    job = _job(runtime, job_id)
+    if BatchStatus(job["state"]).is_final:
+        return []
+    provider = runtime.provider(job["model"])
+    nexts: list[Next] = []
+    for n, part in enumerate(store.parts(job_id, int(job["parts"]))):
+        if part["state"] != PartState.PENDING:
+            if part["state"] == PartState.SUBMITTED and int(part.get("polls", 0)) == 0:
+                nexts.append(Next("poll", n))  # created, but the poll may not have been sent before a crash
+            continue
+        if store.job(job_id).get("state") == BatchStatus.CANCELLING:
+            _end_part(runtime, job_id, n, Snapshot("", "not_created", "cancelled"))
+            nexts.append(Next("fetch", n))
+            continue
+        snapshot = _create_once(runtime, provider, job_id, n, int(part["total"]))
+        if snapshot is None:  # another worker is creating it: look again once its claim may have gone stale
+            nexts.append(Next("submit", countdown=runtime.settings.claim_timeout))
+        elif snapshot.ended:
+            _end_part(runtime, job_id, n, snapshot)
+            nexts.append(Next("fetch", n))
+        else:
+            nexts.append(Next("poll", n))
+    store.transition_job(job_id, BatchStatus.IN_PROGRESS, BatchStatus.PENDING)
+    return nexts
+
+
+def _create_once(runtime: Runtime, provider: Provider, job_id: str, n: int, total: int) -> Snapshot | None:
+    """Create part `n` at the provider unless it was already; None when another worker may be creating it now."""
+    store = runtime.store
+    token = f"{uuid.uuid4().hex}:{time.time()}"
+    if not store.claim_part(job_id, n, token):
+        part = store.part(job_id, n)
+        if part.get("provider_id"):
+            return provider.status(part["provider_id"])
+        claimed_at = float(part["claim"].rpartition(":")[2])
+        if time.time() - claimed_at < runtime.settings.claim_timeout:
+            return None
+        # The claimer died between claim and record. Only a listing can say whether it created the batch.
+        found = provider.find(job_id, n)
+        if found is not None:
+            _record(runtime, job_id, n, found)
+            return found
+        if not provider.can_find:
+            lost = Snapshot("", "unknown", "failed", error=_LOST.format(name=provider.name))
+            _end_part(runtime, job_id, n, lost)
+            return lost
+        store.set_part(job_id, n, claim=token)
+    snapshot = provider.create(job_id, n, store.part_requests(job_id, n), total)
+    _record(runtime, job_id, n, snapshot)
+    log.info("job %s part %d: created provider batch %s", job_id, n, snapshot.id)
+    return snapshot
+
+
+_LOST = (
+    "A worker stopped between creating this part's {name} batch and recording its id; {name} batches cannot be "
+    "found by listing, so it was not created again to avoid paying twice."
+)
+
+
+def _record(runtime: Runtime, job_id: str, n: int, snapshot: Snapshot) -> None:
+    runtime.store.set_part(job_id, n, provider_id=snapshot.id, **_snapshot_fields(snapshot))
+    runtime.store.transition(runtime.store.part_key(job_id, n), PartState.SUBMITTED, PartState.PENDING)
+    runtime.store.record_poll(job_id, n, counted=False)
+
+
+def _snapshot_fields(snapshot: Snapshot) -> dict[str, str | int]:
+    return {
+        "provider_status": snapshot.status,
+        "provider_state": snapshot.state,
+        "completed": snapshot.completed,
+        "failed": snapshot.failed,
+        "error": snapshot.error or "",
+        "details": orjson.dumps(snapshot.details).decode(),
+    }
+
+
+def _end_part(runtime: Runtime, job_id: str, n: int, snapshot: Snapshot) -> None:
+    store = runtime.store
+    store.set_part(job_id, n, **_snapshot_fields(snapshot))
+    if snapshot.id:
+        store.set_part(job_id, n, provider_id=snapshot.id)
+    store.transition(store.part_key(job_id, n), PartState.ENDED, PartState.PENDING, PartState.SUBMITTED)
+    store.forget_poll(job_id, n)
+
+
+def _snapshot_of(part: dict[str, str]) -> Snapshot:
+    return Snapshot(
+        id=part.get("provider_id", ""),
+        status=part.get("provider_status", ""),
+        state=part.get("provider_state", "running"),  # type: ignore[arg-type]
+        total=int(part.get("total", 0)),
+        completed=int(part.get("completed", 0)),
+        failed=int(part.get("failed", 0)),
+        error=part.get("error") or None,
+        details=orjson.loads(part.get("details") or "{}"),
+    )
+
+
+# -- poll -----------------------------------------------------------------------------------------------------------
+def poll(runtime: Runtime, job_id: str, n: int) -> Next | None:
+    """Ask the provider about part `n` once; fetch it once it ended, else poll again after a growing interval."""
+    store = runtime.store
+    job = _job(runtime, job_id)
+    part = store.part(job_id, n)
+    state = part.get("state")
+    if state == PartState.ENDED:
+        return Next("fetch", n)
+    if state != PartState.SUBMITTED:
+        return None  # not created yet (submit polls it when it is), or already stored
+    deadline = float(job.get("deadline") or 0)
+    if deadline and time.time() >= deadline:
+        request_cancel(runtime, job_id)
+    provider = runtime.provider(job["model"])
+    snapshot = provider.status(part["provider_id"])
+    if job.get("state") == BatchStatus.CANCELLING and snapshot.state == "running":
+        snapshot = provider.cancel(snapshot.id)
+    polls = int(part.get("polls", 0))
+    store.record_poll(job_id, n)
+    if snapshot.ended:
+        _end_part(runtime, job_id, n, snapshot)
+        return Next("fetch", n)
+    store.set_part(job_id, n, **_snapshot_fields(snapshot))
+    return Next("poll", n, countdown=poll_countdown(runtime, job, polls))
+
+
+def poll_countdown(runtime: Runtime, job: dict[str, str], polls: int) -> float:
+    """`poll_interval`, growing by half at every poll, capped (below the broker's visibility timeout)."""
+    interval = float(job.get("poll_interval", 60.0)) * 1.5 ** max(polls - 1, 0)
+    if polls == 0:
+        interval = min(interval, 1.0)  # the first check comes soon: test batches and small ones end fast
+    interval = min(interval, runtime.settings.max_poll_interval)
+    deadline = float(job.get("deadline") or 0)
+    if deadline:
+        interval = max(0.0, min(interval, deadline - time.time()))
+    return interval
+
+
+# -- fetch ----------------------------------------------------------------------------------------------------------
+def fetch(runtime: Runtime, job_id: str, n: int) -> list[Next]:
+    """Stream an ended part's results into the store, give every request it did not run a result, finish the job."""
+    store = runtime.store
+    job = _job(runtime, job_id)
+    part = store.part(job_id, n)
+    if part.get("state") == PartState.ENDED:
+        snapshot = _snapshot_of(part)
+        provider = runtime.provider(job["model"])
+        if snapshot.id:
+            stored = store.add_results(job_id, provider.results(snapshot))
+            log.info("job %s part %d: stored %d results", job_id, n, stored)
+        unrun_status, unrun_body = provider.unrun(snapshot)
+        missing = [(cid, unrun_status, unrun_body) for cid in store.missing_results(job_id, store.part_ids(job_id, n))]
+        store.add_results(job_id, missing)
+        store.transition(store.part_key(job_id, n), PartState.STORED, PartState.ENDED)
+    return [Next("deliver")] if finish(runtime, job_id) else []
+
+
+def finish(runtime: Runtime, job_id: str) -> bool:
+    """End the job once every part is stored; True for the one caller that ended it."""
+    store = runtime.store
+    job = _job(runtime, job_id)
+    parts = store.parts(job_id, int(job["parts"]))
+    if any(part.get("state") != PartState.STORED for part in parts):
+        return False
+    outcome = final_status(job, parts)
+    if not store.transition_job(job_id, outcome, *_ACTIVE):
+        return False
+    store.set_job(job_id, completed_at=time.time())
+    store.touch(job_id, len(parts))
+    log.info("job %s %s", job_id, outcome.value)
+    return True
+
+
+def final_status(job: dict[str, str], parts: list[dict[str, str]]) -> BatchStatus:
+    states = {part.get("provider_state") for part in parts}
+    if job.get("state") == BatchStatus.CANCELLING or "cancelled" in states:
+        return BatchStatus.CANCELLED
+    if states == {"failed"}:
+        return BatchStatus.FAILED
+    if states == {"expired"}:
+        return BatchStatus.EXPIRED
+    return BatchStatus.COMPLETED
+
+
+# -- cancel ---------------------------------------------------------------------------------------------------------
+def request_cancel(runtime: Runtime, job_id: str) -> bool:
+    """Mark a running job as cancelling; the cancel task and the polls then stop its provider batches."""
+    return runtime.store.transition_job(job_id, BatchStatus.CANCELLING, BatchStatus.PENDING, BatchStatus.IN_PROGRESS)
+
+
+def cancel(runtime: Runtime, job_id: str) -> list[Next]:
+    """Ask the provider to cancel every part of a cancelling job that has not ended."""
+    store = runtime.store
+    job = _job(runtime, job_id)
+    if job.get("state") != BatchStatus.CANCELLING:
+        return []
+    provider = runtime.provider(job["model"])
+    nexts: list[Next] = []
+    for n, part in enumerate(store.parts(job_id, int(job["parts"]))):
+        if part.get("state") == PartState.SUBMITTED:
+            snapshot = provider.cancel(part["provider_id"])
+            if snapshot.ended:
+                _end_part(runtime, job_id, n, snapshot)
+                nexts.append(Next("fetch", n))
+            else:
+                nexts.append(Next("poll", n))
+        elif part.get("state") == PartState.PENDING and store.claim_part(job_id, n, f"cancelled:{time.time()}"):
+            _end_part(runtime, job_id, n, Snapshot("", "not_created", "cancelled"))
+            nexts.append(Next("fetch", n))
+    return nexts
+
+
+# -- sweep ----------------------------------------------------------------------------------------------------------
+def stale_polls(runtime: Runtime) -> list[tuple[str, int]]:
+    """Parts whose last poll is older than the longest poll interval allows: their poll chain was lost."""
+    older_than = time.time() - 2 * runtime.settings.max_poll_interval - runtime.settings.sweep_interval
+    return runtime.store.stale_polls(older_than)
+
+
+def delivery_chunks(runtime: Runtime, job_id: str, size: int) -> Iterator[tuple[str, list[str]]]:
+    """The custom_ids of a finished job in request order, `size` at a time, each with its delivered-marker."""
+    chunk: list[str] = []
+    number = 0
+    for custom_id in runtime.store.request_ids(job_id):
+        chunk.append(custom_id)
+        if len(chunk) == size:
+            yield f"chunk:{number}", chunk
+            chunk, number = [], number + 1
+    if chunk:
+        yield f"chunk:{number}", chunk
+
+
+def summary(runtime: Runtime, job_id: str) -> dict[str, Any]:
+    """A job's counts and status, with no prompt and no result text: what tasks return and Flower shows."""
+    job = _job(runtime, job_id)
+    return {
+        "job_id": job_id,
+        "status": job["state"],
+        "total": int(job["total"]),
+        "succeeded": int(job.get("succeeded", 0)),
+        "failed": int(job.get("failed", 0)),
+    }

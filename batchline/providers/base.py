@@ -1,0 +1,146 @@
+"""The interface every provider adapter implements.
+
+An adapter has two sides. The codec side (`encode`, `decode`) runs in the caller's process and holds no secret: it
+turns pydantic-ai requests into provider-native bodies before anything is stored, so bad input fails before anything
+is spent, and turns stored results back into `ModelResponse`s on read. The transport side (`create`, `status`,
+`results`, `cancel`, `find`) runs on the workers, with the API keys from the worker's environment.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+import orjson
+from pydantic_ai.messages import ModelResponse
+from pydantic_ai.models.batch import BatchRequest
+
+if TYPE_CHECKING:
+    import redis
+
+    from ..config import Settings
+    from ..store import StoredResult
+
+State = Literal["running", "cancelling", "completed", "failed", "expired", "cancelled"]
+ENDED: frozenset[State] = frozenset({"completed", "failed", "expired", "cancelled"})
+
+
+@dataclass(frozen=True, slots=True)
+class Encoded:
+    """A request in the provider's own format, ready to store and send."""
+
+    custom_id: str
+    body: bytes
+    group: str = ""
+    """Requests of different groups never share a provider batch (for OpenAI: the model)."""
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What the provider says about one of its batches."""
+
+    id: str
+    status: str
+    """The provider's own word (`in_progress`, `ended`, `BATCH_STATE_RUNNING`, ...)."""
+    state: State
+    """The same, in batchline's words."""
+    total: int = 0
+    completed: int = 0
+    failed: int = 0
+    error: str | None = None
+    """Why the provider ended the batch without running it (for example `token_limit_exceeded: ...`)."""
+    details: dict[str, Any] = field(default_factory=dict)
+    """What the adapter needs later to read results (file ids, a results URL), as plain JSON data."""
+
+    @property
+    def ended(self) -> bool:
+        return self.state in ENDED
+
+
+@dataclass(frozen=True)
+class ProviderContext:
+    """What an adapter may use: settings, the store's Redis (for the `test` provider's state) and a key prefix."""
+
+    settings: Settings
+    redis: redis.Redis
+    prefix: str
+
+
+class Provider(abc.ABC):
+    name: ClassVar[str]
+    max_requests: ClassVar[int]
+    """The most requests one provider batch takes."""
+    max_bytes: ClassVar[int]
+    """The most bytes of request bodies one provider batch takes."""
+    can_find: ClassVar[bool] = False
+    """Whether a batch whose id was lost can be found again by listing the provider's batches."""
+
+    def __init__(self, model_name: str, context: ProviderContext | None = None) -> None:
+        self.model_name = model_name
+        self._context = context
+
+    @property
+    def context(self) -> ProviderContext:
+        if self._context is None:
+            raise RuntimeError(f"The {self.name} adapter was made for encoding only; it has no worker context.")
+        return self._context
+
+    # -- codec: the caller's process --------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def encode(self, request: BatchRequest) -> Encoded:
+        """The provider-native body of `request`. Raises a clear error for what the batch API can't honour."""
+
+    @abc.abstractmethod
+    def decode(self, result: StoredResult, request: BatchRequest) -> ModelResponse:
+        """The `ModelResponse` of a successful result; raises pydantic-ai's `ModelAPIError` for an error result.
+
+        `request` carries the request's settings and parameters (its messages are empty): they decide how the
+        result is read, as pydantic-ai's `Model.batch_decode` does.
+        """
+
+    def request_size(self, request: Encoded) -> int:
+        """The bytes `request` adds to a provider batch."""
+        return len(request.body) + len(request.custom_id) + 64
+
+    # -- transport: the workers -------------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def create(self, job_id: str, part: int, requests: Iterable[tuple[str, bytes]], count: int) -> Snapshot:
+        """Create one provider batch of `count` requests streamed from the store, tagged with job and part."""
+
+    @abc.abstractmethod
+    def status(self, batch_id: str) -> Snapshot: ...
+
+    @abc.abstractmethod
+    def results(self, batch: Snapshot) -> Iterator[tuple[str, str, bytes]]:
+        """Every result of an ended batch as `(custom_id, status, body)`, streamed, in any order.
+
+        `status` is pydantic-ai's `BatchResultStatus`. Requests the batch never ran may be left out: the pipeline gives
+        them an `expired`, `canceled` or `errored` result from the batch's own state.
+        """
+
+    @abc.abstractmethod
+    def cancel(self, batch_id: str) -> Snapshot: ...
+
+    def find(self, job_id: str, part: int) -> Snapshot | None:
+        """The batch created for this job and part, if the provider lists it (see `can_find`)."""
+        return None
+
+    def unrun(self, batch: Snapshot) -> tuple[str, bytes]:
+        """The `(status, body)` result of a request that `batch` ended without running."""
+        if batch.state == "expired":
+            return "expired", b""
+        if batch.state == "cancelled":
+            return "canceled", b""
+        code = "batch_failed" if batch.state == "failed" else "missing_result"
+        message = batch.error or f"The provider ended batch {batch.id} ({batch.status}) without a result for it."
+        return "errored", orjson.dumps({"code": code, "message": message})
+
+
+class TransientProviderError(Exception):
+    """The provider could not answer now (429, 5xx, a dropped connection): the step is tried again later."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

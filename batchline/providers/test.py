@@ -1,0 +1,153 @@
+"""The built-in `test` provider: deterministic answers, no network, state in the store.
+
+It answers "Mock response for <custom_id>", or with tool calls when tools are given and text output is not allowed
+(pydantic-ai's `TestModel` makes the calls and their arguments). A batch finishes `test_delay` seconds after it is
+created. Its batches live in Redis, so a batch created by one worker process is polled and read by another. A prompt
+containing `[test:error]` makes that request fail with an `invalid_request_error`, to exercise error paths.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Iterable, Iterator
+from typing import Any, cast
+
+import orjson
+from pydantic import TypeAdapter
+from pydantic_ai.exceptions import ModelHTTPError
+from pydantic_ai.messages import ModelMessage, ModelMessagesTypeAdapter, ModelRequest, ModelResponse, UserPromptPart
+from pydantic_ai.models import ModelRequestParameters
+from pydantic_ai.models.batch import BatchRequest
+from pydantic_ai.models.test import TestModel
+
+from ..store import CHUNK, StoredResult
+from .base import Encoded, Provider, Snapshot
+
+_RESPONSE = TypeAdapter(ModelResponse)
+_PARAMS = TypeAdapter(ModelRequestParameters)
+ERROR_MARKER = "[test:error]"
+
+
+class TestProvider(Provider):
+    __test__ = False  # not a pytest class
+    name = "test"
+    max_requests = 10_000
+    max_bytes = 50_000_000
+    can_find = True
+
+    # -- codec ------------------------------------------------------------------------------------------------------
+    def encode(self, request: BatchRequest) -> Encoded:
+        body = b"".join(
+            (
+                b'{"messages":',
+                ModelMessagesTypeAdapter.dump_json(request.messages),
+                b',"params":',
+                _PARAMS.dump_json(request.model_request_parameters),
+                b',"settings":',
+                orjson.dumps(dict(request.model_settings or {})),
+                b"}",
+            )
+        )
+        return Encoded(request.custom_id, body, group=self.model_name)
+
+    def decode(self, result: StoredResult, request: BatchRequest) -> ModelResponse:
+        if result.status == "succeeded":
+            return _RESPONSE.validate_json(result.body)
+        error = orjson.loads(result.body) if result.body else {"code": result.status, "message": result.status}
+        raise ModelHTTPError(status_code=400, model_name=self.model_name, body={"error": error})
+
+    # -- transport --------------------------------------------------------------------------------------------------
+    def _key(self, batch_id: str, suffix: str = "") -> str:
+        return f"{self.context.prefix}test:batch:{batch_id}{suffix}"
+
+    def create(self, job_id: str, part: int, requests: Iterable[tuple[str, bytes]], count: int) -> Snapshot:
+        ctx = self.context
+        batch_id = f"batch_test_{uuid.uuid4().hex[:24]}"
+        ttl = ctx.settings.ttl_seconds
+        pipe = ctx.redis.pipeline(transaction=True)
+        chunk: list[bytes | str] = []
+        for custom_id, body in requests:
+            chunk += [custom_id, body]
+            if len(chunk) >= 2 * CHUNK:
+                pipe.rpush(self._key(batch_id, ":in"), *chunk)
+                chunk = []
+        if chunk:
+            pipe.rpush(self._key(batch_id, ":in"), *chunk)
+        pipe.hset(
+            self._key(batch_id),
+            mapping={"created_at": time.time(), "delay": ctx.settings.test_delay, "total": count, "job": job_id},
+        )
+        pipe.hset(f"{ctx.prefix}test:index", f"{job_id}:{part}", batch_id)
+        for key in (self._key(batch_id), self._key(batch_id, ":in")):
+            pipe.expire(key, ttl)
+        pipe.execute()
+        return self.status(batch_id)
+
+    def status(self, batch_id: str) -> Snapshot:
+        raw = cast(dict[bytes, bytes], self.context.redis.hgetall(self._key(batch_id)))
+        if not raw:
+            raise LookupError(f"The test provider has no batch {batch_id!r}.")
+        info = {k.decode(): v.decode() for k, v in raw.items()}
+        total = int(info["total"])
+        if "cancelled_at" in info:
+            return Snapshot(batch_id, "cancelled", "cancelled", total=total)
+        if time.time() < float(info["created_at"]) + float(info["delay"]):
+            return Snapshot(batch_id, "in_progress", "running", total=total)
+        return Snapshot(batch_id, "ended", "completed", total=total, completed=total)
+
+    def cancel(self, batch_id: str) -> Snapshot:
+        snapshot = self.status(batch_id)
+        if not snapshot.ended:
+            self.context.redis.hsetnx(self._key(batch_id), "cancelled_at", time.time())
+        return self.status(batch_id)
+
+    def find(self, job_id: str, part: int) -> Snapshot | None:
+        batch_id = cast(bytes | None, self.context.redis.hget(f"{self.context.prefix}test:index", f"{job_id}:{part}"))
+        return None if batch_id is None else self.status(batch_id.decode())
+
+    def results(self, batch: Snapshot) -> Iterator[tuple[str, str, bytes]]:
+        if batch.state != "completed":
+            return  # a cancelled test batch ran nothing
+        loop = asyncio.new_event_loop()
+        try:
+            start = 0
+            while True:
+                raw = cast(
+                    list[bytes], self.context.redis.lrange(self._key(batch.id, ":in"), start, start + 2 * CHUNK - 1)
+                )
+                for i in range(0, len(raw), 2):
+                    custom_id = raw[i].decode()
+                    yield (custom_id, *self._answer(loop, custom_id, orjson.loads(raw[i + 1])))
+                if len(raw) < 2 * CHUNK:
+                    return
+                start += 2 * CHUNK
+        finally:
+            loop.close()
+
+    def _answer(self, loop: asyncio.AbstractEventLoop, custom_id: str, request: dict[str, Any]) -> tuple[str, bytes]:
+        messages: list[ModelMessage] = ModelMessagesTypeAdapter.validate_python(request["messages"])
+        if any(ERROR_MARKER in prompt for prompt in _user_prompts(messages)):
+            error = {
+                "type": "invalid_request_error",
+                "code": "invalid_request_error",
+                "message": "Rejected on request.",
+            }
+            return "errored", orjson.dumps(error)
+        params = _PARAMS.validate_python(request["params"])
+        model = TestModel(
+            call_tools="all" if not params.allow_text_output else [],
+            custom_output_text=f"Mock response for {custom_id}",
+            model_name=self.model_name,
+        )
+        response = loop.run_until_complete(model.request(messages, request["settings"] or None, params))
+        return "succeeded", _RESPONSE.dump_json(response)
+
+
+def _user_prompts(messages: list[ModelMessage]) -> Iterator[str]:
+    for message in messages:
+        if isinstance(message, ModelRequest):
+            for part in message.parts:
+                if isinstance(part, UserPromptPart) and isinstance(part.content, str):
+                    yield part.content

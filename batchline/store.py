@@ -1,0 +1,285 @@
+"""Every Redis key batchline writes, under one prefix, with TTLs and atomic transitions.
+
+Per job `J` (with prefix `P`):
+
+| key | type | holds |
+|---|---|---|
+| `P:job:J` | hash | model, state, counters, options, default parameters |
+| `P:job:J:ids` | list | custom_ids in request order |
+| `P:job:J:req` | hash | custom_id -> the provider-native request body, encoded once at create |
+| `P:job:J:opt` | hash | custom_id -> that request's own parameters and settings, only where it has them |
+| `P:job:J:part:N` | hash | one provider batch: state, claim, provider id, provider status and counts |
+| `P:job:J:part:N:ids` | list | the custom_ids of part N |
+| `P:job:J:res` | hash | custom_id -> result tag (one letter) + provider body, as received |
+| `P:job:J:stream` | stream | one entry per stored result, for consumers that read as results land |
+| `P:job:J:delivered` | set | delivery chunks whose effect has happened |
+| `P:jobs` | sorted set | job ids by creation time |
+| `P:polls` | sorted set | `J:N` -> time of the part's last poll, for the sweep |
+
+Results are stored once: a result for a custom_id that already has one is ignored, so a fetch that runs again
+after a crash duplicates nothing and counts nothing twice.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar, cast
+
+import redis
+
+from .types import BatchStatus
+
+T = TypeVar("T")
+
+CHUNK = 1000
+"""Items per Redis round trip when reading or writing many."""
+
+RESULT_TAGS = {"succeeded": b"s", "errored": b"e", "expired": b"x", "canceled": b"c"}
+"""The one-letter prefix of a stored result, by pydantic-ai's `BatchResultStatus`."""
+TAG_STATUS = {tag: status for status, tag in RESULT_TAGS.items()}
+
+# Store each new result, announce it on the stream and count it, in one atomic step per chunk.
+_ADD_RESULTS = """
+local added, ok, bad = 0, 0, 0
+for i = 3, #ARGV, 3 do
+  if redis.call('HSETNX', KEYS[1], ARGV[i], ARGV[i + 1] .. ARGV[i + 2]) == 1 then
+    redis.call('XADD', KEYS[2], '*', 'id', ARGV[i], 's', ARGV[i + 1])
+    added = added + 1
+    if ARGV[i + 1] == 's' then ok = ok + 1 else bad = bad + 1 end
+  end
+end
+if ok > 0 then redis.call('HINCRBY', KEYS[3], 'succeeded', ok) end
+if bad > 0 then redis.call('HINCRBY', KEYS[3], 'failed', bad) end
+local ttl = tonumber(ARGV[1])
+redis.call('EXPIRE', KEYS[1], ttl)
+redis.call('EXPIRE', KEYS[2], ttl)
+return added
+"""
+
+# Move a hash's `state` field to ARGV[1] only from one of the states ARGV[2..]; answer whether it moved.
+_TRANSITION = """
+local current = redis.call('HGET', KEYS[1], 'state')
+for i = 2, #ARGV do
+  if current == ARGV[i] then
+    redis.call('HSET', KEYS[1], 'state', ARGV[1])
+    return 1
+  end
+end
+return 0
+"""
+
+
+class PartState:
+    """A provider batch's life inside batchline."""
+
+    PENDING = "pending"  # planned, not created
+    SUBMITTED = "submitted"  # created at the provider, not ended
+    ENDED = "ended"  # the provider ended it; results not yet stored
+    STORED = "stored"  # every request of the part has its result stored
+
+
+@dataclass(frozen=True, slots=True)
+class StoredResult:
+    custom_id: str
+    status: str
+    """pydantic-ai's `BatchResultStatus`: succeeded, errored, expired or canceled."""
+    body: bytes
+
+
+class Store:
+    def __init__(self, client: redis.Redis, prefix: str = "batchline:", ttl_seconds: int = 30 * 24 * 3600) -> None:
+        self.redis = client
+        self.prefix = prefix
+        self.ttl = ttl_seconds
+        self._add_results = client.register_script(_ADD_RESULTS)
+        self._transition = client.register_script(_TRANSITION)
+
+    # -- keys -------------------------------------------------------------------------------------------------------
+    def job_key(self, job_id: str, suffix: str = "") -> str:
+        return f"{self.prefix}job:{job_id}{suffix}"
+
+    def part_key(self, job_id: str, part: int, suffix: str = "") -> str:
+        return f"{self.prefix}job:{job_id}:part:{part}{suffix}"
+
+    def job_keys(self, job_id: str, parts: int) -> list[str]:
+        keys = [self.job_key(job_id, s) for s in ("", ":ids", ":req", ":opt", ":res", ":stream", ":delivered")]
+        for n in range(parts):
+            keys += [self.part_key(job_id, n), self.part_key(job_id, n, ":ids")]
+        return keys
+
+    # -- jobs -------------------------------------------------------------------------------------------------------
+    def create_job(
+        self,
+        job_id: str,
+        fields: Mapping[str, str | int | float],
+        requests: Iterable[tuple[str, bytes, bytes | None]],
+        parts: Sequence[Sequence[str]],
+    ) -> None:
+        """Write a job, its requests `(custom_id, body, own options or None)` and its planned parts atomically."""
+        ttl = self.ttl
+        pipe = self.redis.pipeline(transaction=True)
+        ids_key, req_key, opt_key = (self.job_key(job_id, s) for s in (":ids", ":req", ":opt"))
+        for rows in _chunks(requests, CHUNK):
+            pipe.rpush(ids_key, *(cid for cid, _, _ in rows))
+            pipe.hset(req_key, mapping=_fields({cid: body for cid, body, _ in rows}))
+            own = {cid: opt for cid, _, opt in rows if opt is not None}
+            if own:
+                pipe.hset(opt_key, mapping=_fields(own))
+        for n, part_ids in enumerate(parts):
+            for ids in _chunks(part_ids, CHUNK):
+                pipe.rpush(self.part_key(job_id, n, ":ids"), *ids)
+            pipe.hset(self.part_key(job_id, n), mapping={"state": PartState.PENDING, "total": len(part_ids)})
+        initial = {"state": BatchStatus.PENDING.value, "parts": len(parts), "succeeded": 0, "failed": 0}
+        pipe.hset(self.job_key(job_id), mapping=_fields({**fields, **initial}))
+        pipe.zadd(f"{self.prefix}jobs", {job_id: float(fields["created_at"])})
+        for key in self.job_keys(job_id, len(parts)):
+            pipe.expire(key, ttl)
+        pipe.execute()
+
+    def job(self, job_id: str) -> dict[str, str]:
+        raw = cast(dict[bytes, bytes], self.redis.hgetall(self.job_key(job_id)))
+        return {k.decode(): v.decode() for k, v in raw.items()}
+
+    def job_ids(self, limit: int = 100) -> list[str]:
+        ids = cast(list[bytes], self.redis.zrevrange(f"{self.prefix}jobs", 0, limit - 1))
+        return [i.decode() for i in ids]
+
+    def set_job(self, job_id: str, **values: str | int | float) -> None:
+        self.redis.hset(self.job_key(job_id), mapping=_fields(values))
+
+    def transition(self, key: str, to: str, *from_states: str) -> bool:
+        """Move `key`'s state to `to` if it is in one of `from_states`; exactly one caller wins a race."""
+        return bool(self._transition(keys=[key], args=[to, *from_states]))
+
+    def transition_job(self, job_id: str, to: BatchStatus, *from_states: BatchStatus) -> bool:
+        return self.transition(self.job_key(job_id), to.value, *(s.value for s in from_states))
+
+    def touch(self, job_id: str, parts: int) -> None:
+        """Restart the TTL of every key of a job, so that a finished job lives `ttl` from its end."""
+        pipe = self.redis.pipeline(transaction=False)
+        for key in self.job_keys(job_id, parts):
+            pipe.expire(key, self.ttl)
+        pipe.execute()
+
+    # -- requests ---------------------------------------------------------------------------------------------------
+    def request_ids(self, job_id: str) -> Iterator[str]:
+        yield from self._list(self.job_key(job_id, ":ids"))
+
+    def part_ids(self, job_id: str, part: int) -> Iterator[str]:
+        yield from self._list(self.part_key(job_id, part, ":ids"))
+
+    def part_requests(self, job_id: str, part: int) -> Iterator[tuple[str, bytes]]:
+        """`(custom_id, body)` of every request of a part, read a chunk at a time."""
+        req_key = self.job_key(job_id, ":req")
+        for chunk in _chunks(self.part_ids(job_id, part), CHUNK):
+            bodies = cast(list[bytes], self.redis.hmget(req_key, chunk))
+            yield from zip(chunk, bodies, strict=True)
+
+    def request_options(self, job_id: str, custom_ids: Sequence[str]) -> list[bytes | None]:
+        return cast(list[bytes | None], self.redis.hmget(self.job_key(job_id, ":opt"), custom_ids))
+
+    def _list(self, key: str) -> Iterator[str]:
+        start = 0
+        while True:
+            chunk = cast(list[bytes], self.redis.lrange(key, start, start + CHUNK - 1))
+            yield from (i.decode() for i in chunk)
+            if len(chunk) < CHUNK:
+                return
+            start += CHUNK
+
+    # -- parts ------------------------------------------------------------------------------------------------------
+    def part(self, job_id: str, part: int) -> dict[str, str]:
+        raw = cast(dict[bytes, bytes], self.redis.hgetall(self.part_key(job_id, part)))
+        return {k.decode(): v.decode() for k, v in raw.items()}
+
+    def parts(self, job_id: str, count: int) -> list[dict[str, str]]:
+        pipe = self.redis.pipeline(transaction=False)
+        for n in range(count):
+            pipe.hgetall(self.part_key(job_id, n))
+        return [{k.decode(): v.decode() for k, v in raw.items()} for raw in pipe.execute()]
+
+    def set_part(self, job_id: str, part: int, **values: str | int | float) -> None:
+        self.redis.hset(self.part_key(job_id, part), mapping=_fields(values))
+
+    def claim_part(self, job_id: str, part: int, token: str) -> bool:
+        """Take the right to create a part's provider batch. Taken once, it is never given back."""
+        return bool(self.redis.hsetnx(self.part_key(job_id, part), "claim", token))
+
+    def record_poll(self, job_id: str, part: int, *, counted: bool = True) -> None:
+        """Note that a part was polled now (or, not `counted`, that its poll chain starts now) for the sweep."""
+        pipe = self.redis.pipeline(transaction=False)
+        if counted:
+            pipe.hincrby(self.part_key(job_id, part), "polls", 1)
+        pipe.zadd(f"{self.prefix}polls", {f"{job_id}:{part}": time.time()})
+        pipe.execute()
+
+    def forget_poll(self, job_id: str, part: int) -> None:
+        self.redis.zrem(f"{self.prefix}polls", f"{job_id}:{part}")
+
+    def stale_polls(self, older_than: float) -> list[tuple[str, int]]:
+        raw = cast(list[bytes], self.redis.zrangebyscore(f"{self.prefix}polls", "-inf", older_than))
+        out = []
+        for item in raw:
+            job_id, _, part = item.decode().rpartition(":")
+            out.append((job_id, int(part)))
+        return out
+
+    # -- results ----------------------------------------------------------------------------------------------------
+    def add_results(self, job_id: str, results: Iterable[tuple[str, str, bytes]], chunk: int = 500) -> int:
+        """Store `(custom_id, status, body)` results a chunk at a time; answer how many were new."""
+        keys = [self.job_key(job_id, ":res"), self.job_key(job_id, ":stream"), self.job_key(job_id)]
+        added = 0
+        for batch in _chunks(results, chunk):
+            args: list[Any] = [self.ttl, 0]
+            for custom_id, status, body in batch:
+                args += [custom_id, RESULT_TAGS[status], body]
+            added += int(self._add_results(keys=keys, args=args))
+        return added
+
+    def missing_results(self, job_id: str, custom_ids: Iterable[str]) -> Iterator[str]:
+        """The ones of `custom_ids` that have no stored result yet."""
+        key = self.job_key(job_id, ":res")
+        for chunk in _chunks(custom_ids, CHUNK):
+            pipe = self.redis.pipeline(transaction=False)
+            for custom_id in chunk:
+                pipe.hexists(key, custom_id)
+            yield from (cid for cid, present in zip(chunk, pipe.execute(), strict=True) if not present)
+
+    def results(self, job_id: str, custom_ids: Sequence[str]) -> list[StoredResult | None]:
+        raw = cast(list[bytes | None], self.redis.hmget(self.job_key(job_id, ":res"), custom_ids))
+        return [
+            None if value is None else StoredResult(cid, TAG_STATUS[value[:1]], value[1:])
+            for cid, value in zip(custom_ids, raw, strict=True)
+        ]
+
+    def result_count(self, job_id: str) -> int:
+        return self.redis.hlen(self.job_key(job_id, ":res"))
+
+    # -- delivery ---------------------------------------------------------------------------------------------------
+    def mark_delivered(self, job_id: str, marker: str) -> bool:
+        """Record that a delivery chunk took effect; answer False if it already had."""
+        key = self.job_key(job_id, ":delivered")
+        added = bool(self.redis.sadd(key, marker))
+        self.redis.expire(key, self.ttl)
+        return added
+
+    def is_delivered(self, job_id: str, marker: str) -> bool:
+        return bool(self.redis.sismember(self.job_key(job_id, ":delivered"), marker))
+
+
+def _fields(mapping: Mapping[str, Any]) -> Any:
+    """A hash mapping as redis-py's (invariant) typing wants it."""
+    return mapping
+
+
+def _chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    chunk: list[T] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk

@@ -1,0 +1,110 @@
+"""The Celery tasks: thin, they carry ids only and call the pipeline.
+
+Every task is named `batchline.<step>`, so Flower shows clear names and nothing collides with a project's own
+`tasks` modules. Arguments are a job id and a part number; prompts, results and keys never travel in a message.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import Task, shared_task
+
+from . import pipeline
+from .pipeline import Next
+from .providers.base import TransientProviderError
+from .runtime import runtime_for
+
+log = logging.getLogger("batchline")
+
+_RELIABLE: dict[str, Any] = {"bind": True, "acks_late": True, "reject_on_worker_lost": True, "max_retries": None}
+"""A task's message is acknowledged only once its step is done; a worker killed mid-step leaves it to redeliver."""
+
+
+def _retry_later(task: Task[Any, Any], job_id: str, error: TransientProviderError) -> Exception:
+    countdown = error.retry_after or min(2.0 ** (task.request.retries or 0), 300.0)
+    log.warning("%s for job %s: provider busy (%s); again in %.0fs", task.name, job_id, error, countdown)
+    return task.retry(countdown=countdown)
+
+
+def _schedule(task: Task[Any, Any], job_id: str, nexts: list[Next]) -> None:
+    """Send the next steps through the app running `task` (a shared task alone would pick Celery's current app)."""
+    for nxt in nexts:
+        args: tuple[str] | tuple[str, int] = (job_id,) if nxt.step in ("submit", "deliver") else (job_id, nxt.part)
+        task.app.send_task(f"batchline.{nxt.step}", args=args, countdown=nxt.countdown or None)
+
+
+@shared_task(name="batchline.submit", **_RELIABLE)
+def submit(self: Task[Any, Any], job_id: str) -> dict[str, Any]:
+    runtime = runtime_for(self.app)
+    try:
+        _schedule(self, job_id, pipeline.submit(runtime, job_id))
+    except TransientProviderError as error:
+        raise _retry_later(self, job_id, error) from None
+    return pipeline.summary(runtime, job_id)
+
+
+@shared_task(name="batchline.poll", **_RELIABLE)
+def poll(self: Task[Any, Any], job_id: str, part: int) -> dict[str, Any]:
+    runtime = runtime_for(self.app)
+    try:
+        nxt = pipeline.poll(runtime, job_id, part)
+    except TransientProviderError as error:
+        raise _retry_later(self, job_id, error) from None
+    if nxt is not None and nxt.step == "poll":
+        # Waiting never holds a worker slot: the message comes back after the countdown.
+        raise self.retry(countdown=nxt.countdown)
+    _schedule(self, job_id, [nxt] if nxt else [])
+    return pipeline.summary(runtime, job_id)
+
+
+@shared_task(name="batchline.fetch", **_RELIABLE)
+def fetch(self: Task[Any, Any], job_id: str, part: int) -> dict[str, Any]:
+    runtime = runtime_for(self.app)
+    try:
+        _schedule(self, job_id, pipeline.fetch(runtime, job_id, part))
+    except TransientProviderError as error:
+        raise _retry_later(self, job_id, error) from None
+    return pipeline.summary(runtime, job_id)
+
+
+@shared_task(name="batchline.cancel", **_RELIABLE)
+def cancel(self: Task[Any, Any], job_id: str) -> dict[str, Any]:
+    runtime = runtime_for(self.app)
+    try:
+        _schedule(self, job_id, pipeline.cancel(runtime, job_id))
+    except TransientProviderError as error:
+        raise _retry_later(self, job_id, error) from None
+    return pipeline.summary(runtime, job_id)
+
+
+@shared_task(name="batchline.deliver", **_RELIABLE)
+def deliver(self: Task[Any, Any], job_id: str) -> dict[str, Any]:
+    """Send the job's results to its callback task in chunks of ids, then its summary to on_complete, once each."""
+    runtime = runtime_for(self.app)
+    store, allowed = runtime.store, runtime.settings.allowed_callbacks
+    job = store.job(job_id)
+    callback, on_complete = job.get("callback"), job.get("on_complete")
+    for name in filter(None, (callback, on_complete)):
+        if name not in allowed:
+            log.error("job %s names task %r, which this worker's allowed_callbacks does not allow", job_id, name)
+            return pipeline.summary(runtime, job_id)
+    if callback:
+        for marker, custom_ids in pipeline.delivery_chunks(runtime, job_id, int(job.get("chunk_size", 500))):
+            if not store.is_delivered(job_id, marker):
+                self.app.send_task(callback, args=(job_id, custom_ids))
+                store.mark_delivered(job_id, marker)
+    if on_complete and not store.is_delivered(job_id, "complete"):
+        self.app.send_task(on_complete, args=(pipeline.summary(runtime, job_id),))
+        store.mark_delivered(job_id, "complete")
+    return pipeline.summary(runtime, job_id)
+
+
+@shared_task(name="batchline.sweep", bind=True)
+def sweep(self: Task[Any, Any]) -> int:
+    """Re-enqueue the poll of every part whose poll chain was lost (a worker died holding it)."""
+    stale = pipeline.stale_polls(runtime_for(self.app))
+    for job_id, part in stale:
+        self.app.send_task("batchline.poll", args=(job_id, part))
+    return len(stale)

@@ -1,0 +1,104 @@
+"""The public data types: the `Batch` handle, its status, and one `BatchResult` per request."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict
+from pydantic_ai.messages import ModelResponse
+
+
+class BatchStatus(enum.StrEnum):
+    """Where a job is in its life. `.name` prints as `COMPLETED` and so on; the value is what the store holds."""
+
+    PENDING = "pending"
+    """Stored and queued; no provider batch exists yet."""
+    IN_PROGRESS = "in_progress"
+    """Every provider batch is created and the provider is working on them."""
+    CANCELLING = "cancelling"
+    """Cancel was asked for; waiting for the provider batches to stop."""
+    COMPLETED = "completed"
+    """Every request has a result (which may be a per-request error)."""
+    FAILED = "failed"
+    """The provider rejected every batch of the job; each request carries the reason as its error."""
+    CANCELLED = "cancelled"
+    """Cancelled before it finished; results that arrived before are kept."""
+    EXPIRED = "expired"
+    """The provider's window passed before every request ran."""
+
+    @property
+    def is_final(self) -> bool:
+        return self in _FINAL
+
+
+_FINAL = frozenset({BatchStatus.COMPLETED, BatchStatus.FAILED, BatchStatus.CANCELLED, BatchStatus.EXPIRED})
+
+
+class ProviderBatch(BaseModel):
+    """One batch at the provider: a job larger than a provider's limits is split into several."""
+
+    model_config = ConfigDict(frozen=True)
+
+    part: int
+    id: str | None
+    """The provider's id, once the provider has created it."""
+    status: str
+    """The provider's own word for its state (`validating`, `ended`, `BATCH_STATE_RUNNING`, ...)."""
+    request_count: int
+    completed_count: int = 0
+    failed_count: int = 0
+    error: str | None = None
+    """Why the provider ended the batch without running it, when it did."""
+
+
+class Batch(BaseModel):
+    """A handle on a job. It round-trips through JSON, so an app can keep it (or only its `id`) and check later."""
+
+    id: str
+    model: str
+    status: BatchStatus
+    created_at: datetime
+    completed_at: datetime | None = None
+    request_count: int
+    completed_count: int = 0
+    """Requests with a successful result."""
+    failed_count: int = 0
+    """Requests with an error result, including those the provider never ran."""
+    provider_batches: list[ProviderBatch] = []
+
+    @property
+    def is_complete(self) -> bool:
+        """The job has finished, successfully or not: nothing more will arrive."""
+        return self.status.is_final
+
+    @property
+    def is_successful(self) -> bool:
+        """The job finished with a result for every request (some of which may be per-request errors)."""
+        return self.status is BatchStatus.COMPLETED
+
+
+@dataclass(frozen=True, slots=True)
+class BatchError:
+    """Why one request has no response: the provider's error code and message."""
+
+    code: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class BatchResult:
+    """The outcome of one request: a pydantic-ai `ModelResponse`, or a `BatchError`."""
+
+    custom_id: str
+    response: ModelResponse | None = None
+    error: BatchError | None = None
+
+    @property
+    def is_successful(self) -> bool:
+        return self.response is not None
+
+
+class BatchInputError(ValueError):
+    """The requests of a job are not valid; raised before anything is stored or sent."""

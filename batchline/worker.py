@@ -1,0 +1,65 @@
+"""The Celery app: `celery -A batchline.worker worker -E` runs a batchline worker.
+
+Configured from the environment (`BATCHLINE_BROKER_URL`, `BATCHLINE_REDIS_URL`, ...; see `config.Settings`). With no
+broker configured it is the embedded default: Celery's in-memory broker, and an in-process worker that the API starts
+on first use. A Django or Flask project uses its own Celery app instead: `batchline.worker.configure(app)` applies
+batchline's settings to it and `use_app(app)` makes the API send through it.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from celery import Celery
+
+from .config import Settings
+
+
+def configure(app: Celery, settings: Settings | None = None) -> Settings:
+    """Apply batchline's broker, queue, event and beat settings to a Celery app."""
+    settings = settings or Settings.load(app.conf)
+    app.conf.update(
+        broker_url=settings.broker_url or "memory://localhost/",
+        result_backend=settings.result_backend,
+        batchline_settings=settings,
+        task_default_queue=settings.queue,
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        # Flower sees every step: task events from the workers, and a "sent" event for every message.
+        worker_send_task_events=True,
+        task_send_sent_event=True,
+        task_track_started=True,
+        # A poll waits up to max_poll_interval with its message unacknowledged; the broker must not redeliver it.
+        broker_transport_options={
+            "visibility_timeout": settings.visibility_timeout,
+            # The in-memory broker is polled; a short interval keeps the embedded default snappy.
+            **({"polling_interval": 0.02} if settings.embedded else {}),
+        },
+        result_backend_transport_options={"visibility_timeout": settings.visibility_timeout},
+        broker_connection_retry_on_startup=True,
+        worker_hijack_root_logger=False,
+        beat_schedule={
+            "batchline.sweep": {"task": "batchline.sweep", "schedule": timedelta(seconds=settings.sweep_interval)},
+        },
+    )
+    app.conf.include = [*app.conf.include, "batchline.tasks"]
+    return settings
+
+
+_current: Celery | None = None
+
+
+def use_app(app: Celery) -> None:
+    """Send batchline's tasks through `app` (a project's own Celery app) instead of batchline's own."""
+    global _current
+    _current = app
+
+
+def current_app() -> Celery:
+    return _current if _current is not None else app
+
+
+app = Celery("batchline", set_as_current=False)
+configure(app)
+import batchline.tasks  # noqa: E402,F401  (registers the tasks on this app when it finalizes)
