@@ -7,10 +7,19 @@ from typing import Any
 from .answers_common import AnswerContext, Tool, answer_text, choose_tool, schema_json, text_of, tokens, tool_arguments
 
 
+def field(data: Any, camel: str) -> Any:
+    """A field by its JSON name or its proto name: the API accepts both (`responseJsonSchema`, `response_json_schema`)."""
+    if not isinstance(data, dict):
+        return None
+    if camel in data:
+        return data[camel]
+    return data.get("".join("_" + c.lower() if c.isupper() else c for c in camel))
+
+
 def _forced(tool_config: Any) -> tuple[str | None, list[str]]:
-    config = (tool_config or {}).get("functionCallingConfig") or {} if isinstance(tool_config, dict) else {}
-    mode = str(config.get("mode", "AUTO")).upper()
-    allowed = [str(name) for name in config.get("allowedFunctionNames") or []]
+    config = field(tool_config, "functionCallingConfig") or {}
+    mode = str(field(config, "mode") or "AUTO").upper()
+    allowed = [str(name) for name in field(config, "allowedFunctionNames") or []]
     if mode == "ANY":
         return ("any" if len(allowed) != 1 else allowed[0]), allowed
     if mode == "NONE":
@@ -28,12 +37,12 @@ def generate_content_response(request: dict[str, Any], key: str, model: str, ctx
     last = contents[-1] if contents else {}
     after_tool = any(isinstance(p, dict) and "functionResponse" in p for p in last.get("parts") or [])
     last_user = next((c for c in reversed(contents) if c.get("role", "user") == "user"), {})
-    forced, allowed = _forced(request.get("toolConfig"))
+    forced, allowed = _forced(field(request, "toolConfig"))
     tools = [
-        Tool(str(decl.get("name")), decl.get("parametersJsonSchema") or decl.get("parameters") or {})
+        Tool(str(decl.get("name")), field(decl, "parametersJsonSchema") or decl.get("parameters") or {})
         for group in request.get("tools") or []
         if isinstance(group, dict)
-        for decl in group.get("functionDeclarations") or []
+        for decl in field(group, "functionDeclarations") or []
         if isinstance(decl, dict) and (not allowed or decl.get("name") in allowed)
     ]
     tool = choose_tool(tools, forced, _text_parts(last_user), after_tool)
@@ -43,17 +52,17 @@ def generate_content_response(request: dict[str, Any], key: str, model: str, ctx
         part = {"functionCall": {"name": tool.name, "args": arguments}}
         out_tokens = tokens(arguments)
     else:
-        config = request.get("generationConfig") or {}
-        schema = config.get("responseJsonSchema") or config.get("responseSchema")
+        config = field(request, "generationConfig") or {}
+        schema = field(config, "responseJsonSchema") or field(config, "responseSchema")
         if schema is not None:
             text = schema_json(schema)
-        elif config.get("responseMimeType") == "application/json":
+        elif field(config, "responseMimeType") == "application/json":
             text = "{}"
         else:
             text = answer_text(ctx, key, model, "gemini")
         part = {"text": text}
         out_tokens = tokens(text)
-    prompt_tokens = tokens(contents) + tokens(request.get("systemInstruction") or "")
+    prompt_tokens = tokens(contents) + tokens(field(request, "systemInstruction") or "")
     return {
         "candidates": [{"content": {"parts": [part], "role": "model"}, "finishReason": "STOP", "index": 0}],
         "usageMetadata": {
