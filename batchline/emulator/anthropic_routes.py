@@ -166,7 +166,8 @@ async def delete_batch(request: Request, state: State) -> Response:
     batch = _batch(state, request.path_params["batch_id"])
     if batch is None:
         return _not_found(request.path_params["batch_id"])
-    lifecycle.advance(batch, state)
+    if state.config.stage_seconds > 0:  # with instant timing only a read ends a batch, as for cancel
+        lifecycle.advance(batch, state)
     if not batch.ended:
         return _error(400, "Batch must be ended before it can be deleted. Cancel it first.")
     del state.batches[batch.id]

@@ -17,7 +17,7 @@ from starlette.routing import Route
 
 from . import lifecycle
 from .answers_common import AnswerContext
-from .answers_gemini import error_entry, generate_content_response
+from .answers_gemini import error_entry, field, generate_content_response
 from .config import BatchFault, Provider
 from .http import JSON, authorized, download, json_body, provider_error, route
 from .store import BatchRecord, FileRecord, RequestSet, State, split_lines
@@ -91,7 +91,7 @@ async def upload(request: Request, state: State) -> Response:
             "data": bytearray(),
             "size": size,
             "meta": meta,
-            "mime": request.headers.get("x-goog-upload-header-content-type") or meta.get("mimeType"),
+            "mime": request.headers.get("x-goog-upload-header-content-type") or field(meta, "mimeType"),
         }
         url = f"{_base(request)}/upload/v1beta/files?upload_id={session_id}&upload_protocol=resumable"
         return Response(b"", headers={"x-goog-upload-url": url, "x-goog-upload-status": "active"})
@@ -116,7 +116,7 @@ async def upload(request: Request, state: State) -> Response:
         created_at=state.now(),
         content=bytes(session["data"]),
         mime_type=session["mime"] or "application/octet-stream",
-        display_name=meta.get("displayName"),
+        display_name=field(meta, "displayName"),
     )
     state.files[record.id] = record
     state.count_created("gemini", "files")
