@@ -215,7 +215,7 @@ def _status(batch: BatchRecord) -> str:
 def batch_json(batch: BatchRecord, state: State) -> dict[str, Any]:
     status = _status(batch)
     seed = state.config.shuffle_seed
-    if status in ("validating", "failed"):
+    if batch.stage == 0:  # requests are only counted once the input file has validated
         counts = {"total": 0, "completed": 0, "failed": 0}
     else:
         done = lifecycle.progress(batch, state, state.now())
