@@ -8,7 +8,7 @@ from .answers_common import AnswerContext, Tool, answer_text, choose_tool, schem
 
 
 def field(data: Any, camel: str) -> Any:
-    """A field by its JSON name or its proto name: the API accepts both (`responseJsonSchema`, `response_json_schema`)."""
+    """A field by its JSON name (`responseJsonSchema`) or its proto name (`response_json_schema`)."""
     if not isinstance(data, dict):
         return None
     if camel in data:

@@ -137,19 +137,48 @@ def test_errored_expired_and_fail_faults(anthropic_client: anthropic.Anthropic, 
 
 
 def test_tools_and_output_schema(anthropic_client: anthropic.Anthropic) -> None:
-    tool = {"name": "get_weather", "input_schema": {"type": "object", "properties": {
-        "city": {"type": "string"}, "unit": {"enum": ["c", "f"]}}, "required": ["city", "unit"]}}
-    schema = {"type": "object", "properties": {"ok": {"type": "boolean"}, "note": {"type": ["string", "null"]}},
-              "required": ["ok", "note"]}
+    tool = {
+        "name": "get_weather",
+        "input_schema": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}, "unit": {"enum": ["c", "f"]}},
+            "required": ["city", "unit"],
+        },
+    }
+    schema = {
+        "type": "object",
+        "properties": {"ok": {"type": "boolean"}, "note": {"type": ["string", "null"]}},
+        "required": ["ok", "note"],
+    }
     requests = [
-        {"custom_id": "forced", "params": {"model": "m", "max_tokens": 9, "tools": [tool],
-                                           "tool_choice": {"type": "tool", "name": "get_weather"},
-                                           "messages": [{"role": "user", "content": "hi"}]}},
-        {"custom_id": "asked", "params": {"model": "m", "max_tokens": 9, "tools": [tool],
-                                          "messages": [{"role": "user", "content": "call get_weather now"}]}},
-        {"custom_id": "schema", "params": {"model": "m", "max_tokens": 9,
-                                           "output_format": {"type": "json_schema", "schema": schema},
-                                           "messages": [{"role": "user", "content": "hi"}]}},
+        {
+            "custom_id": "forced",
+            "params": {
+                "model": "m",
+                "max_tokens": 9,
+                "tools": [tool],
+                "tool_choice": {"type": "tool", "name": "get_weather"},
+                "messages": [{"role": "user", "content": "hi"}],
+            },
+        },
+        {
+            "custom_id": "asked",
+            "params": {
+                "model": "m",
+                "max_tokens": 9,
+                "tools": [tool],
+                "messages": [{"role": "user", "content": "call get_weather now"}],
+            },
+        },
+        {
+            "custom_id": "schema",
+            "params": {
+                "model": "m",
+                "max_tokens": 9,
+                "output_format": {"type": "json_schema", "schema": schema},
+                "messages": [{"role": "user", "content": "hi"}],
+            },
+        },
     ]
     batch = anthropic_client.messages.batches.create(requests=requests)  # type: ignore[arg-type]
     anthropic_client.messages.batches.retrieve(batch.id)

@@ -16,8 +16,9 @@ from batchline.emulator import Emulator, Faults, HttpFault
 
 
 def test_rate_limit_with_retry_after_is_retried(emulator: Emulator) -> None:
-    emulator.add_fault(HttpFault(kind="status", status=429, retry_after=0.01, method="POST", path="^/v1/batches$",
-                                 times=1))
+    emulator.add_fault(
+        HttpFault(kind="status", status=429, retry_after=0.01, method="POST", path="^/v1/batches$", times=1)
+    )
     with openai.OpenAI(base_url=emulator.openai_base_url, api_key="k", max_retries=2) as client:
         file = client.files.create(file=("in.jsonl", openai_lines(2)), purpose="batch")
         batch = client.batches.create(input_file_id=file.id, endpoint="/v1/chat/completions", completion_window="24h")
@@ -36,14 +37,20 @@ def test_rate_limit_seen_by_client(openai_client: openai.OpenAI, emulator: Emula
 
 
 def test_server_errors_in_each_shape(
-    openai_client: openai.OpenAI, anthropic_client: anthropic.Anthropic, gemini_client: genai.Client,
+    openai_client: openai.OpenAI,
+    anthropic_client: anthropic.Anthropic,
+    gemini_client: genai.Client,
     emulator: Emulator,
 ) -> None:
-    emulator.set_faults(Faults(http=[
-        HttpFault(status=500, provider="anthropic", times=1),
-        HttpFault(status=503, provider="gemini", times=1),
-        HttpFault(status=500, provider="openai", path="/v1/files", times=1),
-    ]))
+    emulator.set_faults(
+        Faults(
+            http=[
+                HttpFault(status=500, provider="anthropic", times=1),
+                HttpFault(status=503, provider="gemini", times=1),
+                HttpFault(status=500, provider="openai", path="/v1/files", times=1),
+            ]
+        )
+    )
     with pytest.raises(anthropic.InternalServerError) as anthropic_error:
         anthropic_client.messages.batches.list()
     assert isinstance(anthropic_error.value.body, dict) and anthropic_error.value.body["error"]["type"] == "api_error"
@@ -73,9 +80,11 @@ def test_dropped_connection(emulator: Emulator) -> None:
 
 def test_slow_answer(emulator: Emulator) -> None:
     emulator.add_fault(HttpFault(kind="slow", delay=0.4, provider="openai"))
-    with openai.OpenAI(base_url=emulator.openai_base_url, api_key="k", max_retries=0, timeout=0.1) as client:
-        with pytest.raises(openai.APITimeoutError):
-            client.batches.list()
+    with (
+        openai.OpenAI(base_url=emulator.openai_base_url, api_key="k", max_retries=0, timeout=0.1) as client,
+        pytest.raises(openai.APITimeoutError),
+    ):
+        client.batches.list()
     with openai.OpenAI(base_url=emulator.openai_base_url, api_key="k", max_retries=0, timeout=5) as client:
         started = time.monotonic()
         client.batches.list()
@@ -84,7 +93,9 @@ def test_slow_answer(emulator: Emulator) -> None:
 
 def test_truncated_download(openai_client: openai.OpenAI, emulator: Emulator) -> None:
     file = openai_client.files.create(file=("in.jsonl", openai_lines(50)), purpose="batch")
-    batch = openai_client.batches.create(input_file_id=file.id, endpoint="/v1/chat/completions", completion_window="24h")
+    batch = openai_client.batches.create(
+        input_file_id=file.id, endpoint="/v1/chat/completions", completion_window="24h"
+    )
     output_id = openai_client.batches.retrieve(batch.id).output_file_id
     assert output_id
     full = openai_client.files.content(output_id).content
@@ -112,8 +123,12 @@ def test_truncated_results_anthropic_and_gemini(
         list(anthropic_client.messages.batches.results(batch.id))
     assert len(list(anthropic_client.messages.batches.results(batch.id))) == 20
 
-    job = gemini_client.batches.create(model="gemini-2.5-flash", src=[  # type: ignore[arg-type]
-        {"contents": [{"parts": [{"text": "x"}], "role": "user"}]}])
+    job = gemini_client.batches.create(
+        model="gemini-2.5-flash",
+        src=[  # type: ignore[arg-type]
+            {"contents": [{"parts": [{"text": "x"}], "role": "user"}]}
+        ],
+    )
     assert job.name
     raw = httpx2.get(f"{emulator.url}/v1beta/{job.name}", headers={"x-goog-api-key": "k"})
     assert raw.status_code == 200

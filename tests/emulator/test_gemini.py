@@ -105,8 +105,10 @@ def test_fail_expire_and_request_errors(gemini_client: genai.Client, emulator: E
     job = gemini_client.batches.create(model="gemini-2.5-flash", src=_upload(gemini_client, 3))
     done = gemini_client.batches.get(name=job.name)  # type: ignore[arg-type]
     assert done.dest and done.dest.file_name
-    lines = {json.loads(line)["key"]: json.loads(line) for line in gemini_client.files.download(
-        file=done.dest.file_name).splitlines()}
+    lines = {
+        json.loads(line)["key"]: json.loads(line)
+        for line in gemini_client.files.download(file=done.dest.file_name).splitlines()
+    }
     assert lines["k1"] == {"key": "k1", "error": {"code": 8, "message": lines["k1"]["error"]["message"]}}
     assert "response" in lines["k0"]
     inline = gemini_client.batches.create(model="gemini-2.5-flash", src=_INLINE)  # type: ignore[arg-type]
@@ -114,8 +116,11 @@ def test_fail_expire_and_request_errors(gemini_client: genai.Client, emulator: E
     assert done.dest and done.dest.inlined_responses
     assert done.dest.inlined_responses[1].error is not None and done.dest.inlined_responses[1].response is None
     raw = httpx2.get(f"{emulator.url}/v1beta/{inline.name}", headers={"x-goog-api-key": "k"}).json()
-    assert raw["metadata"]["batchStats"] == {"requestCount": "3", "successfulRequestCount": "2",
-                                             "failedRequestCount": "1"}
+    assert raw["metadata"]["batchStats"] == {
+        "requestCount": "3",
+        "successfulRequestCount": "2",
+        "failedRequestCount": "1",
+    }
 
 
 def test_limits_and_auth(gemini_client: genai.Client, emulator: Emulator) -> None:
@@ -139,15 +144,33 @@ def test_files_api(gemini_client: genai.Client) -> None:
 
 
 def test_tools_and_schema(gemini_client: genai.Client) -> None:
-    declaration = {"name": "lookup", "parameters": {"type": "OBJECT", "properties": {
-        "q": {"type": "STRING"}, "n": {"type": "INTEGER", "nullable": True}}, "required": ["q", "n"]}}
+    declaration = {
+        "name": "lookup",
+        "parameters": {
+            "type": "OBJECT",
+            "properties": {"q": {"type": "STRING"}, "n": {"type": "INTEGER", "nullable": True}},
+            "required": ["q", "n"],
+        },
+    }
     src = [
-        {"contents": [{"parts": [{"text": "hi"}], "role": "user"}],
-         "config": {"tools": [{"function_declarations": [declaration]}],
-                    "tool_config": {"function_calling_config": {"mode": "ANY"}}}},
-        {"contents": [{"parts": [{"text": "hi"}], "role": "user"}],
-         "config": {"response_mime_type": "application/json", "response_json_schema": {
-             "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}},
+        {
+            "contents": [{"parts": [{"text": "hi"}], "role": "user"}],
+            "config": {
+                "tools": [{"function_declarations": [declaration]}],
+                "tool_config": {"function_calling_config": {"mode": "ANY"}},
+            },
+        },
+        {
+            "contents": [{"parts": [{"text": "hi"}], "role": "user"}],
+            "config": {
+                "response_mime_type": "application/json",
+                "response_json_schema": {
+                    "type": "object",
+                    "properties": {"city": {"type": "string"}},
+                    "required": ["city"],
+                },
+            },
+        },
     ]
     job = gemini_client.batches.create(model="gemini-2.5-flash", src=src)  # type: ignore[arg-type]
     done = gemini_client.batches.get(name=job.name)  # type: ignore[arg-type]

@@ -8,10 +8,9 @@ from typing import Any
 import httpx2
 import openai
 import pytest
+from emulator_helpers import openai_lines
 
 from batchline.emulator import BatchFault, Emulator, Limits
-
-from emulator_helpers import openai_lines
 
 
 def _lines(text: str) -> list[dict[str, Any]]:
@@ -64,9 +63,7 @@ def test_output_is_deterministic(openai_client: openai.OpenAI) -> None:
         line["custom_id"]: line["response"]["body"]["choices"]
         for line in _lines(openai_client.files.content(second.output_file_id).text)
     }
-    assert bodies == {
-        line["custom_id"]: line["response"]["body"]["choices"] for line in _lines(again.decode())
-    }
+    assert bodies == {line["custom_id"]: line["response"]["body"]["choices"] for line in _lines(again.decode())}
 
 
 def test_cancel_and_list_pagination(openai_client: openai.OpenAI) -> None:
@@ -127,8 +124,10 @@ def test_window_expiry_reports_unrun_requests(openai_client: openai.OpenAI, emul
     [
         (openai_lines(2) + openai_lines(1), "duplicate_custom_id"),
         (openai_lines(2, endpoint="/v1/responses"), "url_mismatch"),
-        (openai_lines(1) + openai_lines(2, model="gpt-4o").replace(b'"r0"', b'"x0"').replace(b'"r1"', b'"x1"'),
-         "model_mismatch"),
+        (
+            openai_lines(1) + openai_lines(2, model="gpt-4o").replace(b'"r0"', b'"x0"').replace(b'"r1"', b'"x1"'),
+            "model_mismatch",
+        ),
         (b"{not json}\n", "invalid_json_line"),
         (b'{"method": "POST", "url": "/v1/chat/completions", "body": {"model": "m"}}\n', "missing_required_parameter"),
         (b"\n", "empty_file"),
@@ -167,7 +166,9 @@ def test_create_errors(openai_client: openai.OpenAI) -> None:
     file = openai_client.files.create(file=("input.jsonl", openai_lines(1)), purpose="batch")
     with pytest.raises(openai.BadRequestError) as raised:
         openai_client.batches.create(
-            input_file_id=file.id, endpoint="/v1/chat/completions", completion_window="24h",
+            input_file_id=file.id,
+            endpoint="/v1/chat/completions",
+            completion_window="24h",
             metadata={f"k{i}": "v" for i in range(17)},
         )
     assert raised.value.param == "metadata"
@@ -204,7 +205,9 @@ def test_request_errors_go_to_the_error_file(openai_client: openai.OpenAI, emula
     assert errors["r1"]["response"]["body"]["error"]["type"] == "server_error"
     assert errors["r3"]["response"]["status_code"] == 429
     assert {line["custom_id"] for line in _lines(openai_client.files.content(batch.output_file_id).text)} == {
-        "r0", "r2", "r5"
+        "r0",
+        "r2",
+        "r5",
     }
 
 
@@ -233,25 +236,48 @@ def test_cancelled_by_fault(openai_client: openai.OpenAI, emulator: Emulator) ->
 
 
 def test_responses_endpoint_with_tools_and_schema(openai_client: openai.OpenAI) -> None:
-    tool = {"type": "function", "name": "lookup", "parameters": {
-        "type": "object", "properties": {"q": {"type": "string"}}, "required": ["q"]}}
-    schema = {"type": "object", "properties": {"score": {"type": "integer", "minimum": 3},
-                                               "tags": {"type": "array", "items": {"type": "string"}}},
-              "required": ["score", "tags"], "additionalProperties": False}
+    tool = {
+        "type": "function",
+        "name": "lookup",
+        "parameters": {"type": "object", "properties": {"q": {"type": "string"}}, "required": ["q"]},
+    }
+    schema = {
+        "type": "object",
+        "properties": {
+            "score": {"type": "integer", "minimum": 3},
+            "tags": {"type": "array", "items": {"type": "string"}},
+        },
+        "required": ["score", "tags"],
+        "additionalProperties": False,
+    }
     lines = [
         {"custom_id": "forced", "body": {"input": "hi", "tools": [tool], "tool_choice": "required"}},
         {"custom_id": "asked", "body": {"input": "please use lookup", "tools": [tool]}},
         {"custom_id": "free", "body": {"input": "hi", "tools": [tool]}},
-        {"custom_id": "json", "body": {"input": "hi", "text": {"format": {
-            "type": "json_schema", "name": "out", "schema": schema, "strict": True}}}},
+        {
+            "custom_id": "json",
+            "body": {
+                "input": "hi",
+                "text": {"format": {"type": "json_schema", "name": "out", "schema": schema, "strict": True}},
+            },
+        },
     ]
     data = "\n".join(
-        json.dumps({"custom_id": l["custom_id"], "method": "POST", "url": "/v1/responses",
-                    "body": {"model": "gpt-4.1", **l["body"]}}) for l in lines
+        json.dumps(
+            {
+                "custom_id": ln["custom_id"],
+                "method": "POST",
+                "url": "/v1/responses",
+                "body": {"model": "gpt-4.1", **ln["body"]},
+            }
+        )
+        for ln in lines
     ).encode()
     batch = openai_client.batches.retrieve(_run(openai_client, data, endpoint="/v1/responses").id)
     assert batch.output_file_id
-    out = {l["custom_id"]: l["response"]["body"] for l in _lines(openai_client.files.content(batch.output_file_id).text)}
+    out = {
+        ln["custom_id"]: ln["response"]["body"] for ln in _lines(openai_client.files.content(batch.output_file_id).text)
+    }
     for custom_id in ("forced", "asked"):
         call = out[custom_id]["output"][0]
         assert call["type"] == "function_call" and call["name"] == "lookup"
@@ -275,10 +301,14 @@ def test_chat_tool_choice_and_embeddings(openai_client: openai.OpenAI) -> None:
     data = openai_lines(3, endpoint="/v1/embeddings", model="text-embedding-3-small", dimensions=8)
     batch = openai_client.batches.retrieve(_run(openai_client, data, endpoint="/v1/embeddings").id)
     assert batch.output_file_id
-    first = {l["custom_id"]: l["response"]["body"] for l in _lines(openai_client.files.content(batch.output_file_id).text)}
+    first = {
+        ln["custom_id"]: ln["response"]["body"] for ln in _lines(openai_client.files.content(batch.output_file_id).text)
+    }
     again = openai_client.batches.retrieve(_run(openai_client, data, endpoint="/v1/embeddings").id)
     assert again.output_file_id
-    second = {l["custom_id"]: l["response"]["body"] for l in _lines(openai_client.files.content(again.output_file_id).text)}
+    second = {
+        ln["custom_id"]: ln["response"]["body"] for ln in _lines(openai_client.files.content(again.output_file_id).text)
+    }
     for custom_id, body in first.items():
         vector = body["data"][0]["embedding"]
         assert body["object"] == "list" and len(vector) == 8

@@ -50,8 +50,9 @@ def assert_same_shape(real: Any, ours: Any, path: str = "$", extra: frozenset[st
 
 
 def _raw(emulator: Emulator, path: str, **headers: str) -> Any:
-    answer = httpx2.get(emulator.url + path, headers={"authorization": "Bearer k", "x-api-key": "k",
-                                                      "x-goog-api-key": "k", **headers})
+    answer = httpx2.get(
+        emulator.url + path, headers={"authorization": "Bearer k", "x-api-key": "k", "x-goog-api-key": "k", **headers}
+    )
     assert answer.status_code == 200, answer.text
     return answer.json()
 
@@ -60,8 +61,11 @@ def test_openai_batch_sequence_and_files(openai_client: openai.OpenAI, emulator:
     sequence = [step["response"] for step in recorded("openai/batch_status_sequence.json")]
     emulator.configure(stage_seconds=10)
     raw_file = openai_client.files.with_raw_response.create(file=("in.jsonl", openai_lines(3)), purpose="batch")
-    assert_same_shape(recorded("openai/file_object_upload_response.json"), raw_file.http_response.json(),
-                      extra=frozenset({"expires_at"}))
+    assert_same_shape(
+        recorded("openai/file_object_upload_response.json"),
+        raw_file.http_response.json(),
+        extra=frozenset({"expires_at"}),
+    )
     file_id = raw_file.parse().id
     created = openai_client.batches.with_raw_response.create(
         input_file_id=file_id, endpoint="/v1/chat/completions", completion_window="24h", metadata={"request_file": "x"}
@@ -79,9 +83,12 @@ def test_openai_batch_sequence_and_files(openai_client: openai.OpenAI, emulator:
     real_output = recorded("openai/batch_output.jsonl")
     assert_same_shape(real_output[0], output[0], extra=frozenset({"annotations"}))
 
-    cancel = openai_client.batches.create(input_file_id=file_id, endpoint="/v1/chat/completions",
-                                          completion_window="24h", metadata={"request_file": "x"})
-    answer = httpx2.post(f"{emulator.openai_base_url}/batches/{cancel.id}/cancel", headers={"authorization": "Bearer k"})
+    cancel = openai_client.batches.create(
+        input_file_id=file_id, endpoint="/v1/chat/completions", completion_window="24h", metadata={"request_file": "x"}
+    )
+    answer = httpx2.post(
+        f"{emulator.openai_base_url}/batches/{cancel.id}/cancel", headers={"authorization": "Bearer k"}
+    )
     assert_same_shape(recorded("openai/batch_cancel_response.json"), answer.json(), extra=models)
     assert answer.json()["request_counts"] == {"total": 0, "completed": 0, "failed": 0}
 
@@ -89,7 +96,9 @@ def test_openai_batch_sequence_and_files(openai_client: openai.OpenAI, emulator:
 def test_openai_expired_error_lines(openai_client: openai.OpenAI, emulator: Emulator) -> None:
     emulator.add_fault(BatchFault(outcome="expire", done_fraction=0))
     file = openai_client.files.create(file=("in.jsonl", openai_lines(2)), purpose="batch")
-    batch = openai_client.batches.create(input_file_id=file.id, endpoint="/v1/chat/completions", completion_window="24h")
+    batch = openai_client.batches.create(
+        input_file_id=file.id, endpoint="/v1/chat/completions", completion_window="24h"
+    )
     error_file = openai_client.batches.retrieve(batch.id).error_file_id
     assert error_file
     ours = [json.loads(line) for line in openai_client.files.content(error_file).text.splitlines()]
@@ -106,7 +115,9 @@ def test_anthropic_batches_and_results(anthropic_client: anthropic.Anthropic, em
     assert_same_shape(sequence[0], created)
     ended = _raw(emulator, f"/v1/messages/batches/{created['id']}")
     assert_same_shape(sequence[1], ended)
-    results = [json.loads(line) for line in httpx2.get(ended["results_url"], headers={"x-api-key": "k"}).text.splitlines()]
+    results = [
+        json.loads(line) for line in httpx2.get(ended["results_url"], headers={"x-api-key": "k"}).text.splitlines()
+    ]
     assert_same_shape(recorded("anthropic/results_succeeded.jsonl")[0], results[0])
 
     emulator.fail_requests(["a0"], kind="billing")
@@ -115,7 +126,10 @@ def test_anthropic_batches_and_results(anthropic_client: anthropic.Anthropic, em
     assert_same_shape(recorded("anthropic/message_batch_cancel_response.json"), cancel)
     batch = anthropic_client.messages.batches.create(requests=anthropic_requests(2))  # type: ignore[arg-type]
     url = _raw(emulator, f"/v1/messages/batches/{batch.id}")["results_url"]
-    lines = {json.loads(line)["custom_id"]: json.loads(line) for line in httpx2.get(url, headers={"x-api-key": "k"}).text.splitlines()}
+    lines = {
+        json.loads(line)["custom_id"]: json.loads(line)
+        for line in httpx2.get(url, headers={"x-api-key": "k"}).text.splitlines()
+    }
     assert_same_shape(recorded("anthropic/results_errored_credit_balance.jsonl")[0], lines["a0"])
 
 
