@@ -9,6 +9,8 @@ from .api import (
     batch_results_sync,
     batch_status,
     batch_status_sync,
+    batch_wait,
+    batch_wait_sync,
     model_request_batch,
     model_request_batch_sync,
 )
@@ -31,6 +33,8 @@ __all__ = [
     "batch_results_sync",
     "batch_status",
     "batch_status_sync",
+    "batch_wait",
+    "batch_wait_sync",
     "model_request_batch",
     "model_request_batch_sync",
 ]

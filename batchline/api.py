@@ -36,6 +36,8 @@ __all__ = [
     "batch_results_sync",
     "batch_status",
     "batch_status_sync",
+    "batch_wait",
+    "batch_wait_sync",
     "model_request_batch",
     "model_request_batch_sync",
 ]
@@ -323,7 +325,7 @@ async def model_request_batch(
     )
     try:
         async with asyncio.timeout(timeout):
-            await _wait(batch.id)
+            await batch_wait(batch.id)
     except BaseException:
         # Cancelled by the caller, timed out, or interrupted: the provider batches must not run on unpaid-for.
         await asyncio.shield(batch_cancel(batch.id))
@@ -335,12 +337,20 @@ def model_request_batch_sync(model: Model | str, requests: Sequence[Any], **opti
     return asyncio.run(model_request_batch(model, requests, **options))
 
 
-async def _wait(job_id: str) -> Batch:
-    """Wait until the job is complete, reading the store (cheap: the workers do the provider polling)."""
+async def batch_wait(model_or_batch: Model | BatchRef, batch: BatchRef | None = None) -> Batch:
+    """Wait until the job is complete and return its final state.
+
+    It reads the store, which is cheap: the workers do the provider polling. Wrap it in `asyncio.timeout` to bound it.
+    """
+    job_id = _job_id(model_or_batch, batch)
     delay = 0.01
     while True:
-        batch = await batch_status(job_id)
-        if batch.is_complete:
-            return batch
+        state = await batch_status(job_id)
+        if state.is_complete:
+            return state
         await asyncio.sleep(delay)
         delay = min(delay * 1.5, 1.0)
+
+
+def batch_wait_sync(model_or_batch: Model | BatchRef, batch: BatchRef | None = None) -> Batch:
+    return asyncio.run(batch_wait(model_or_batch, batch))

@@ -31,7 +31,10 @@ def ensure_worker(app: Celery) -> None:
         )
 
         def run() -> None:
-            app.set_current()  # the worker thread resolves shared tasks through the current app
+            # Shared tasks resolve their app through Celery's current app, and countdown retries run on the worker's
+            # timer thread: both must find this app, so in the embedded default it is the process's default app.
+            app.set_current()
+            app.set_default()
             worker.start()
 
         thread = threading.Thread(target=run, name="batchline-embedded-worker", daemon=True)

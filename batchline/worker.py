@@ -38,7 +38,6 @@ def configure(app: Celery, settings: Settings | None = None) -> Settings:
         },
         result_backend_transport_options={"visibility_timeout": settings.visibility_timeout},
         broker_connection_retry_on_startup=True,
-        worker_hijack_root_logger=False,
         beat_schedule={
             "batchline.sweep": {"task": "batchline.sweep", "schedule": timedelta(seconds=settings.sweep_interval)},
         },

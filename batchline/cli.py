@@ -1,0 +1,96 @@
+"""The `batchline` command.
+
+`batchline demo` runs a small job end to end (on the embedded default unless a broker is configured),
+`batchline worker` starts a Celery worker (the same as `celery -A batchline.worker worker -E`), and
+`batchline emulator` serves the three providers' batch APIs for tests and demos. Errors are one line and exit 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+DEMO_PROMPTS = [
+    ("math-1", "What is 2 + 2?"),
+    ("math-2", "What is the square root of 144?"),
+    ("science-1", "What is photosynthesis?"),
+    ("science-2", "Explain gravity in one sentence."),
+]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="batchline", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    demo = commands.add_parser("demo", help="run a small batch end to end and print the results")
+    demo.add_argument("--model", default="test", help="model string (default: the built-in test provider)")
+    demo.add_argument("--requests", type=int, default=len(DEMO_PROMPTS), help="how many requests to send")
+
+    worker = commands.add_parser("worker", help="start a Celery worker (arguments after it go to celery)")
+    worker.add_argument("celery_args", nargs=argparse.REMAINDER)
+
+    from . import emulator
+
+    emulator.add_arguments(commands.add_parser("emulator", help="serve the providers' batch APIs on one port"))
+
+    args = parser.parse_args(argv)
+    console = Console()
+    try:
+        if args.command == "demo":
+            return _demo(console, args.model, args.requests)
+        if args.command == "worker":
+            return _worker(args.celery_args)
+        emulator.run_from_args(args)
+        return 0
+    except KeyboardInterrupt:
+        return 130
+    except Exception as error:  # one clear line, never a traceback
+        err = Console(stderr=True, soft_wrap=True, highlight=False)
+        err.print(f"[red]batchline {args.command}:[/red] {type(error).__name__}: {escape(str(error))}")
+        return 1
+
+
+def _demo(console: Console, model: str, count: int) -> int:
+    from pydantic_ai import ModelRequest
+
+    from .api import batch_create_sync, batch_results_sync, batch_wait_sync
+    from .config import Settings
+
+    prompts = [DEMO_PROMPTS[i % len(DEMO_PROMPTS)] for i in range(count)]
+    requests = [
+        (f"{cid}-{i // len(DEMO_PROMPTS)}" if count > len(DEMO_PROMPTS) else cid, [ModelRequest.user_text_prompt(q)])
+        for i, (cid, q) in enumerate(prompts)
+    ]
+    mode = "embedded (in-process broker, worker and Redis)" if Settings.load().embedded else "configured broker"
+    console.print(f"Submitting {len(requests)} requests to [bold]{model}[/bold] on the {mode} ...")
+    batch = batch_create_sync(model, requests, poll_interval=1.0, submit_wait=60)
+    with console.status(f"Waiting for {batch.id} ..."):
+        batch = batch_wait_sync(batch)
+    table = Table(title=f"{batch.id}: {batch.status.name}")
+    table.add_column("custom_id")
+    table.add_column("result")
+    for result in batch_results_sync(batch):
+        if result.response is not None:
+            table.add_row(result.custom_id, result.response.text or repr(result.response.parts))
+        else:
+            assert result.error is not None
+            table.add_row(result.custom_id, f"[red]{result.error.code}: {result.error.message}[/red]")
+    console.print(table)
+    console.print(f"{batch.completed_count} succeeded, {batch.failed_count} failed.")
+    return 0 if batch.is_successful else 1
+
+
+def _worker(celery_args: list[str]) -> int:
+    argv = ["celery", "-A", "batchline.worker", "worker", "-E", *celery_args]
+    os.execvp(argv[0], argv)  # replaces this process: signals reach the worker as they would with `celery` itself
+    return 0  # not reached
+
+
+if __name__ == "__main__":
+    sys.exit(main())

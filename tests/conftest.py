@@ -1,0 +1,162 @@
+"""Shared fixtures: the embedded default, a real Redis, and a real `celery worker` subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import pytest
+import redis
+from celery import Celery
+
+from batchline import runtime, worker
+from batchline.config import Settings
+
+pytest_plugins = ["batchline.emulator.pytest_plugin"]
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared"
+REDIS_URL = os.environ.get("BATCHLINE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+# -- the embedded default ---------------------------------------------------------------------------------------------
+@pytest.fixture
+def embedded() -> Iterator[Settings]:
+    """The embedded default (in-process broker, worker and Redis), with settings a test may replace."""
+    assert worker.app.conf.batchline_settings.embedded, "tests expect no BATCHLINE_BROKER_URL in the environment"
+    original = worker.app.conf.batchline_settings
+    yield original
+    set_embedded_settings(original)
+
+
+def set_embedded_settings(settings: Settings) -> None:
+    worker.app.conf.batchline_settings = settings
+    runtime._runtimes.pop(id(worker.app), None)
+
+
+@pytest.fixture
+def embedded_store(embedded: Settings) -> runtime.Store:
+    return runtime.runtime_for(worker.app).store
+
+
+# -- a real Redis -----------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """The real Redis. Under CI a missing Redis fails the tests that need it; elsewhere they are skipped."""
+    try:
+        redis.Redis.from_url(REDIS_URL).ping()
+    except redis.RedisError as error:
+        message = f"these tests need a real Redis at {REDIS_URL} (set BATCHLINE_TEST_REDIS_URL): {error}"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return REDIS_URL
+
+
+@dataclass
+class RealSetup:
+    """A Redis-backed configuration with its own key prefix and queue, so test runs never see each other."""
+
+    settings: Settings
+    env: dict[str, str]
+    app: Celery
+    client: redis.Redis
+
+    def cleanup(self) -> None:
+        for pattern in (f"{self.settings.key_prefix}*", f"{self.settings.queue}*"):
+            keys = list(self.client.scan_iter(match=pattern, count=1000))
+            if keys:
+                self.client.delete(*keys)
+
+
+def make_real_setup(redis_url: str, **overrides: object) -> RealSetup:
+    token = uuid.uuid4().hex[:10]
+    values: dict[str, str] = {
+        "BATCHLINE_BROKER_URL": redis_url,
+        "BATCHLINE_REDIS_URL": redis_url,
+        "BATCHLINE_KEY_PREFIX": f"bltest-{token}:",
+        "BATCHLINE_QUEUE": f"bltest-{token}",
+        **{f"BATCHLINE_{k.upper()}": str(v) for k, v in overrides.items()},
+    }
+    settings = Settings.load({}, values)
+    app = Celery(f"bltest-{token}", set_as_current=False)
+    worker.configure(app, settings)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BATCHLINE_")}
+    env.update(values)
+    return RealSetup(settings, env, app, redis.Redis.from_url(redis_url))
+
+
+@pytest.fixture(scope="session")
+def real_setup(redis_url: str) -> Iterator[RealSetup]:
+    setup = make_real_setup(redis_url)
+    yield setup
+    setup.cleanup()
+
+
+# -- a real worker ----------------------------------------------------------------------------------------------------
+class WorkerProcess:
+    """`celery -A batchline.worker worker` in a subprocess, as a user starts it."""
+
+    def __init__(self, env: dict[str, str], log_path: Path, concurrency: int = 2) -> None:
+        self.log_path = log_path
+        self.log = log_path.open("ab")
+        command = [sys.executable, "-m", "celery", "-A", "batchline.worker", "worker", "-E", "--loglevel=INFO"]
+        command += [f"--concurrency={concurrency}", f"--hostname=bltest-{uuid.uuid4().hex[:6]}@%h"]
+        self.process = subprocess.Popen(command, env=env, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT)
+        self._wait_ready()
+
+    def _wait_ready(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"celery worker exited with {self.process.returncode}:\n{self.output()[-3000:]}")
+            if " ready." in self.output():
+                return
+            time.sleep(0.1)
+        raise RuntimeError(f"celery worker did not become ready:\n{self.output()[-3000:]}")
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.log.close()
+
+
+@pytest.fixture(scope="session")
+def real_worker(real_setup: RealSetup, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerProcess]:
+    process = WorkerProcess(real_setup.env, tmp_path_factory.mktemp("worker") / "worker.log")
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+def via_real_worker(real_setup: RealSetup, real_worker: WorkerProcess) -> Iterator[RealSetup]:
+    """This process's API sends through the real worker's broker and reads its Redis store."""
+    worker.use_app(real_setup.app)
+    try:
+        yield real_setup
+    finally:
+        worker._current = None
+
+
+def with_settings(settings: Settings, **changes: object) -> Settings:
+    return replace(settings, **changes)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session")
+def clean_env() -> dict[str, str]:
+    """The environment without any batchline setting: a subprocess then runs on the embedded default."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("BATCHLINE_")}

@@ -1,0 +1,224 @@
+"""The seed API on the embedded default: what a user calls and what they get back."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+
+import pytest
+from pydantic import BaseModel
+from pydantic_ai import ModelRequest, ToolDefinition
+from pydantic_ai.messages import TextPart, ToolCallPart
+from pydantic_ai.models import ModelRequestParameters
+from pydantic_ai.models.batch import BatchRequest
+
+from batchline import (
+    Batch,
+    BatchInputError,
+    BatchStatus,
+    JobNotFound,
+    batch_cancel_sync,
+    batch_create,
+    batch_create_sync,
+    batch_results_sync,
+    batch_status,
+    batch_status_sync,
+    batch_wait_sync,
+    model_request_batch,
+    model_request_batch_sync,
+)
+from batchline.config import Settings
+from batchline.providers.test import TestProvider
+from batchline.store import Store
+
+from .conftest import set_embedded_settings
+
+
+def prompt(text: str) -> list[ModelRequest]:
+    return [ModelRequest.user_text_prompt(text)]
+
+
+class Calculate(BaseModel):
+    """Perform a calculation."""
+
+    expression: str
+
+
+CALCULATE = ToolDefinition(
+    name="calculate", description=Calculate.__doc__, parameters_json_schema=Calculate.model_json_schema()
+)
+
+
+def test_results_come_back_in_request_order(embedded: Settings) -> None:
+    ids = [f"q{i}" for i in (5, 1, 9, 3, 7)]
+    results = model_request_batch_sync("test", [(cid, prompt(cid)) for cid in ids])
+    assert [r.custom_id for r in results] == ids
+    assert [r.response.text for r in results if r.response] == [f"Mock response for {cid}" for cid in ids]
+    assert all(r.is_successful and r.error is None for r in results)
+
+
+def test_a_job_larger_than_a_provider_batch_is_split_invisibly(
+    embedded: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(TestProvider, "max_requests", 4)
+    requests = [(f"r{i}", prompt(f"p{i}")) for i in range(10)]
+    batch = batch_create_sync("test", requests)
+    assert batch.status is BatchStatus.COMPLETED
+    assert [pb.request_count for pb in batch.provider_batches] == [4, 4, 2]
+    assert len({pb.id for pb in batch.provider_batches}) == 3
+    results = batch_results_sync(batch)
+    assert [r.custom_id for r in results] == [f"r{i}" for i in range(10)]
+    assert batch.completed_count == 10 and batch.failed_count == 0
+
+
+def test_the_handle_round_trips_through_json_and_any_reference_works(embedded: Settings) -> None:
+    batch = batch_create_sync("test", [("a", prompt("x")), ("b", prompt("y"))])
+    saved = batch.model_dump_json()
+    restored = Batch.model_validate_json(saved)
+    assert restored == batch
+    assert restored.status.name == "COMPLETED" and restored.is_complete and restored.is_successful
+    assert restored.created_at <= restored.completed_at  # type: ignore[operator]
+    assert restored.provider_batches[0].id and restored.provider_batches[0].id.startswith("batch_test_")
+    for reference in (restored, batch.id, ("test", restored), ("test", batch.id)):
+        args = reference if isinstance(reference, tuple) else (reference,)
+        assert batch_status_sync(*args).id == batch.id
+        assert [r.custom_id for r in batch_results_sync(*args)] == ["a", "b"]
+
+
+def test_tools_come_back_as_calls_when_text_output_is_not_allowed(embedded: Settings) -> None:
+    params = ModelRequestParameters(function_tools=[CALCULATE], allow_text_output=False)
+    results = model_request_batch_sync("test", [("calc-1", prompt("What is 15 * 23?"))], model_request_parameters=params)
+    (part,) = results[0].response.parts  # type: ignore[union-attr]
+    assert isinstance(part, ToolCallPart) and part.tool_name == "calculate"
+    assert set(part.args_as_dict()) == {"expression"}
+
+
+def test_each_request_may_carry_its_own_parameters_and_settings(embedded: Settings) -> None:
+    tools = ModelRequestParameters(function_tools=[CALCULATE], allow_text_output=False)
+    requests = [
+        ("text", prompt("hi")),
+        ("tool", prompt("15 * 23"), tools),
+        ("warm", prompt("hi"), {"temperature": 0.9}),
+        ("both", prompt("hi"), {"model_request_parameters": tools, "model_settings": {"max_tokens": 5}}),
+        BatchRequest(custom_id="native", messages=prompt("hi"), model_request_parameters=tools),
+    ]
+    results = {r.custom_id: r for r in model_request_batch_sync("test", requests)}
+    assert isinstance(results["text"].response.parts[0], TextPart)  # type: ignore[union-attr]
+    for cid in ("tool", "both", "native"):
+        assert isinstance(results[cid].response.parts[0], ToolCallPart)  # type: ignore[union-attr]
+    assert results["warm"].response.text == "Mock response for warm"  # type: ignore[union-attr]
+
+
+def test_a_failed_request_has_a_clear_error(embedded: Settings) -> None:
+    results = model_request_batch_sync("test", [("ok", prompt("fine")), ("bad", prompt("[test:error] please"))])
+    assert results[0].is_successful
+    assert not results[1].is_successful and results[1].response is None
+    assert results[1].error is not None
+    assert results[1].error.code == "invalid_request_error"
+    assert "Rejected" in results[1].error.message
+    assert batch_status_sync(batch_create_sync("test", [("bad", prompt("[test:error]"))])).failed_count == 1
+
+
+@pytest.mark.parametrize(
+    ("requests", "message"),
+    [
+        ([], "empty"),
+        ("not a list", "must be a list"),
+        ([("a", prompt("x")), ("a", prompt("y"))], "'a' is used twice"),
+        ([("", prompt("x"))], "non-empty string"),
+        ([(7, prompt("x"))], "non-empty string"),
+        ([("a", "just a string")], "non-empty list of pydantic-ai messages"),
+        ([("a", [])], "non-empty list of pydantic-ai messages"),
+        ([("a", [{"role": "user", "content": "hi"}])], "dict is not a pydantic-ai message"),
+        ([("a",)], "must be a (custom_id, messages)"),
+        ([("a", prompt("x"), 42)], "third element"),
+        ([("a", prompt("x"), {"temperature": object()})], "JSON values"),
+    ],
+)
+def test_bad_input_is_refused_before_anything_is_stored(
+    embedded: Settings, embedded_store: Store, requests: object, message: str
+) -> None:
+    before = embedded_store.job_ids(10_000)
+    with pytest.raises(BatchInputError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        batch_create_sync("test", requests)  # type: ignore[arg-type]
+    assert embedded_store.job_ids(10_000) == before
+
+
+def test_an_unknown_provider_names_the_supported_ones(embedded: Settings, embedded_store: Store) -> None:
+    before = embedded_store.job_ids(10_000)
+    with pytest.raises(NotImplementedError, match=r"'mistral:large'.*'test'"):
+        batch_create_sync("mistral:large", [("a", prompt("x"))])
+    assert embedded_store.job_ids(10_000) == before
+
+
+def test_an_unknown_job_is_a_clear_lookup_error(embedded: Settings) -> None:
+    with pytest.raises(JobNotFound, match="batch_nope"):
+        batch_status_sync("batch_nope")
+
+
+def slow(settings: Settings, seconds: float) -> None:
+    set_embedded_settings(replace(settings, test_delay=seconds))
+
+
+def test_a_slow_batch_is_polled_until_it_ends(embedded: Settings) -> None:
+    slow(embedded, 1.5)
+    batch = batch_create_sync("test", [("a", prompt("x"))], poll_interval=0.5)
+    assert batch.status is BatchStatus.IN_PROGRESS and not batch.is_complete
+    assert batch.provider_batches[0].status == "in_progress"
+    done = batch_wait_sync(batch)
+    assert done.status is BatchStatus.COMPLETED and done.completed_count == 1
+
+
+def provider_batch_state(store: Store, batch: Batch) -> dict[bytes, bytes]:
+    provider_id = batch.provider_batches[0].id
+    return store.redis.hgetall(f"{store.prefix}test:batch:{provider_id}")  # type: ignore[return-value]
+
+
+def test_cancelling_the_awaiting_task_cancels_the_provider_batch(embedded: Settings, embedded_store: Store) -> None:
+    slow(embedded, 60)
+
+    async def scenario() -> str:
+        task = asyncio.create_task(model_request_batch("test", [("a", prompt("x"))], poll_interval=0.2))
+        while not embedded_store.job_ids(1) or batch_status_sync(embedded_store.job_ids(1)[0]).status != "in_progress":
+            await asyncio.sleep(0.05)
+        job_id = embedded_store.job_ids(1)[0]
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return job_id
+
+    job_id = asyncio.run(scenario())
+    final = batch_wait_sync(job_id)
+    assert final.status is BatchStatus.CANCELLED
+    assert b"cancelled_at" in provider_batch_state(embedded_store, final)
+    (result,) = batch_results_sync(final)
+    assert result.error is not None and result.error.code == "canceled"
+
+
+def test_reaching_the_timeout_cancels_the_job(embedded: Settings, embedded_store: Store) -> None:
+    slow(embedded, 60)
+    with pytest.raises(TimeoutError):
+        model_request_batch_sync("test", [("a", prompt("x"))], poll_interval=0.2, timeout=1.0)
+    final = batch_wait_sync(embedded_store.job_ids(1)[0])
+    assert final.status is BatchStatus.CANCELLED
+    assert b"cancelled_at" in provider_batch_state(embedded_store, final)
+
+
+def test_batch_cancel_stops_a_running_job_and_keeps_it_readable(embedded: Settings, embedded_store: Store) -> None:
+    slow(embedded, 60)
+    batch = batch_create_sync("test", [("a", prompt("x")), ("b", prompt("y"))])
+    assert batch.status is BatchStatus.IN_PROGRESS
+    assert batch_cancel_sync("test", batch).status is BatchStatus.CANCELLING
+    final = batch_wait_sync(batch)
+    assert final.status is BatchStatus.CANCELLED and final.is_complete and not final.is_successful
+    assert final.failed_count == 2
+    assert batch_cancel_sync(final).status is BatchStatus.CANCELLED  # cancelling an ended job changes nothing
+
+
+def test_async_twins_agree_with_the_sync_ones(embedded: Settings) -> None:
+    async def scenario() -> tuple[Batch, Batch]:
+        created = await batch_create("test", [("a", prompt("x"))])
+        return created, await batch_status(created.id)
+
+    created, status = asyncio.run(scenario())
+    assert created.id == status.id and status == batch_status_sync(created)

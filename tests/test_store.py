@@ -1,0 +1,124 @@
+"""The store and its state machine, on fakeredis (the same Lua scripts run on a real Redis in the worker tests)."""
+
+from __future__ import annotations
+
+import threading
+
+import fakeredis
+import pytest
+
+from batchline.store import PartState, Store
+from batchline.types import BatchStatus
+
+
+@pytest.fixture
+def store() -> Store:
+    return Store(fakeredis.FakeRedis(), prefix="t:", ttl_seconds=3600)
+
+
+def make_job(store: Store, job_id: str = "j", count: int = 5, parts: int = 1) -> list[str]:
+    ids = [f"r{i}" for i in range(count)]
+    rows = [(cid, f'{{"q":"{cid}"}}'.encode(), None) for cid in ids]
+    size = -(-count // parts)
+    planned = [ids[i : i + size] for i in range(0, count, size)]
+    store.create_job(job_id, {"model": "test", "total": count, "created_at": 1.0}, rows, planned)
+    return ids
+
+
+def test_a_job_is_written_whole_in_request_order(store: Store) -> None:
+    ids = make_job(store, count=2500, parts=3)
+    job = store.job("j")
+    assert job["state"] == BatchStatus.PENDING
+    assert (job["total"], job["parts"], job["succeeded"], job["failed"]) == ("2500", "3", "0", "0")
+    assert list(store.request_ids("j")) == ids
+    assert [cid for cid, _ in store.part_requests("j", 1)] == ids[834:1668]
+    assert dict(store.part_requests("j", 0))["r7"] == b'{"q":"r7"}'
+    assert store.job_ids() == ["j"]
+
+
+def test_every_key_of_a_job_has_a_ttl(store: Store) -> None:
+    make_job(store, parts=2)
+    store.add_results("j", [("r0", "succeeded", b"{}")])
+    store.mark_delivered("j", "chunk:0")
+    keys = [k.decode() for k in store.redis.keys("t:job:j*")]
+    assert len(keys) >= 8
+    for key in keys:
+        assert 0 < store.redis.ttl(key) <= 3600, key
+
+
+def test_a_result_is_stored_and_counted_once(store: Store) -> None:
+    make_job(store)
+    first = [("r0", "succeeded", b'{"a":1}'), ("r1", "errored", b'{"e":1}')]
+    assert store.add_results("j", first) == 2
+    # A fetch that runs again after a crash brings the same lines, and a different body for r0: nothing changes.
+    assert store.add_results("j", [("r0", "succeeded", b'{"a":2}'), *first, ("r2", "expired", b"")]) == 1
+    job = store.job("j")
+    assert (job["succeeded"], job["failed"]) == ("1", "2")
+    results = store.results("j", ["r0", "r1", "r2", "r3"])
+    assert [(r.status, r.body) if r else None for r in results] == [
+        ("succeeded", b'{"a":1}'),
+        ("errored", b'{"e":1}'),
+        ("expired", b""),
+        None,
+    ]
+    assert store.redis.xlen("t:job:j:stream") == 3
+    assert list(store.missing_results("j", ["r0", "r3", "r4"])) == ["r3", "r4"]
+
+
+def test_results_arrive_on_the_stream_in_order(store: Store) -> None:
+    make_job(store)
+    store.add_results("j", [(f"r{i}", "succeeded", b"{}") for i in range(5)], chunk=2)
+    entries = store.redis.xrange("t:job:j:stream")
+    assert [fields[b"id"].decode() for _, fields in entries] == ["r0", "r1", "r2", "r3", "r4"]
+
+
+def test_transitions_only_from_allowed_states(store: Store) -> None:
+    make_job(store)
+    assert not store.transition_job("j", BatchStatus.COMPLETED, BatchStatus.IN_PROGRESS)
+    assert store.transition_job("j", BatchStatus.IN_PROGRESS, BatchStatus.PENDING)
+    assert not store.transition_job("j", BatchStatus.IN_PROGRESS, BatchStatus.PENDING)
+    assert store.transition_job("j", BatchStatus.CANCELLING, BatchStatus.PENDING, BatchStatus.IN_PROGRESS)
+    assert store.job("j")["state"] == BatchStatus.CANCELLING
+
+
+def test_one_winner_when_many_race_to_transition(store: Store) -> None:
+    make_job(store)
+    wins: list[bool] = []
+    barrier = threading.Barrier(8)
+
+    def race() -> None:
+        barrier.wait()
+        wins.append(store.transition(store.part_key("j", 0), PartState.SUBMITTED, PartState.PENDING))
+
+    threads = [threading.Thread(target=race) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert wins.count(True) == 1
+
+
+def test_a_part_is_claimed_once(store: Store) -> None:
+    make_job(store)
+    assert store.claim_part("j", 0, "a")
+    assert not store.claim_part("j", 0, "b")
+    assert store.part("j", 0)["claim"] == "a"
+
+
+def test_stale_polls_are_found(store: Store) -> None:
+    make_job(store, parts=2)
+    store.record_poll("j", 0)
+    store.record_poll("j", 1, counted=False)
+    assert store.part("j", 0)["polls"] == "1"
+    assert "polls" not in store.part("j", 1)
+    assert sorted(store.stale_polls(older_than=9e12)) == [("j", 0), ("j", 1)]
+    assert store.stale_polls(older_than=0) == []
+    store.forget_poll("j", 0)
+    assert store.stale_polls(older_than=9e12) == [("j", 1)]
+
+
+def test_delivery_markers_take_effect_once(store: Store) -> None:
+    make_job(store)
+    assert store.mark_delivered("j", "chunk:0")
+    assert not store.mark_delivered("j", "chunk:0")
+    assert store.is_delivered("j", "chunk:0") and not store.is_delivered("j", "chunk:1")
