@@ -17,6 +17,7 @@ import orjson
 from celery import Celery
 from pydantic_ai.exceptions import ModelAPIError, ModelHTTPError, UserError
 from pydantic_ai.models import Model, ModelRequestParameters
+from pydantic_ai.models.batch import BatchRequest
 from pydantic_ai.settings import ModelSettings
 
 from . import worker
@@ -91,7 +92,7 @@ def batch_create_sync(
         raise BatchInputError("timeout must be a positive number of seconds.")
     if chunk_size < 1:
         raise BatchInputError("chunk_size must be at least 1.")
-    encoded = [_encode(codec, request) for request, _ in checked]
+    encoded = _encode(codec, [request for request, _ in checked])
     app, runtime = _runtime()
     for name in filter(None, (callback, on_complete)):
         if name not in runtime.settings.allowed_callbacks:
@@ -128,11 +129,13 @@ async def batch_create(model: Model | str, requests: Sequence[Any], **options: A
     return await asyncio.to_thread(batch_create_sync, model, requests, **options)
 
 
-def _encode(codec: Provider, request: Any) -> Encoded:
+def _encode(codec: Provider, requests: list[BatchRequest]) -> list[Encoded]:
     try:
-        return codec.encode(request)
+        return codec.encode_many(requests)
+    except BatchInputError:
+        raise
     except (UserError, ValueError, TypeError) as error:
-        raise BatchInputError(f"request {request.custom_id!r}: {error}") from None
+        raise BatchInputError(f"{codec.name} cannot batch these requests: {error}") from None
 
 
 def plan_parts(provider: Provider, encoded: Sequence[Encoded]) -> list[list[str]]:
@@ -165,6 +168,8 @@ def _settled(runtime: Runtime, job_id: str) -> bool:
     job = runtime.store.job(job_id)
     if BatchStatus(job["state"]).is_final:
         return True
+    if job["state"] == BatchStatus.PENDING:
+        return False  # the submit step has not finished
     parts = runtime.store.parts(job_id, int(job["parts"]))
     return all(
         part.get("state") == PartState.STORED

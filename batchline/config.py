@@ -33,6 +33,8 @@ class Settings:
     sweep_interval: float = 300.0
     allowed_callbacks: frozenset[str] = field(default_factory=frozenset)
     """Task names a job may name as its callback or on_complete task; any other name is refused."""
+    cleanup_files: bool = True
+    """Delete a batch's input and result files at the provider once its results are stored."""
     claim_timeout: float = 600.0
     """How long a part's create may take before another worker may look for, or make, its provider batch."""
     test_delay: float = 0.0
@@ -77,6 +79,8 @@ def _convert(name: str, kind: object, raw: Any) -> Any:
         if "frozenset" in kind:
             items = raw.split(",") if isinstance(raw, str) else raw
             return frozenset(item.strip() for item in items if item.strip())
+        if kind.startswith("bool"):
+            return raw if isinstance(raw, bool) else str(raw).strip().lower() in ("1", "true", "yes", "on")
         if kind.startswith("int"):
             return int(raw)
         if kind.startswith("float"):

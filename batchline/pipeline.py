@@ -16,6 +16,7 @@ from typing import Any, Literal
 import orjson
 
 from .providers import Provider, Snapshot
+from .providers.base import ProviderRejected
 from .runtime import Runtime
 from .store import PartState
 from .types import BatchStatus
@@ -96,7 +97,13 @@ def _create_once(runtime: Runtime, provider: Provider, job_id: str, n: int, tota
             _end_part(runtime, job_id, n, lost)
             return lost
         store.set_part(job_id, n, claim=token)
-    snapshot = provider.create(job_id, n, store.part_requests(job_id, n), total)
+    try:
+        snapshot = provider.create(job_id, n, store.part_requests(job_id, n), total)
+    except ProviderRejected as error:
+        # Refused outright (a 4xx): no batch exists and nothing was spent; its requests carry the reason.
+        rejected = Snapshot("", "rejected", "failed", total=total, error=str(error))
+        _end_part(runtime, job_id, n, rejected)
+        return rejected
     _record(runtime, job_id, n, snapshot)
     log.info("job %s part %d: created provider batch %s", job_id, n, snapshot.id)
     return snapshot
@@ -201,7 +208,8 @@ def fetch(runtime: Runtime, job_id: str, n: int) -> list[Next]:
         unrun_status, unrun_body = provider.unrun(snapshot)
         missing = [(cid, unrun_status, unrun_body) for cid in store.missing_results(job_id, store.part_ids(job_id, n))]
         store.add_results(job_id, missing)
-        store.transition(store.part_key(job_id, n), PartState.STORED, PartState.ENDED)
+        if store.transition(store.part_key(job_id, n), PartState.STORED, PartState.ENDED) and snapshot.id:
+            provider.cleanup(snapshot)
     return [Next("deliver")] if finish(runtime, job_id) else []
 
 

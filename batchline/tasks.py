@@ -13,7 +13,7 @@ from celery import Task, shared_task
 
 from . import pipeline
 from .pipeline import Next
-from .providers.base import TransientProviderError
+from .providers.base import ProviderRejected, TransientProviderError
 from .runtime import runtime_for
 
 log = logging.getLogger("batchline")
@@ -22,9 +22,11 @@ _RELIABLE: dict[str, Any] = {"bind": True, "acks_late": True, "reject_on_worker_
 """A task's message is acknowledged only once its step is done; a worker killed mid-step leaves it to redeliver."""
 
 
-def _retry_later(task: Task[Any, Any], job_id: str, error: TransientProviderError) -> Exception:
-    countdown = error.retry_after or min(2.0 ** (task.request.retries or 0), 300.0)
-    log.warning("%s for job %s: provider busy (%s); again in %.0fs", task.name, job_id, error, countdown)
+def _retry_later(task: Task[Any, Any], job_id: str, error: TransientProviderError | ProviderRejected) -> Exception:
+    """Try the step again later: soon for a busy provider, slowly for a refusal (a revoked key may be fixed)."""
+    cap = 300.0 if isinstance(error, TransientProviderError) else runtime_for(task.app).settings.max_poll_interval
+    countdown = getattr(error, "retry_after", None) or min(2.0 ** (task.request.retries or 0), cap)
+    log.warning("%s for job %s: %s; again in %.0fs", task.name, job_id, error, countdown)
     return task.retry(countdown=countdown)
 
 
@@ -40,7 +42,7 @@ def submit(self: Task[Any, Any], job_id: str) -> dict[str, Any]:
     runtime = runtime_for(self.app)
     try:
         _schedule(self, job_id, pipeline.submit(runtime, job_id))
-    except TransientProviderError as error:
+    except (TransientProviderError, ProviderRejected) as error:
         raise _retry_later(self, job_id, error) from None
     return pipeline.summary(runtime, job_id)
 
@@ -50,7 +52,7 @@ def poll(self: Task[Any, Any], job_id: str, part: int) -> dict[str, Any]:
     runtime = runtime_for(self.app)
     try:
         nxt = pipeline.poll(runtime, job_id, part)
-    except TransientProviderError as error:
+    except (TransientProviderError, ProviderRejected) as error:
         raise _retry_later(self, job_id, error) from None
     if nxt is not None and nxt.step == "poll":
         # Waiting never holds a worker slot: the message comes back after the countdown.
@@ -64,7 +66,7 @@ def fetch(self: Task[Any, Any], job_id: str, part: int) -> dict[str, Any]:
     runtime = runtime_for(self.app)
     try:
         _schedule(self, job_id, pipeline.fetch(runtime, job_id, part))
-    except TransientProviderError as error:
+    except (TransientProviderError, ProviderRejected) as error:
         raise _retry_later(self, job_id, error) from None
     return pipeline.summary(runtime, job_id)
 
@@ -74,7 +76,7 @@ def cancel(self: Task[Any, Any], job_id: str) -> dict[str, Any]:
     runtime = runtime_for(self.app)
     try:
         _schedule(self, job_id, pipeline.cancel(runtime, job_id))
-    except TransientProviderError as error:
+    except (TransientProviderError, ProviderRejected) as error:
         raise _retry_later(self, job_id, error) from None
     return pipeline.summary(runtime, job_id)
 

@@ -9,6 +9,9 @@ from .base import Encoded, Provider, ProviderContext, Snapshot
 __all__ = ["Encoded", "Provider", "ProviderContext", "Snapshot", "get_provider", "provider_class", "split_model"]
 
 _ADAPTERS: dict[str, str] = {
+    "openai": "batchline.providers.openai:OpenAIProvider",
+    "anthropic": "batchline.providers.anthropic:AnthropicProvider",
+    "google": "batchline.providers.gemini:GeminiProvider",
     "test": "batchline.providers.test:TestProvider",
 }
 """Prefix -> `module:class`, imported on first use so that a worker loads only the SDKs it needs."""

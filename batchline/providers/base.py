@@ -9,7 +9,7 @@ is spent, and turns stored results back into `ModelResponse`s on read. The trans
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
@@ -100,6 +100,10 @@ class Provider(abc.ABC):
         result is read, as pydantic-ai's `Model.batch_decode` does.
         """
 
+    def encode_many(self, requests: Sequence[BatchRequest]) -> list[Encoded]:
+        """`encode` for many requests; an adapter whose codec is async overrides it to use one event loop."""
+        return [self.encode(request) for request in requests]
+
     def request_size(self, request: Encoded) -> int:
         """The bytes `request` adds to a provider batch."""
         return len(request.body) + len(request.custom_id) + 64
@@ -123,6 +127,9 @@ class Provider(abc.ABC):
     @abc.abstractmethod
     def cancel(self, batch_id: str) -> Snapshot: ...
 
+    def cleanup(self, batch: Snapshot) -> None:
+        """Called once a batch's results are safely stored: delete what the provider keeps (files) if configured."""
+
     def find(self, job_id: str, part: int) -> Snapshot | None:
         """The batch created for this job and part, if the provider lists it (see `can_find`)."""
         return None
@@ -144,3 +151,11 @@ class TransientProviderError(Exception):
     def __init__(self, message: str, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class ProviderRejected(Exception):
+    """The provider refused a request for good (4xx): retrying the same request cannot help."""
+
+    def __init__(self, message: str, status_code: int) -> None:
+        super().__init__(message)
+        self.status_code = status_code
