@@ -87,7 +87,9 @@ def test_the_handle_round_trips_through_json_and_any_reference_works(embedded: S
 
 def test_tools_come_back_as_calls_when_text_output_is_not_allowed(embedded: Settings) -> None:
     params = ModelRequestParameters(function_tools=[CALCULATE], allow_text_output=False)
-    results = model_request_batch_sync("test", [("calc-1", prompt("What is 15 * 23?"))], model_request_parameters=params)
+    results = model_request_batch_sync(
+        "test", [("calc-1", prompt("What is 15 * 23?"))], model_request_parameters=params
+    )
     (part,) = results[0].response.parts  # type: ignore[union-attr]
     assert isinstance(part, ToolCallPart) and part.tool_name == "calculate"
     assert set(part.args_as_dict()) == {"expression"}

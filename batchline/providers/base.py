@@ -127,7 +127,7 @@ class Provider(abc.ABC):
     @abc.abstractmethod
     def cancel(self, batch_id: str) -> Snapshot: ...
 
-    def cleanup(self, batch: Snapshot) -> None:
+    def cleanup(self, batch: Snapshot) -> None:  # noqa: B027 (optional hook: most adapters keep nothing)
         """Called once a batch's results are safely stored: delete what the provider keeps (files) if configured."""
 
     def find(self, job_id: str, part: int) -> Snapshot | None:
