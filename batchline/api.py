@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from celery import Celery
+from celery import Celery, Signature
 from pydantic_ai.exceptions import ModelAPIError, ModelHTTPError, UserError
 from pydantic_ai.models import Model, ModelRequestParameters
 from pydantic_ai.models.batch import BatchRequest
@@ -22,6 +22,7 @@ from pydantic_ai.settings import ModelSettings
 
 from . import worker
 from .codec import PARAMS, decode_request, to_batch_requests
+from .delivery import completion_spec, completion_tasks
 from .pipeline import JobNotFound
 from .providers import Encoded, Provider, get_provider
 from .runtime import Runtime, runtime_for
@@ -73,15 +74,19 @@ def batch_create_sync(
     poll_interval: float = 60.0,
     timeout: float | None = None,
     callback: str | None = None,
-    on_complete: str | None = None,
+    on_complete: str | Signature | None = None,
     chunk_size: int = 500,
+    max_resubmissions: int = 2,
     submit_wait: float = 30.0,
 ) -> Batch:
     """Store a job and queue it; wait up to `submit_wait` seconds for the provider to accept it.
 
     Nothing is stored or sent when a request is invalid. `callback` and `on_complete` name Celery tasks the workers
     allow (`allowed_callbacks`): `callback(job_id, custom_ids)` runs once per chunk of `chunk_size` results and
-    `on_complete(summary)` once. With `submit_wait=0` it returns at once, as a web view wants.
+    `on_complete(summary)` once; `on_complete` may also be a Celery signature or canvas (a chain of your own tasks),
+    which receives the summary as its first argument. Requests that expire or meet a transient error are sent again
+    in new provider batches, up to `max_resubmissions` times. With `submit_wait=0` it returns at once, as a web view
+    wants.
     """
     model = _model_string(model)
     codec = get_provider(model)  # an unknown prefix raises NotImplementedError here, before anything is stored
@@ -92,9 +97,12 @@ def batch_create_sync(
         raise BatchInputError("timeout must be a positive number of seconds.")
     if chunk_size < 1:
         raise BatchInputError("chunk_size must be at least 1.")
+    if max_resubmissions < 0:
+        raise BatchInputError("max_resubmissions must be 0 or more.")
     encoded = _encode(codec, [request for request, _ in checked])
     app, runtime = _runtime()
-    for name in filter(None, (callback, on_complete)):
+    completion = completion_spec(on_complete)
+    for name in [*([callback] if callback else []), *completion_tasks(completion)]:
         if name not in runtime.settings.allowed_callbacks:
             raise BatchInputError(f"Task {name!r} is not in batchline's allowed_callbacks; add it to the config.")
     job_id = f"batch_{uuid.uuid4().hex}"
@@ -106,13 +114,14 @@ def batch_create_sync(
         "poll_interval": poll_interval,
         "deadline": now + timeout if timeout else 0,
         "chunk_size": chunk_size,
+        "max_resubmissions": max_resubmissions,
         "params": PARAMS.dump_json(model_request_parameters or ModelRequestParameters()).decode(),
         "settings": orjson.dumps(dict(model_settings or {})).decode(),
     }
     if callback:
         fields["callback"] = callback
-    if on_complete:
-        fields["on_complete"] = on_complete
+    if completion:
+        fields["on_complete"] = completion
     rows = ((enc.custom_id, enc.body, own) for enc, (_, own) in zip(encoded, checked, strict=True))
     runtime.store.create_job(job_id, fields, rows, plan_parts(codec, encoded))
     app.send_task("batchline.submit", args=(job_id,))

@@ -9,14 +9,14 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import orjson
 
 from .providers import Provider, Snapshot
-from .providers.base import ProviderRejected
+from .providers.base import ProviderRejected, TransientProviderError
 from .runtime import Runtime
 from .store import PartState
 from .types import BatchStatus
@@ -85,7 +85,8 @@ def _create_once(runtime: Runtime, provider: Provider, job_id: str, n: int, tota
         if part.get("provider_id"):
             return provider.status(part["provider_id"])
         claimed_at = float(part["claim"].rpartition(":")[2])
-        if time.time() - claimed_at < runtime.settings.claim_timeout:
+        claimer_gave_up = float(part.get("create_failed_at") or 0) >= claimed_at
+        if not claimer_gave_up and time.time() - claimed_at < runtime.settings.claim_timeout:
             return None
         # The claimer died between claim and record. Only a listing can say whether it created the batch.
         found = provider.find(job_id, n)
@@ -104,6 +105,10 @@ def _create_once(runtime: Runtime, provider: Provider, job_id: str, n: int, tota
         rejected = Snapshot("", "rejected", "failed", total=total, error=str(error))
         _end_part(runtime, job_id, n, rejected)
         return rejected
+    except TransientProviderError:
+        # The answer was lost or an error: the batch may exist. The retry lists the provider's batches first.
+        store.set_part(job_id, n, create_failed_at=time.time())
+        raise
     _record(runtime, job_id, n, snapshot)
     log.info("job %s part %d: created provider batch %s", job_id, n, snapshot.id)
     return snapshot
@@ -194,22 +199,46 @@ def poll_countdown(runtime: Runtime, job: dict[str, str], polls: int) -> float:
 
 
 # -- fetch ----------------------------------------------------------------------------------------------------------
-def fetch(runtime: Runtime, job_id: str, n: int) -> list[Next]:
-    """Stream an ended part's results into the store, give every request it did not run a result, finish the job."""
+def fetch(runtime: Runtime, job_id: str, n: int, progress: Callable[[int, int], None] | None = None) -> list[Next]:
+    """Stream an ended part's results into the store, give every request it did not run a result, finish the job.
+
+    Requests that expired or met a transient error go to a new part instead, while the job has resubmissions left.
+    `progress(stored, total)` hears how far the part has got.
+    """
     store = runtime.store
     job = _job(runtime, job_id)
     part = store.part(job_id, n)
     if part.get("state") == PartState.ENDED:
         snapshot = _snapshot_of(part)
         provider = runtime.provider(job["model"])
+        generation = int(part.get("generation", 0))
+        resubmit = generation < int(job.get("max_resubmissions", 0)) and job["state"] != BatchStatus.CANCELLING
+        retry: set[str] = set()
+
+        def final(results: Iterable[tuple[str, str, bytes]]) -> Iterator[tuple[str, str, bytes]]:
+            for custom_id, status, body in results:
+                if resubmit and provider.is_transient(status, body):
+                    retry.add(custom_id)
+                else:
+                    yield custom_id, status, body
+
         if snapshot.id:
-            stored = store.add_results(job_id, provider.results(snapshot))
+            total = int(part.get("total", 0))
+            report = None if progress is None else (lambda stored: progress(stored, total))
+            stored = store.add_results(job_id, final(provider.results(snapshot)), progress=report)
             log.info("job %s part %d: stored %d results", job_id, n, stored)
         unrun_status, unrun_body = provider.unrun(snapshot)
-        missing = [(cid, unrun_status, unrun_body) for cid in store.missing_results(job_id, store.part_ids(job_id, n))]
-        store.add_results(job_id, missing)
+        retry_unrun = resubmit and provider.is_transient(unrun_status, unrun_body)
+        missing = list(store.missing_results(job_id, store.part_ids(job_id, n)))
+        retry_ids = [cid for cid in missing if retry_unrun or cid in retry]
+        store.add_results(job_id, [(cid, unrun_status, unrun_body) for cid in missing if cid not in retry_ids])
+        if retry_ids:
+            again = store.add_part(job_id, n, retry_ids, generation + 1)
+            log.info("job %s part %d: %d requests go again in part %d", job_id, n, len(retry_ids), again)
         if store.transition(store.part_key(job_id, n), PartState.STORED, PartState.ENDED) and snapshot.id:
             provider.cleanup(snapshot)
+        if retry_ids:
+            return [Next("submit")]
     return [Next("deliver")] if finish(runtime, job_id) else []
 
 
@@ -224,6 +253,7 @@ def finish(runtime: Runtime, job_id: str) -> bool:
     if not store.transition_job(job_id, outcome, *_ACTIVE):
         return False
     store.set_job(job_id, completed_at=time.time())
+    store.drop_requests(job_id)
     store.touch(job_id, len(parts))
     log.info("job %s %s", job_id, outcome.value)
     return True

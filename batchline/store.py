@@ -23,7 +23,7 @@ after a crash duplicates nothing and counts nothing twice.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
@@ -71,6 +71,23 @@ return 0
 """
 
 
+# Allocate part ARGV[2]'s resubmission: a new pending part holding ARGV[5..], once, however often it is asked for.
+_ADD_PART = """
+local existing = redis.call('HGET', KEYS[2], 'resubmitted_as')
+if existing then return tonumber(existing) end
+local n = redis.call('HINCRBY', KEYS[1], 'parts', 1) - 1
+local part = ARGV[1] .. n
+for i = 5, #ARGV, 1000 do
+  redis.call('RPUSH', part .. ':ids', unpack(ARGV, i, math.min(i + 999, #ARGV)))
+end
+redis.call('HSET', part, 'state', 'pending', 'total', #ARGV - 4, 'generation', ARGV[3], 'resubmit_of', ARGV[2])
+redis.call('EXPIRE', part, ARGV[4])
+redis.call('EXPIRE', part .. ':ids', ARGV[4])
+redis.call('HSET', KEYS[2], 'resubmitted_as', n)
+return n
+"""
+
+
 class PartState:
     """A provider batch's life inside batchline."""
 
@@ -95,6 +112,7 @@ class Store:
         self.ttl = ttl_seconds
         self._add_results = client.register_script(_ADD_RESULTS)
         self._transition = client.register_script(_TRANSITION)
+        self._add_part = client.register_script(_ADD_PART)
 
     # -- keys -------------------------------------------------------------------------------------------------------
     def job_key(self, job_id: str, suffix: str = "") -> str:
@@ -203,6 +221,16 @@ class Store:
     def set_part(self, job_id: str, part: int, **values: str | int | float) -> None:
         self.redis.hset(self.part_key(job_id, part), mapping=_fields(values))
 
+    def add_part(self, job_id: str, source: int, custom_ids: Sequence[str], generation: int) -> int:
+        """A new pending part that resubmits `custom_ids` of part `source`; asking again answers the same part."""
+        keys = [self.job_key(job_id), self.part_key(job_id, source)]
+        args: list[str | int] = [self.part_key(job_id, 0)[:-1], source, generation, self.ttl, *custom_ids]
+        return int(self._add_part(keys=keys, args=args))
+
+    def drop_requests(self, job_id: str) -> None:
+        """Forget the request bodies of a finished job: nothing reads them again, and they hold the prompts."""
+        self.redis.delete(self.job_key(job_id, ":req"))
+
     def claim_part(self, job_id: str, part: int, token: str) -> bool:
         """Take the right to create a part's provider batch. Taken once, it is never given back."""
         return bool(self.redis.hsetnx(self.part_key(job_id, part), "claim", token))
@@ -227,8 +255,17 @@ class Store:
         return out
 
     # -- results ----------------------------------------------------------------------------------------------------
-    def add_results(self, job_id: str, results: Iterable[tuple[str, str, bytes]], chunk: int = 500) -> int:
-        """Store `(custom_id, status, body)` results a chunk at a time; answer how many were new."""
+    def add_results(
+        self,
+        job_id: str,
+        results: Iterable[tuple[str, str, bytes]],
+        chunk: int = 500,
+        progress: Callable[[int], None] | None = None,
+    ) -> int:
+        """Store `(custom_id, status, body)` results a chunk at a time; answer how many were new.
+
+        `progress` hears the running count of new results after each chunk.
+        """
         keys = [self.job_key(job_id, ":res"), self.job_key(job_id, ":stream"), self.job_key(job_id)]
         added = 0
         for batch in _chunks(results, chunk):
@@ -236,6 +273,8 @@ class Store:
             for custom_id, status, body in batch:
                 args += [custom_id, RESULT_TAGS[status], body]
             added += int(self._add_results(keys=keys, args=args))
+            if progress is not None:
+                progress(added)
         return added
 
     def missing_results(self, job_id: str, custom_ids: Iterable[str]) -> Iterator[str]:

@@ -7,11 +7,14 @@ Every task is named `batchline.<step>`, so Flower shows clear names and nothing 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from celery import Task, shared_task
+from celery.backends.base import DisabledBackend
 
 from . import pipeline
+from .delivery import completion_tasks, send_completion
 from .pipeline import Next
 from .providers.base import ProviderRejected, TransientProviderError
 from .runtime import runtime_for
@@ -35,6 +38,18 @@ def _schedule(task: Task[Any, Any], job_id: str, nexts: list[Next]) -> None:
     for nxt in nexts:
         args: tuple[str] | tuple[str, int] = (job_id,) if nxt.step in ("submit", "deliver") else (job_id, nxt.part)
         task.app.send_task(f"batchline.{nxt.step}", args=args, countdown=nxt.countdown or None)
+
+
+def _progress_reporter(task: Task[Any, Any]) -> Callable[[int, int], None]:
+    """Show a fetch's progress in Flower: a `task-progress` event, and a PROGRESS state where results are kept."""
+    keeps_results = not isinstance(task.app.backend, DisabledBackend)
+
+    def report(stored: int, total: int) -> None:
+        task.send_event("task-progress", completed=stored, total=total)
+        if keeps_results:
+            task.update_state(state="PROGRESS", meta={"completed": stored, "total": total})
+
+    return report
 
 
 @shared_task(name="batchline.submit", **_RELIABLE)
@@ -65,7 +80,7 @@ def poll(self: Task[Any, Any], job_id: str, part: int) -> dict[str, Any]:
 def fetch(self: Task[Any, Any], job_id: str, part: int) -> dict[str, Any]:
     runtime = runtime_for(self.app)
     try:
-        _schedule(self, job_id, pipeline.fetch(runtime, job_id, part))
+        _schedule(self, job_id, pipeline.fetch(runtime, job_id, part, progress=_progress_reporter(self)))
     except (TransientProviderError, ProviderRejected) as error:
         raise _retry_later(self, job_id, error) from None
     return pipeline.summary(runtime, job_id)
@@ -88,7 +103,7 @@ def deliver(self: Task[Any, Any], job_id: str) -> dict[str, Any]:
     store, allowed = runtime.store, runtime.settings.allowed_callbacks
     job = store.job(job_id)
     callback, on_complete = job.get("callback"), job.get("on_complete")
-    for name in filter(None, (callback, on_complete)):
+    for name in [*([callback] if callback else []), *completion_tasks(on_complete)]:
         if name not in allowed:
             log.error("job %s names task %r, which this worker's allowed_callbacks does not allow", job_id, name)
             return pipeline.summary(runtime, job_id)
@@ -98,7 +113,7 @@ def deliver(self: Task[Any, Any], job_id: str) -> dict[str, Any]:
                 self.app.send_task(callback, args=(job_id, custom_ids))
                 store.mark_delivered(job_id, marker)
     if on_complete and not store.is_delivered(job_id, "complete"):
-        self.app.send_task(on_complete, args=(pipeline.summary(runtime, job_id),))
+        send_completion(self.app, on_complete, pipeline.summary(runtime, job_id))
         store.mark_delivered(job_id, "complete")
     return pipeline.summary(runtime, job_id)
 

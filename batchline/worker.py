@@ -20,7 +20,9 @@ def configure(app: Celery, settings: Settings | None = None) -> Settings:
     settings = settings or Settings.load(app.conf)
     app.conf.update(
         broker_url=settings.broker_url or "memory://localhost/",
-        result_backend=settings.result_backend,
+        # Task results are summaries (ids and counts), kept where the store is so Flower and canvases can read them.
+        result_backend=settings.result_backend or (None if settings.embedded else settings.store_url),
+        result_expires=timedelta(days=1),
         batchline_settings=settings,
         task_default_queue=settings.queue,
         task_serializer="json",
@@ -33,6 +35,9 @@ def configure(app: Celery, settings: Settings | None = None) -> Settings:
         # A poll waits up to max_poll_interval with its message unacknowledged; the broker must not redeliver it.
         broker_transport_options={
             "visibility_timeout": settings.visibility_timeout,
+            # Messages of a killed worker come back once the visibility timeout has passed; look for them often.
+            "unacked_restore_interval": max(1, min(10, settings.visibility_timeout // 4)),
+            "unacked_restore_throttle": 1,
             # The in-memory broker is polled; a short interval keeps the embedded default snappy.
             **({"polling_interval": 0.02} if settings.embedded else {}),
         },

@@ -134,6 +134,18 @@ class Provider(abc.ABC):
         """The batch created for this job and part, if the provider lists it (see `can_find`)."""
         return None
 
+    def is_transient(self, status: str, body: bytes) -> bool:
+        """Whether a result is worth another try in a new batch: the request expired, or met a rate limit, a timeout
+        or a server error (as the SDKs would retry it live). A cancelled request is not."""
+        if status == "expired":
+            return True
+        if status != "errored" or not body:
+            return False
+        try:
+            return _transient_error(orjson.loads(body))
+        except orjson.JSONDecodeError:
+            return False
+
     def unrun(self, batch: Snapshot) -> tuple[str, bytes]:
         """The `(status, body)` result of a request that `batch` ended without running."""
         if batch.state == "expired":
@@ -143,6 +155,36 @@ class Provider(abc.ABC):
         code = "batch_failed" if batch.state == "failed" else "missing_result"
         message = batch.error or f"The provider ended batch {batch.id} ({batch.status}) without a result for it."
         return "errored", orjson.dumps({"code": code, "message": message})
+
+
+_TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+_TRANSIENT_CODES = frozenset(
+    {
+        "rate_limit_exceeded",
+        "rate_limit_error",
+        "overloaded_error",
+        "api_error",
+        "timeout_error",
+        "server_error",
+        "RESOURCE_EXHAUSTED",
+        "UNAVAILABLE",
+        "INTERNAL",
+        "DEADLINE_EXCEEDED",
+    }
+)
+
+
+def _transient_error(value: Any) -> bool:
+    """Whether an error body, in any of the providers' nestings, names a retryable status or error type."""
+    if isinstance(value, dict):
+        for key in ("status_code", "code", "status", "type"):
+            field = value.get(key)
+            if field in _TRANSIENT_STATUS or (isinstance(field, str) and field in _TRANSIENT_CODES):
+                return True
+        return any(_transient_error(v) for v in value.values() if isinstance(v, dict | list))
+    if isinstance(value, list):
+        return any(_transient_error(v) for v in value)
+    return False
 
 
 class TransientProviderError(Exception):
