@@ -1,0 +1,176 @@
+"""The Gemini API's REST calls batchline makes: batches, the resumable Files upload, streamed downloads.
+
+Keys come from the worker's environment under google-genai's names (`GOOGLE_API_KEY`, else `GEMINI_API_KEY`; the SDK
+prefers the first when both are set) and travel only in the `x-goog-api-key` header, never in a URL, so no error
+message or log line can show one. `GOOGLE_GEMINI_BASE_URL` points the calls elsewhere (a proxy, the emulator).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from typing import IO, Any
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx2
+import orjson
+
+from .base import ProviderRejected, TransientProviderError
+from .http import ProviderHTTP
+
+KEY_VARIABLES = ("GOOGLE_API_KEY", "GEMINI_API_KEY")
+BASE_URL_VARIABLE = "GOOGLE_GEMINI_BASE_URL"
+DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
+API = "/v1beta"
+
+UPLOAD_CHUNK = 8 * 1024 * 1024
+"""Bytes per upload request, as google-genai sends them."""
+UPLOAD_ATTEMPTS = 3
+"""Whole uploads tried before a create gives up for now: a new upload session is cheap, a stuck part is not."""
+LIST_PAGE = 100
+
+
+def credentials(environ: Mapping[str, str] | None = None) -> tuple[str, str]:
+    """`(api_key, base_url)` from the environment; a missing key is a refusal that names the variables to set."""
+    env = os.environ if environ is None else environ
+    key = next((value for name in KEY_VARIABLES if (value := env.get(name, "").strip())), "")
+    if not key:
+        raise ProviderRejected(
+            "gemini: no API key in the worker's environment; set GEMINI_API_KEY (or GOOGLE_API_KEY).", 401
+        )
+    return key, (env.get(BASE_URL_VARIABLE) or DEFAULT_BASE_URL).strip().rstrip("/")
+
+
+class GeminiAPI:
+    """One HTTP client per process; it is made again when the environment's key or base URL changes."""
+
+    def __init__(self, transport: httpx2.BaseTransport | None = None) -> None:
+        self._transport = transport
+        self._http: ProviderHTTP | None = None
+        self._made_for: tuple[str, str] | None = None
+
+    @property
+    def http(self) -> ProviderHTTP:
+        wanted = credentials()
+        if self._http is None or wanted != self._made_for:
+            if self._http is not None:
+                self._http.close()
+            key, base_url = wanted
+            headers = {"x-goog-api-key": key, "content-type": "application/json"}
+            self._http = ProviderHTTP("gemini", base_url, headers, transport=self._transport)
+            self._made_for = wanted
+        return self._http
+
+    # -- batches ----------------------------------------------------------------------------------------------------
+    def create_batch(self, model: str, body: bytes) -> dict[str, Any]:
+        # Never retried here: a lost answer may hide a created batch, which the pipeline finds by listing.
+        response = self.http.request("POST", f"{API}/{model}:batchGenerateContent", content=body, idempotent=False)
+        return _json(response)
+
+    def get_batch(self, name: str) -> dict[str, Any]:
+        return _json(self.http.request("GET", f"{API}/{name}"))
+
+    def cancel_batch(self, name: str) -> None:
+        self.http.request("POST", f"{API}/{name}:cancel", content=b"{}")
+
+    def batches(self) -> Iterator[dict[str, Any]]:
+        """Every batch the key's project has, newest first, a page at a time."""
+        token = ""
+        while True:
+            params: dict[str, str | int] = {"pageSize": LIST_PAGE}
+            if token:
+                params["pageToken"] = token
+            page = _json(self.http.request("GET", f"{API}/batches", params=params))
+            yield from (op for op in page.get("operations") or [] if isinstance(op, dict))
+            token = str(page.get("nextPageToken") or "")
+            if not token:
+                return
+
+    # -- files ------------------------------------------------------------------------------------------------------
+    def upload(self, file: IO[bytes], size: int, display_name: str) -> str:
+        """Upload `size` bytes of JSONL from `file` with the resumable protocol; answer the file's name."""
+        for attempt in range(1, UPLOAD_ATTEMPTS + 1):
+            try:
+                return self._upload_once(file, size, display_name)
+            except TransientProviderError:
+                if attempt == UPLOAD_ATTEMPTS:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _upload_once(self, file: IO[bytes], size: int, display_name: str) -> str:
+        http = self.http
+        start = http.request(
+            "POST",
+            f"/upload{API}/files",
+            headers={
+                "x-goog-upload-protocol": "resumable",
+                "x-goog-upload-command": "start",
+                "x-goog-upload-header-content-length": str(size),
+                "x-goog-upload-header-content-type": "application/jsonl",
+            },
+            content=orjson.dumps({"file": {"displayName": display_name, "mimeType": "application/jsonl"}}),
+        )
+        url = start.headers.get("x-goog-upload-url")
+        if not url:
+            raise TransientProviderError("gemini: the upload start answered without an upload URL")
+        url = _same_origin(url, str(http.client.base_url))
+        file.seek(0)
+        offset = 0
+        while True:
+            chunk = file.read(UPLOAD_CHUNK)
+            last = offset + len(chunk) >= size
+            # A chunk is not retried on its own: had it arrived, its offset would now be wrong. The whole upload is.
+            answer = http.request(
+                "POST",
+                url,
+                headers={
+                    "x-goog-upload-command": "upload, finalize" if last else "upload",
+                    "x-goog-upload-offset": str(offset),
+                },
+                content=chunk,
+                idempotent=False,
+            )
+            offset += len(chunk)
+            if last:
+                break
+            if answer.headers.get("x-goog-upload-status") not in (None, "active"):
+                raise TransientProviderError("gemini: the upload session ended before the file was complete")
+        name = (_json(answer).get("file") or {}).get("name")
+        if answer.headers.get("x-goog-upload-status", "final") != "final" or not isinstance(name, str):
+            raise TransientProviderError("gemini: the upload did not end with a stored file")
+        return name
+
+    def delete_file(self, name: str) -> None:
+        self.http.request("DELETE", f"{API}/{name}")
+
+    def file_lines(self, name: str) -> Iterator[bytes]:
+        """The lines of a results file, streamed. A download that breaks off is a transient error, and a last line
+        cut short is one too: it is read again rather than trusted half-read."""
+        with self.http.stream("GET", f"{API}/{name}:download", params={"alt": "media"}) as response:
+            buffer = bytearray()
+            for chunk in response.iter_bytes():
+                buffer += chunk
+                end = buffer.rfind(b"\n")
+                if end >= 0:
+                    yield from (line for line in bytes(buffer[:end]).split(b"\n") if line.strip())
+                    del buffer[: end + 1]
+        if bytes(buffer).strip():
+            try:
+                orjson.loads(buffer)
+            except orjson.JSONDecodeError:
+                raise TransientProviderError(f"gemini: the download of {name} ended inside a line") from None
+            yield bytes(buffer)
+
+
+def _json(response: httpx2.Response) -> dict[str, Any]:
+    try:
+        data = orjson.loads(response.content)
+    except orjson.JSONDecodeError:
+        raise TransientProviderError(f"gemini: {response.request.url.path} answered with something not JSON") from None
+    return data if isinstance(data, dict) else {}
+
+
+def _same_origin(url: str, base_url: str) -> str:
+    """The upload URL on the host batchline talks to, as google-genai does: a proxy in between keeps seeing it."""
+    base = urlsplit(base_url)
+    return urlunsplit(urlsplit(url)._replace(scheme=base.scheme, netloc=base.netloc))
