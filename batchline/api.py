@@ -21,7 +21,7 @@ from pydantic_ai.models.batch import BatchRequest
 from pydantic_ai.settings import ModelSettings
 
 from . import worker
-from .codec import PARAMS, decode_request, to_batch_requests
+from .codec import PARAMS, decode_request, request_model, to_batch_requests
 from .delivery import completion_spec, completion_tasks
 from .pipeline import JobNotFound
 from .providers import Encoded, Provider, get_provider
@@ -139,6 +139,8 @@ async def batch_create(model: Model | str, requests: Sequence[Any], **options: A
 
 
 def _encode(codec: Provider, requests: list[BatchRequest]) -> list[Encoded]:
+    if not getattr(codec, "request_models", False) and any(request_model(r) for r in requests):
+        raise BatchInputError(f"{codec.name} batches run the job's model; a request cannot name its own model.")
     try:
         return codec.encode_many(requests)
     except BatchInputError:
@@ -288,6 +290,8 @@ def _error_of(exc: ModelAPIError) -> BatchError:
     if isinstance(exc, ModelHTTPError):
         body = exc.body if isinstance(exc.body, dict) else {}
         inner = body.get("error", body)
+        if isinstance(inner, dict) and isinstance(inner.get("errors"), list) and inner["errors"]:
+            inner = inner["errors"][0]  # an OpenAI batch that failed validation: its first error stands for all
         if isinstance(inner, dict):
             code = inner.get("code") or inner.get("type") or inner.get("status")
             message = inner.get("message")

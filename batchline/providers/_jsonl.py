@@ -1,0 +1,70 @@
+"""Streaming helpers the OpenAI and Anthropic adapters share: request bodies spooled to disk, result lines read as
+they arrive. Neither ever holds a whole batch in memory."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from typing import IO, Any
+
+import httpx2
+import orjson
+
+from .base import TransientProviderError
+
+READ_SIZE = 1 << 20
+
+
+class FileChunks:
+    """A spooled body as an iterable of chunks that starts from the top every time it is iterated.
+
+    httpx2 iterates a request's content once per attempt, so a retried upload sends the whole body again.
+    """
+
+    def __init__(self, file: IO[bytes]) -> None:
+        self.file = file
+
+    def __iter__(self) -> Iterator[bytes]:
+        self.file.seek(0)
+        while chunk := self.file.read(READ_SIZE):
+            yield chunk
+
+
+@contextmanager
+def spooled(chunks: Iterable[bytes]) -> Iterator[tuple[IO[bytes], int]]:
+    """Write `chunks` to a temporary file and give it back rewound, with its size.
+
+    The size lets the upload carry a `Content-Length`, as the providers' SDKs always send, and the file lets a failed
+    upload be sent again; memory stays flat whatever the batch's size. The file is gone when the block ends.
+    """
+    with tempfile.TemporaryFile(prefix="batchline-") as file:
+        size = 0
+        for chunk in chunks:
+            file.write(chunk)
+            size += len(chunk)
+        file.flush()
+        file.seek(0)
+        yield file, size
+
+
+def iter_lines(response: httpx2.Response) -> Iterator[bytes]:
+    """The non-empty lines of a streamed response, as bytes (no text decoding: orjson reads bytes)."""
+    tail = b""
+    for chunk in response.iter_bytes(READ_SIZE):
+        lines = (tail + chunk).split(b"\n")
+        tail = lines.pop()
+        yield from (line for line in lines if line.strip())
+    if tail.strip():
+        yield tail
+
+
+def iter_json_lines(response: httpx2.Response, what: str) -> Iterator[dict[str, Any]]:
+    """Each line of a JSONL download as a dict. A line that is not JSON means the download broke off: try again."""
+    for line in iter_lines(response):
+        try:
+            value = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            raise TransientProviderError(f"{what}: a line of the download is not JSON; it is read again") from None
+        if isinstance(value, dict):
+            yield value

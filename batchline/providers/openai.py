@@ -1,0 +1,274 @@
+"""The OpenAI Batch API adapter (`openai:` models), for api.openai.com and compatible hosts (`OPENAI_BASE_URL`).
+
+Requests are Responses API bodies made by pydantic-ai's `OpenAIResponsesModel.batch_encode`, uploaded as a JSONL
+file and run against `/v1/responses`; one model per batch, so the model is the group. Every batch carries metadata
+naming its job and part, which lets `find` recover a batch whose id was lost. Results stream from the output and
+error files line by line, stored as pydantic-ai's `batch_decode` reads them.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import suppress
+from typing import Any, ClassVar
+
+import orjson
+from pydantic_ai.exceptions import UserError
+from pydantic_ai.messages import ModelResponse
+from pydantic_ai.models.batch import BatchRequest, BatchResult, BatchResultStatus
+from pydantic_ai.models.openai import OpenAIChatModel, OpenAIResponsesModel
+from pydantic_ai.providers.openai import OpenAIProvider as PydanticAIOpenAIProvider
+
+from ..store import StoredResult
+from ._jsonl import iter_json_lines, spooled
+from ._pydantic_codec import PLACEHOLDER_KEY, encode_all, model_of
+from .base import Encoded, Provider, ProviderContext, ProviderRejected, Snapshot, State, TransientProviderError
+from .http import ProviderHTTP
+
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+ENDPOINT = "/v1/responses"
+_LINE_HEAD = b'{"custom_id":'
+_LINE_MID = b',"method":"POST","url":"' + ENDPOINT.encode() + b'","body":'
+
+STATES: dict[str, State] = {
+    "validating": "running",
+    "in_progress": "running",
+    "finalizing": "running",
+    "cancelling": "cancelling",
+    "completed": "completed",
+    "failed": "failed",
+    "expired": "expired",
+    "cancelled": "cancelled",
+}
+UNRUN: dict[str, BatchResultStatus] = {"batch_expired": "expired", "batch_cancelled": "canceled"}
+"""Error-file codes of requests the batch ended before running."""
+
+
+@functools.lru_cache(maxsize=64)
+def codec_model(name: str) -> OpenAIResponsesModel:
+    """pydantic-ai's model for encoding and decoding `name`; the fixed base URL keeps encoding the same everywhere."""
+    return OpenAIResponsesModel(
+        name, provider=PydanticAIOpenAIProvider(base_url=DEFAULT_BASE_URL, api_key=PLACEHOLDER_KEY)
+    )
+
+
+@functools.lru_cache(maxsize=16)
+def _chat_model(name: str) -> OpenAIChatModel:
+    return OpenAIChatModel(name, provider=PydanticAIOpenAIProvider(base_url=DEFAULT_BASE_URL, api_key=PLACEHOLDER_KEY))
+
+
+class OpenAIProvider(Provider):
+    name = "openai"
+    max_requests = 50_000
+    max_bytes = 200_000_000
+    can_find = True
+    request_models: ClassVar[bool] = True
+    """A request may name its own model: each model becomes its own batch."""
+
+    def __init__(self, model_name: str, context: ProviderContext | None = None) -> None:
+        super().__init__(model_name, context)
+        self._http: ProviderHTTP | None = None
+
+    # -- codec ------------------------------------------------------------------------------------------------------
+    def encode(self, request: BatchRequest) -> Encoded:
+        return self.encode_many([request])[0]
+
+    def encode_many(self, requests: Sequence[BatchRequest]) -> list[Encoded]:
+        return encode_all(requests, self._encode)
+
+    async def _encode(self, request: BatchRequest) -> Encoded:
+        name = model_of(self.name, self.model_name, request)
+        model = codec_model(name)
+        if model.batch_max_requests is None:
+            raise UserError(f"OpenAI does not serve model {name!r} through its Batch API.")
+        encoded = await model.batch_encode(request)
+        return Encoded(request.custom_id, encoded.body.encode(), group=name)
+
+    def request_size(self, request: Encoded) -> int:
+        """The bytes its line (and newline) adds to the input file, which OpenAI limits to 200 MB."""
+        return len(_LINE_HEAD) + len(orjson.dumps(request.custom_id)) + len(_LINE_MID) + len(request.body) + 2
+
+    def decode(self, result: StoredResult, request: BatchRequest) -> ModelResponse:
+        name = model_of(self.name, self.model_name, request)
+        body = result.body.decode() if result.body else None
+        if result.status == "succeeded" and body is not None and _is_chat_completion(result.body):
+            # A /v1/chat/completions body (raw JSONL jobs, recorded files): pydantic-ai's chat model reads it.
+            return _chat_completion(name, result.body)
+        return codec_model(name).batch_decode(
+            BatchResult(custom_id=result.custom_id, status=result.status, body=body),  # type: ignore[arg-type]
+            request,
+        )
+
+    # -- transport --------------------------------------------------------------------------------------------------
+    @property
+    def http(self) -> ProviderHTTP:
+        """The worker's client, made on first use from `OPENAI_API_KEY` and `OPENAI_BASE_URL`."""
+        if self._http is None:
+            self._http = ProviderHTTP("openai", *client_config(os.environ))
+        return self._http
+
+    def create(self, job_id: str, part: int, requests: Iterable[tuple[str, bytes]], count: int) -> Snapshot:
+        http = self.http
+        with spooled(input_lines(requests)) as (file, _):
+            upload = {"file": (f"batchline-{job_id}-{part}.jsonl", file, "application/jsonl")}
+            file_id = str(http.request("POST", "/files", data={"purpose": "batch"}, files=upload).json()["id"])
+        body = {
+            "input_file_id": file_id,
+            "endpoint": ENDPOINT,
+            "completion_window": "24h",
+            "metadata": {"batchline_job": job_id, "batchline_part": str(part)},
+        }
+        try:
+            created = to_snapshot(http.request("POST", "/batches", json=body, idempotent=False).json())
+        except ProviderRejected:
+            self._delete_file(file_id)  # refused: no batch will ever read it
+            raise
+        # The answer always says `validating`; one read shows at once a batch that already failed or finished.
+        try:
+            return self.status(created.id)
+        except (TransientProviderError, ProviderRejected):
+            return created
+
+    def status(self, batch_id: str) -> Snapshot:
+        return to_snapshot(self.http.request("GET", f"/batches/{batch_id}").json())
+
+    def cancel(self, batch_id: str) -> Snapshot:
+        try:
+            return to_snapshot(self.http.request("POST", f"/batches/{batch_id}/cancel").json())
+        except ProviderRejected as error:
+            snapshot = self.status(batch_id)
+            if snapshot.ended or snapshot.state == "cancelling":
+                return snapshot  # it ended (or is stopping) before the cancel arrived
+            raise error from None
+
+    def find(self, job_id: str, part: int) -> Snapshot | None:
+        after: str | None = None
+        while True:
+            params: dict[str, str | int] = {"limit": 100, **({"after": after} if after else {})}
+            page = self.http.request("GET", "/batches", params=params).json()
+            for batch in page.get("data") or []:
+                metadata = batch.get("metadata") or {}
+                if metadata.get("batchline_job") == job_id and metadata.get("batchline_part") == str(part):
+                    return to_snapshot(batch)
+            after = page.get("last_id")
+            if not page.get("has_more") or not after:
+                return None
+
+    def results(self, batch: Snapshot) -> Iterator[tuple[str, str, bytes]]:
+        for key in ("output_file_id", "error_file_id"):
+            file_id = batch.details.get(key)
+            if not file_id:  # `""` is no file too
+                continue
+            with self.http.stream("GET", f"/files/{file_id}/content") as response:
+                for line in iter_json_lines(response, f"openai: file {file_id}"):
+                    yield result_of(line)
+
+    def unrun(self, batch: Snapshot) -> tuple[str, bytes]:
+        """Expired and cancelled as such; a failed batch gives each request the errors pydantic-ai would."""
+        if batch.state in ("expired", "cancelled"):
+            return super().unrun(batch)
+        if batch.state == "failed":
+            errors = batch.details.get("errors") or [
+                {"code": "batch_rejected", "message": batch.error or f"OpenAI refused batch {batch.id or '(none)'}."}
+            ]
+            return "errored", orjson.dumps({"status_code": 400, "body": {"errors": errors}})
+        message = f"OpenAI ended batch {batch.id} ({batch.status}) without a result for this request."
+        return "errored", orjson.dumps(
+            {"status_code": 500, "body": {"error": {"code": "missing_result", "message": message}}}
+        )
+
+    def cleanup(self, batch: Snapshot) -> None:
+        if not self.context.settings.cleanup_files:
+            return
+        for key in ("input_file_id", "output_file_id", "error_file_id"):
+            if file_id := batch.details.get(key):
+                self._delete_file(file_id)
+
+    def _delete_file(self, file_id: str) -> None:
+        # Best effort: a file left behind costs storage only, and OpenAI deletes it after 30 days.
+        with suppress(TransientProviderError, ProviderRejected):
+            self.http.request("DELETE", f"/files/{file_id}")
+
+
+def client_config(environ: os._Environ[str] | dict[str, str]) -> tuple[str, dict[str, str]]:
+    """Base URL and headers from the SDK's environment names. The key is checked before any HTTP call."""
+    key = environ.get("OPENAI_API_KEY", "").strip()
+    if not key:
+        raise ProviderRejected(
+            "OPENAI_API_KEY is not set in the worker's environment; the openai adapter needs it for the Batch API.",
+            401,
+        )
+    base_url = environ.get("OPENAI_BASE_URL", "").strip() or DEFAULT_BASE_URL
+    headers = {"Authorization": f"Bearer {key}"}
+    if ".azure.com" in base_url:
+        headers["api-key"] = key  # Azure OpenAI reads its keys from this header
+    if organization := environ.get("OPENAI_ORG_ID"):
+        headers["OpenAI-Organization"] = organization
+    if project := environ.get("OPENAI_PROJECT_ID"):
+        headers["OpenAI-Project"] = project
+    return base_url, headers
+
+
+def input_lines(requests: Iterable[tuple[str, bytes]]) -> Iterator[bytes]:
+    """The batch input file, a line per request, as pydantic-ai writes it."""
+    for custom_id, body in requests:
+        yield b"".join((_LINE_HEAD, orjson.dumps(custom_id), _LINE_MID, body, b"}\n"))
+
+
+def to_snapshot(batch: dict[str, Any]) -> Snapshot:
+    status = str(batch.get("status") or "")
+    state = STATES.get(status, "running")  # a status added later is one the batch has not ended in
+    counts = batch.get("request_counts") or {}
+    errors = (batch.get("errors") or {}).get("data") or []
+    details: dict[str, Any] = {
+        key: batch[key] for key in ("input_file_id", "output_file_id", "error_file_id") if batch.get(key)
+    }
+    if errors:
+        details["errors"] = errors
+    error = None
+    if state == "failed":
+        error = "; ".join(f"{e.get('code') or 'error'}: {e.get('message') or ''}".strip() for e in errors) or None
+    return Snapshot(
+        id=str(batch["id"]),
+        status=status,
+        state=state,
+        total=int(counts.get("total") or 0),
+        completed=int(counts.get("completed") or 0),
+        failed=int(counts.get("failed") or 0),
+        error=error,
+        details=details,
+    )
+
+
+def result_of(line: dict[str, Any]) -> tuple[str, str, bytes]:
+    """An output or error file line as `(custom_id, status, body)`, the body being what `batch_decode` reads."""
+    custom_id = str(line.get("custom_id"))
+    response = line.get("response")
+    if isinstance(response, dict):
+        code = response.get("status_code")
+        if isinstance(code, int) and 200 <= code < 300:
+            return custom_id, "succeeded", orjson.dumps(response.get("body"))
+        # A rejected request: its error is inside `response.body`, and `error` is null.
+        return custom_id, "errored", orjson.dumps({"status_code": code or 500, "body": response.get("body")})
+    error: dict[str, Any] = line["error"] if isinstance(line.get("error"), dict) else {}
+    if unrun := UNRUN.get(str(error.get("code"))):
+        return custom_id, unrun, b""
+    wrapped = {"error": {"code": error.get("code"), "message": error.get("message")}}
+    return custom_id, "errored", orjson.dumps({"status_code": 500, "body": wrapped})
+
+
+def _is_chat_completion(body: bytes) -> bool:
+    try:
+        value = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return False
+    return isinstance(value, dict) and value.get("object") == "chat.completion"
+
+
+def _chat_completion(name: str, body: bytes) -> ModelResponse:
+    from openai.types.chat import ChatCompletion
+
+    completion = ChatCompletion.model_validate_json(body)
+    return _chat_model(name)._process_response(completion)
