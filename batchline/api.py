@@ -182,6 +182,8 @@ def _settled(runtime: Runtime, job_id: str) -> bool:
     if job["state"] == BatchStatus.PENDING:
         return False  # the submit step has not finished
     parts = runtime.store.parts(job_id, int(job["parts"]))
+    if all(part.get("state") == PartState.STORED for part in parts):
+        return False  # the job ends just after its last part is stored (and its files cleaned up): wait for that
     return all(
         part.get("state") == PartState.STORED
         or (part.get("state") == PartState.SUBMITTED and part.get("provider_state") in ("running", "cancelling"))
