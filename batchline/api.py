@@ -328,6 +328,7 @@ async def model_request_batch(
     model_settings: ModelSettings | None = None,
     poll_interval: float = 60.0,
     timeout: float | None = None,
+    max_resubmissions: int = 2,
 ) -> list[BatchResult]:
     """Run the requests as one job and wait: one `BatchResult` per request, in request order.
 
@@ -341,6 +342,7 @@ async def model_request_batch(
         model_settings=model_settings,
         poll_interval=poll_interval,
         timeout=timeout,
+        max_resubmissions=max_resubmissions,
         submit_wait=0,
     )
     try:

@@ -39,6 +39,10 @@ class Settings:
     """How long a part's create may take before another worker may look for, or make, its provider batch."""
     test_delay: float = 0.0
     """Seconds the built-in `test` provider takes to finish a batch."""
+    test_create_seconds: float = 0.0
+    """Seconds the `test` provider takes to answer a create, after the batch exists (a slow response)."""
+    test_result_seconds: float = 0.0
+    """Seconds the `test` provider takes to send each result line (a slow download)."""
 
     @property
     def embedded(self) -> bool:

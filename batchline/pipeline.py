@@ -47,33 +47,39 @@ def _job(runtime: Runtime, job_id: str) -> dict[str, str]:
 
 
 # -- submit ---------------------------------------------------------------------------------------------------------
-def submit(runtime: Runtime, job_id: str) -> list[Next]:
-    """Create every provider batch of a job that does not exist yet, exactly once each."""
+def submit(runtime: Runtime, job_id: str) -> Iterator[Next]:
+    """Create every provider batch of a job that does not exist yet, exactly once each.
+
+    It yields each part's next step as soon as that part is done, so a worker that dies on part 3 has already sent
+    the polls of parts 0 to 2. A redelivered submit re-sends the next step of every part that is past creation.
+    """
     store = runtime.store
     job = _job(runtime, job_id)
     if BatchStatus(job["state"]).is_final:
-        return []
+        return
     provider = runtime.provider(job["model"])
-    nexts: list[Next] = []
     for n, part in enumerate(store.parts(job_id, int(job["parts"]))):
+        if part["state"] == PartState.SUBMITTED:
+            yield Next("poll", n)  # polling twice is harmless; a lost poll chain is not
+            continue
+        if part["state"] == PartState.ENDED:
+            yield Next("fetch", n)
+            continue
         if part["state"] != PartState.PENDING:
-            if part["state"] == PartState.SUBMITTED and int(part.get("polls", 0)) == 0:
-                nexts.append(Next("poll", n))  # created, but the poll may not have been sent before a crash
             continue
         if store.job(job_id).get("state") == BatchStatus.CANCELLING:
             _end_part(runtime, job_id, n, Snapshot("", "not_created", "cancelled"))
-            nexts.append(Next("fetch", n))
+            yield Next("fetch", n)
             continue
         snapshot = _create_once(runtime, provider, job_id, n, int(part["total"]))
         if snapshot is None:  # another worker is creating it: look again once its claim may have gone stale
-            nexts.append(Next("submit", countdown=runtime.settings.claim_timeout))
+            yield Next("submit", countdown=runtime.settings.claim_timeout)
         elif snapshot.ended:
             _end_part(runtime, job_id, n, snapshot)
-            nexts.append(Next("fetch", n))
+            yield Next("fetch", n)
         else:
-            nexts.append(Next("poll", n))
+            yield Next("poll", n)
     store.transition_job(job_id, BatchStatus.IN_PROGRESS, BatchStatus.PENDING)
-    return nexts
 
 
 def _create_once(runtime: Runtime, provider: Provider, job_id: str, n: int, total: int) -> Snapshot | None:
@@ -143,7 +149,6 @@ def _end_part(runtime: Runtime, job_id: str, n: int, snapshot: Snapshot) -> None
     if snapshot.id:
         store.set_part(job_id, n, provider_id=snapshot.id)
     store.transition(store.part_key(job_id, n), PartState.ENDED, PartState.PENDING, PartState.SUBMITTED)
-    store.forget_poll(job_id, n)
 
 
 def _snapshot_of(part: dict[str, str]) -> Snapshot:
@@ -237,6 +242,7 @@ def fetch(runtime: Runtime, job_id: str, n: int, progress: Callable[[int, int], 
             log.info("job %s part %d: %d requests go again in part %d", job_id, n, len(retry_ids), again)
         if store.transition(store.part_key(job_id, n), PartState.STORED, PartState.ENDED) and snapshot.id:
             provider.cleanup(snapshot)
+        store.forget_poll(job_id, n)
         if retry_ids:
             return [Next("submit")]
     return [Next("deliver")] if finish(runtime, job_id) else []

@@ -56,7 +56,8 @@ def _progress_reporter(task: Task[Any, Any]) -> Callable[[int, int], None]:
 def submit(self: Task[Any, Any], job_id: str) -> dict[str, Any]:
     runtime = runtime_for(self.app)
     try:
-        _schedule(self, job_id, pipeline.submit(runtime, job_id))
+        for nxt in pipeline.submit(runtime, job_id):
+            _schedule(self, job_id, [nxt])
     except (TransientProviderError, ProviderRejected) as error:
         raise _retry_later(self, job_id, error) from None
     return pipeline.summary(runtime, job_id)

@@ -38,6 +38,8 @@ def configure(app: Celery, settings: Settings | None = None) -> Settings:
             # Messages of a killed worker come back once the visibility timeout has passed; look for them often.
             "unacked_restore_interval": max(1, min(10, settings.visibility_timeout // 4)),
             "unacked_restore_throttle": 1,
+            # A worker killed while it restores holds kombu's restore lock; it must not block others for long.
+            "unacked_mutex_expire": min(300, settings.visibility_timeout),
             # The in-memory broker is polled; a short interval keeps the embedded default snappy.
             **({"polling_interval": 0.02} if settings.embedded else {}),
         },

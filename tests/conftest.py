@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -103,12 +104,15 @@ def real_setup(redis_url: str) -> Iterator[RealSetup]:
 class WorkerProcess:
     """`celery -A batchline.worker worker` in a subprocess, as a user starts it."""
 
-    def __init__(self, env: dict[str, str], log_path: Path, concurrency: int = 2) -> None:
+    def __init__(self, env: dict[str, str], log_path: Path, concurrency: int = 2, extra: Sequence[str] = ()) -> None:
         self.log_path = log_path
         self.log = log_path.open("ab")
+        self.start = log_path.stat().st_size
         command = [sys.executable, "-m", "celery", "-A", "batchline.worker", "worker", "-E", "--loglevel=INFO"]
-        command += [f"--concurrency={concurrency}", f"--hostname=bltest-{uuid.uuid4().hex[:6]}@%h"]
-        self.process = subprocess.Popen(command, env=env, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT)
+        command += [f"--concurrency={concurrency}", f"--hostname=bltest-{uuid.uuid4().hex[:6]}@%h", *extra]
+        self.process = subprocess.Popen(
+            command, env=env, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         self._wait_ready()
 
     def _wait_ready(self, timeout: float = 60.0) -> None:
@@ -116,13 +120,19 @@ class WorkerProcess:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"celery worker exited with {self.process.returncode}:\n{self.output()[-3000:]}")
-            if " ready." in self.output():
+            if " ready." in self.output()[self.start :]:
                 return
             time.sleep(0.1)
         raise RuntimeError(f"celery worker did not become ready:\n{self.output()[-3000:]}")
 
     def output(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def kill(self) -> None:
+        """SIGKILL the worker and its pool processes at once, as an OOM kill or a lost node would."""
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+        self.log.close()
 
     def stop(self) -> None:
         if self.process.poll() is None:

@@ -224,3 +224,37 @@ def test_async_twins_agree_with_the_sync_ones(embedded: Settings) -> None:
 
     created, status = asyncio.run(scenario())
     assert created.id == status.id and status == batch_status_sync(created)
+
+
+def test_rate_limited_requests_are_resubmitted_in_a_new_batch(embedded: Settings) -> None:
+    requests = [
+        ("steady", prompt("fine")),
+        ("flaky-1", prompt("[test:flaky] a")),
+        ("flaky-2", prompt("[test:flaky] b")),
+    ]
+    batch = batch_create_sync("test", requests)
+    assert batch.status is BatchStatus.COMPLETED
+    assert [pb.request_count for pb in batch.provider_batches] == [3, 2]  # the second batch holds the two retried
+    results = batch_results_sync(batch)
+    assert [r.custom_id for r in results] == ["steady", "flaky-1", "flaky-2"]
+    assert all(r.is_successful for r in results)
+    assert (batch.completed_count, batch.failed_count) == (3, 0)
+
+
+def test_without_resubmissions_the_transient_error_is_the_result(embedded: Settings) -> None:
+    results = model_request_batch_sync("test", [("flaky", prompt("[test:flaky]"))], max_resubmissions=0)
+    assert results[0].error is not None and results[0].error.code == "rate_limit_exceeded"
+
+
+def test_a_finished_job_keeps_no_prompt_in_the_store(embedded: Settings, embedded_store: Store) -> None:
+    batch = batch_create_sync("test", [("a", prompt("a very private prompt"))])
+    assert batch.is_complete
+    for key in embedded_store.redis.scan_iter(match=f"{embedded_store.prefix}job:{batch.id}*"):
+        kind = embedded_store.redis.type(key)
+        if kind == b"hash":
+            values = embedded_store.redis.hvals(key)
+        elif kind == b"list":
+            values = embedded_store.redis.lrange(key, 0, -1)
+        else:
+            continue
+        assert not any(b"very private" in v for v in values), key

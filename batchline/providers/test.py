@@ -2,8 +2,11 @@
 
 It answers "Mock response for <custom_id>", or with tool calls when tools are given and text output is not allowed
 (pydantic-ai's `TestModel` makes the calls and their arguments). A batch finishes `test_delay` seconds after it is
-created. Its batches live in Redis, so a batch created by one worker process is polled and read by another. A prompt
-containing `[test:error]` makes that request fail with an `invalid_request_error`, to exercise error paths.
+created. Its batches live in Redis, so a batch created by one worker process is polled and read by another.
+
+Markers in a prompt exercise error paths: `[test:error]` fails the request with an `invalid_request_error`, and
+`[test:flaky]` fails it with a `rate_limit_exceeded` the first time it runs and answers it the next. The
+`test_create_seconds` and `test_result_seconds` settings make creates and downloads slow, to kill workers midway.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from .base import Encoded, Provider, Snapshot
 _RESPONSE = TypeAdapter(ModelResponse)
 _PARAMS = TypeAdapter(ModelRequestParameters)
 ERROR_MARKER = "[test:error]"
+FLAKY_MARKER = "[test:flaky]"
 
 
 class TestProvider(Provider):
@@ -80,9 +84,12 @@ class TestProvider(Provider):
             mapping={"created_at": time.time(), "delay": ctx.settings.test_delay, "total": count, "job": job_id},
         )
         pipe.hset(f"{ctx.prefix}test:index", f"{job_id}:{part}", batch_id)
+        pipe.hincrby(f"{ctx.prefix}test:creates", f"{job_id}:{part}", 1)  # what a test checks: created once
         for key in (self._key(batch_id), self._key(batch_id, ":in")):
             pipe.expire(key, ttl)
         pipe.execute()
+        # The batch exists from here on; a slow answer opens the window where a worker can die before recording it.
+        time.sleep(ctx.settings.test_create_seconds)
         return self.status(batch_id)
 
     def status(self, batch_id: str) -> Snapshot:
@@ -119,21 +126,24 @@ class TestProvider(Provider):
                 )
                 for i in range(0, len(raw), 2):
                     custom_id = raw[i].decode()
-                    yield (custom_id, *self._answer(loop, custom_id, orjson.loads(raw[i + 1])))
+                    time.sleep(self.context.settings.test_result_seconds)  # a slow download, when asked for
+                    yield (custom_id, *self._answer(loop, batch.id, custom_id, orjson.loads(raw[i + 1])))
                 if len(raw) < 2 * CHUNK:
                     return
                 start += 2 * CHUNK
         finally:
             loop.close()
 
-    def _answer(self, loop: asyncio.AbstractEventLoop, custom_id: str, request: dict[str, Any]) -> tuple[str, bytes]:
+    def _answer(
+        self, loop: asyncio.AbstractEventLoop, batch_id: str, custom_id: str, request: dict[str, Any]
+    ) -> tuple[str, bytes]:
         messages: list[ModelMessage] = ModelMessagesTypeAdapter.validate_python(request["messages"])
-        if any(ERROR_MARKER in prompt for prompt in _user_prompts(messages)):
-            error = {
-                "type": "invalid_request_error",
-                "code": "invalid_request_error",
-                "message": "Rejected on request.",
-            }
+        prompts = " ".join(_user_prompts(messages))
+        if ERROR_MARKER in prompts:
+            error = {"code": "invalid_request_error", "message": "Rejected on request by the test provider."}
+            return "errored", orjson.dumps(error)
+        if FLAKY_MARKER in prompts and self._first_run(batch_id, custom_id):
+            error = {"code": "rate_limit_exceeded", "message": "Rate limited by the test provider; try again."}
             return "errored", orjson.dumps(error)
         params = _PARAMS.validate_python(request["params"])
         model = TestModel(
@@ -143,6 +153,15 @@ class TestProvider(Provider):
         )
         response = loop.run_until_complete(model.request(messages, request["settings"] or None, params))
         return "succeeded", _RESPONSE.dump_json(response)
+
+    def _first_run(self, batch_id: str, custom_id: str) -> bool:
+        """Whether this request runs for the first time in its job (a result read twice counts once per batch)."""
+        redis, prefix = self.context.redis, self.context.prefix
+        job = cast(bytes, redis.hget(self._key(batch_id), "job")).decode()
+        runs = f"{prefix}test:runs:{job}"
+        first = bool(redis.hsetnx(runs, custom_id, batch_id))
+        redis.expire(runs, self.context.settings.ttl_seconds)
+        return first or cast(bytes, redis.hget(runs, custom_id)).decode() == batch_id
 
 
 def _user_prompts(messages: list[ModelMessage]) -> Iterator[str]:
