@@ -10,6 +10,10 @@ Redis, under the store's prefix and TTL, before the batch is created, and result
 them. The batch's display name, `batchline:<job>:<part>`, leads from the batch to that list, and lets a batch whose
 id was lost be found again by listing.
 
+A file uploaded for a create that then failed is deleted when Gemini refused the batch; after a lost answer it is
+kept (the batch may exist and read it), and a file left by a worker that died between upload and create expires on
+its own after 48 hours.
+
 Limits: Gemini documents no request count per batch; `max_requests` is 100,000 (as Anthropic's), which keeps a part's
 result file and its fetch to minutes and a failure to one part. Bytes: 2 GB, the input-file limit.
 """
@@ -31,7 +35,7 @@ from pydantic_ai.providers.google import GoogleProvider
 
 from ..store import CHUNK, StoredResult
 from . import gemini_wire as wire
-from .base import Encoded, Provider, ProviderRejected, Snapshot, TransientProviderError
+from .base import Encoded, Provider, ProviderContext, ProviderRejected, Snapshot, TransientProviderError
 from .gemini_api import GeminiAPI, credentials
 from .gemini_input import PartInput
 
@@ -66,7 +70,7 @@ class GeminiProvider(Provider):
     inline_limit: ClassVar[int] = INLINE_LIMIT
     """Parts whose inline body would reach this many bytes go as a file instead."""
 
-    def __init__(self, model_name: str, context: Any = None) -> None:
+    def __init__(self, model_name: str, context: ProviderContext | None = None) -> None:
         super().__init__(model_name.removeprefix("models/"), context)
         self.api = GeminiAPI()
 

@@ -28,6 +28,7 @@ UPLOAD_CHUNK = 8 * 1024 * 1024
 UPLOAD_ATTEMPTS = 3
 """Whole uploads tried before a create gives up for now: a new upload session is cheap, a stuck part is not."""
 LIST_PAGE = 100
+_JSON_BODY = {"content-type": "application/json"}
 
 
 def credentials(environ: Mapping[str, str] | None = None) -> tuple[str, str]:
@@ -56,22 +57,23 @@ class GeminiAPI:
             if self._http is not None:
                 self._http.close()
             key, base_url = wanted
-            headers = {"x-goog-api-key": key, "content-type": "application/json"}
-            self._http = ProviderHTTP("gemini", base_url, headers, transport=self._transport)
+            self._http = ProviderHTTP("gemini", base_url, {"x-goog-api-key": key}, transport=self._transport)
             self._made_for = wanted
         return self._http
 
     # -- batches ----------------------------------------------------------------------------------------------------
     def create_batch(self, model: str, body: bytes) -> dict[str, Any]:
         # Never retried here: a lost answer may hide a created batch, which the pipeline finds by listing.
-        response = self.http.request("POST", f"{API}/{model}:batchGenerateContent", content=body, idempotent=False)
+        response = self.http.request(
+            "POST", f"{API}/{model}:batchGenerateContent", content=body, headers=_JSON_BODY, idempotent=False
+        )
         return _json(response)
 
     def get_batch(self, name: str) -> dict[str, Any]:
         return _json(self.http.request("GET", f"{API}/{name}"))
 
     def cancel_batch(self, name: str) -> None:
-        self.http.request("POST", f"{API}/{name}:cancel", content=b"{}")
+        self.http.request("POST", f"{API}/{name}:cancel", content=b"{}", headers=_JSON_BODY)
 
     def batches(self) -> Iterator[dict[str, Any]]:
         """Every batch the key's project has, newest first, a page at a time."""
@@ -107,6 +109,7 @@ class GeminiAPI:
                 "x-goog-upload-command": "start",
                 "x-goog-upload-header-content-length": str(size),
                 "x-goog-upload-header-content-type": "application/jsonl",
+                **_JSON_BODY,
             },
             content=orjson.dumps({"file": {"displayName": display_name, "mimeType": "application/jsonl"}}),
         )
