@@ -20,13 +20,11 @@ result file and its fetch to minutes and a failure to one part. Bytes: 2 GB, the
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import dataclasses
 import functools
 import logging
-from collections.abc import Coroutine, Iterable, Iterator, Sequence
-from typing import Any, ClassVar, TypeVar, cast
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, ClassVar, cast
 
 from pydantic_ai.messages import ModelResponse
 from pydantic_ai.models.batch import BatchRequest, BatchResult, BatchResultStatus
@@ -35,12 +33,12 @@ from pydantic_ai.providers.google import GoogleProvider
 
 from ..store import CHUNK, StoredResult
 from . import gemini_wire as wire
+from ._pydantic_codec import encode_all
 from .base import Encoded, Provider, ProviderContext, ProviderRejected, Snapshot, TransientProviderError
 from .gemini_api import GeminiAPI, credentials
 from .gemini_input import PartInput
 
 log = logging.getLogger("batchline.gemini")
-T = TypeVar("T")
 
 INLINE_LIMIT = 20_000_000
 """The Gemini API's limit on an inline batch's request body."""
@@ -50,16 +48,6 @@ INLINE_LIMIT = 20_000_000
 def codec_model(model_name: str) -> GoogleModel:
     """The pydantic-ai model that encodes and decodes; its placeholder key is never sent (encoding sends nothing)."""
     return GoogleModel(model_name, provider=GoogleProvider(api_key="batchline-encodes-only"))
-
-
-def _run(coroutine: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine to its end, also when the caller is itself inside an event loop (a notebook, an async view)."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coroutine)
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, coroutine).result()
 
 
 class GeminiProvider(Provider):
@@ -80,15 +68,8 @@ class GeminiProvider(Provider):
 
     def encode_many(self, requests: Sequence[BatchRequest]) -> list[Encoded]:
         model = codec_model(self.model_name)
-
-        async def encode_all() -> list[Encoded]:
-            out = []
-            for request in requests:
-                encoded = await model.batch_encode(request)
-                out.append(Encoded(request.custom_id, encoded.body.encode(), group=self.model_name))
-            return out
-
-        return _run(encode_all())
+        encoded = encode_all(requests, model.batch_encode)
+        return [Encoded(e.custom_id, e.body.encode(), group=self.model_name) for e in encoded]
 
     def decode(self, result: StoredResult, request: BatchRequest) -> ModelResponse:
         body = result.body.decode() if result.body else None
