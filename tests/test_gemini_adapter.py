@@ -36,7 +36,8 @@ from batchline.providers import ProviderContext
 from batchline.providers import gemini_api as api_module
 from batchline.providers.base import ProviderRejected, TransientProviderError
 from batchline.providers.gemini import GeminiProvider
-from batchline.providers.gemini_api import GeminiAPI
+from batchline.providers.gemini_api import GeminiAPI, credentials
+from batchline.providers.gemini_input import PartInput
 from batchline.runtime import Runtime
 from batchline.store import PartState, Store, StoredResult
 from batchline.types import Batch
@@ -460,3 +461,32 @@ def test_a_job_through_a_real_worker_process(
         worker._current = None
         process.stop()
         setup.cleanup()
+
+
+# -- small pieces ------------------------------------------------------------------------------------------------------
+def test_the_inline_size_is_counted_exactly() -> None:
+    requests = [(f'id-{i}-é"', b'{"contents":[{"parts":[{"text":"%d"}]}]}' % i) for i in range(7)]
+    with PartInput.read("batchline:j:0", 10**9, requests) as spool:
+        exact = len(spool.inline_body())
+        assert json.loads(spool.inline_body())["batch"]["inputConfig"]["requests"]["requests"][6]["metadata"] == {
+            "key": 'id-6-é"'
+        }
+    with PartInput.read("batchline:j:0", exact + 1, requests) as spool:
+        assert spool.inline and spool.ids == [cid for cid, _ in requests]
+    with PartInput.read("batchline:j:0", exact, requests) as spool:
+        assert not spool.inline and spool.file is not None and spool.ids == []
+        spool.file.seek(0)
+        lines = [json.loads(line) for line in spool.file.read().splitlines()]
+        assert [line["key"] for line in lines] == [cid for cid, _ in requests] and spool.file_size > 0
+
+
+def test_keys_and_base_url_come_from_the_sdks_variables() -> None:
+    both = {"GOOGLE_API_KEY": "from-google", "GEMINI_API_KEY": "from-gemini"}
+    assert credentials(both) == ("from-google", "https://generativelanguage.googleapis.com")  # as google-genai
+    assert credentials({"GEMINI_API_KEY": "g", "GOOGLE_GEMINI_BASE_URL": "http://proxy:8080/"}) == (
+        "g",
+        "http://proxy:8080",
+    )
+    with pytest.raises(ProviderRejected) as raised:
+        credentials({"GEMINI_API_KEY": "  "})
+    assert raised.value.status_code == 401 and "GEMINI_API_KEY" in str(raised.value)
