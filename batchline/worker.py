@@ -11,6 +11,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from celery import Celery
+from celery import _state as celery_state
 
 from .config import Settings
 
@@ -68,4 +69,8 @@ def current_app() -> Celery:
 
 app = Celery("batchline", set_as_current=False)
 configure(app)
+if celery_state.default_app is None:
+    # `celery -A batchline.worker flower|inspect|...` and threads with no current app find this one, but an app a
+    # project made current in its own thread keeps precedence there.
+    app.set_default()
 import batchline.tasks  # noqa: E402,F401  (registers the tasks on this app when it finalizes)
