@@ -127,9 +127,9 @@ def test_flower_shows_every_step_and_no_secret_is_left_anywhere(
     deadline = time.monotonic() + 30
     while progress is None and time.monotonic() < deadline:
         for task_id, task in flower.get("/api/tasks").json().items():
-            if task["name"] == "batchline.fetch":
-                if flower.get(f"/api/task/result/{task_id}").json().get("state") == "PROGRESS":
-                    progress = AsyncResult(task_id, app=setup.app).info
+            state = flower.get(f"/api/task/result/{task_id}").json().get("state")
+            if task["name"] == "batchline.fetch" and state == "PROGRESS":
+                progress = AsyncResult(task_id, app=setup.app).info
         time.sleep(0.05)
     assert progress in ({"completed": 500, "total": 1200}, {"completed": 1000, "total": 1200})
     final = batch_wait_sync(batch)
