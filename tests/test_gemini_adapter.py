@@ -212,7 +212,8 @@ def test_cancel_stops_the_provider_batch(embedded: Settings, gemini: Emulator, m
     final = wait(batch)
     assert final.status is BatchStatus.CANCELLED and final.provider_batches[0].status == "BATCH_STATE_CANCELLED"
     assert all(r.error is not None and r.error.code == "canceled" for r in batch_results_sync(batch))
-    assert gemini.stats()["calls"]["POST /v1beta/batches/{name}:cancel"] == 1
+    # The cancel task asks, and a poll that runs meanwhile may ask too: a second ask of an ended batch is harmless.
+    assert 1 <= gemini.stats()["calls"]["POST /v1beta/batches/{name}:cancel"] <= 2
 
 
 def test_expiry_with_partial_results(embedded: Settings, gemini: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
