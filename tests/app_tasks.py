@@ -1,4 +1,5 @@
-"""A callback task for the fault suite, loaded by its workers: it records each result's effect idempotently."""
+"""An application's own tasks, loaded by the test workers: a callback that records each result's effect idempotently,
+and two tasks a job's on_complete chains as a Celery canvas."""
 
 from __future__ import annotations
 
@@ -28,3 +29,17 @@ _RECORD = """
 if redis.call('HSETNX', KEYS[1], ARGV[1], 1) == 1 then redis.call('INCR', KEYS[2]) return 1 end
 return 0
 """
+
+
+@shared_task(name="bltest.summarise")
+def summarise(summary: dict[str, object]) -> str:
+    """The first link of an on_complete chain: it receives the job's summary."""
+    return f"{summary['job_id']}: {summary['succeeded']} of {summary['total']} succeeded"
+
+
+@shared_task(name="bltest.notify")
+def notify(line: str) -> str:
+    """The second link: it receives what the first returned, and leaves it where the test can see it."""
+    client = redis.Redis.from_url(os.environ["BATCHLINE_REDIS_URL"])
+    client.rpush(f"{os.environ['BATCHLINE_KEY_PREFIX']}bltest:notified", line)
+    return line

@@ -42,7 +42,7 @@ class Scenario:
 
     def restart(self) -> None:
         self.worker.kill()
-        self.worker = WorkerProcess(self.env, self.log, extra=["-I", "tests.fault_callbacks"])
+        self.worker = WorkerProcess(self.env, self.log, extra=["-I", "tests.app_tasks"])
 
     def wait_for(self, condition: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
@@ -61,7 +61,7 @@ def scenario(redis_url: str, tmp_path: Path, request: pytest.FixtureRequest) -> 
         worker.use_app(setup.app)
         log = tmp_path / "worker.log"
         log.touch()
-        process = WorkerProcess(env, log, extra=["-I", "tests.fault_callbacks"])
+        process = WorkerProcess(env, log, extra=["-I", "tests.app_tasks"])
         made.append(Scenario(setup, runtime_for(setup.app).store, log, process, env))
         return made[-1]
 

@@ -1,0 +1,64 @@
+"""Delivery: results in chunks to the application's callback task, the summary once to on_complete, which may be a
+Celery canvas of the application's own tasks (the README's example)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from celery import chain, signature
+from pydantic_ai import ModelRequest
+
+from batchline import BatchInputError, batch_create_sync, batch_results_sync, batch_wait_sync, worker
+from batchline.config import Settings
+from batchline.runtime import runtime_for
+
+from .conftest import RealSetup, WorkerProcess, make_real_setup
+
+
+def prompts(count: int) -> list[tuple[str, list[ModelRequest]]]:
+    return [(f"item-{i}", [ModelRequest.user_text_prompt(f"Describe item {i}")]) for i in range(count)]
+
+
+@pytest.fixture
+def app_worker(redis_url: str, tmp_path: Path) -> Iterator[RealSetup]:
+    allowed = "bltest.record,bltest.summarise,bltest.notify"
+    setup = make_real_setup(redis_url, allowed_callbacks=allowed)
+    process = WorkerProcess(setup.env, tmp_path / "worker.log", extra=["-I", "tests.app_tasks"])
+    worker.use_app(setup.app)
+    yield setup
+    worker._current = None
+    process.stop()
+    setup.cleanup()
+
+
+@pytest.mark.redis
+def test_results_reach_the_callback_in_chunks_and_the_chain_runs_once(app_worker: RealSetup) -> None:
+    # The README's example: a chain of the application's own tasks runs when the job is complete.
+    on_complete = chain(signature("bltest.summarise"), signature("bltest.notify"))
+    batch = batch_create_sync("test", prompts(25), callback="bltest.record", chunk_size=10, on_complete=on_complete)
+    final = batch_wait_sync(batch)
+
+    store = runtime_for(app_worker.app).store
+    notified = f"{store.prefix}bltest:notified"
+    deadline = time.monotonic() + 30
+    while store.redis.llen(notified) == 0:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    time.sleep(0.5)  # time enough for a duplicate to show, if there were one
+    assert store.redis.lrange(notified, 0, -1) == [f"{batch.id}: 25 of 25 succeeded".encode()]
+    effects = store.redis.hgetall(f"{store.prefix}bltest:effects:{batch.id}")
+    assert sorted(k.decode() for k in effects) == sorted(r.custom_id for r in batch_results_sync(final))
+    assert int(store.redis.get(f"{store.prefix}bltest:calls:{batch.id}") or 0) == 3  # 10 + 10 + 5
+
+
+def test_a_task_the_workers_do_not_allow_is_refused_before_anything_is_stored(embedded: Settings) -> None:
+    store = runtime_for(worker.app).store
+    before = store.job_ids(10_000)
+    with pytest.raises(BatchInputError, match=r"'os\.system' is not in batchline's allowed_callbacks"):
+        batch_create_sync("test", prompts(1), callback="os.system")
+    with pytest.raises(BatchInputError, match=r"'evil\.task'"):
+        batch_create_sync("test", prompts(1), on_complete=chain(signature("evil.task"), signature("other")))
+    assert store.job_ids(10_000) == before
