@@ -155,6 +155,8 @@ class AnthropicProvider(Provider):
             raise error from None
 
     def results(self, batch: Snapshot) -> Iterator[tuple[str, str, bytes]]:
+        if not batch.ended:  # a stale snapshot (a poll raced the one that saw the end): ask again
+            batch = self.status(batch.id)
         url = batch.details.get("results_url")
         if not url:
             return

@@ -42,6 +42,8 @@ STATES: dict[str, State] = {
     "expired": "expired",
     "cancelled": "cancelled",
 }
+FIND_PAGE = 100
+"""Batches per page when listing them to find one (the most OpenAI gives)."""
 UNRUN: dict[str, BatchResultStatus] = {"batch_expired": "expired", "batch_cancelled": "canceled"}
 """Error-file codes of requests the batch ended before running."""
 
@@ -146,7 +148,7 @@ class OpenAIProvider(Provider):
     def find(self, job_id: str, part: int) -> Snapshot | None:
         after: str | None = None
         while True:
-            params: dict[str, str | int] = {"limit": 100, **({"after": after} if after else {})}
+            params: dict[str, str | int] = {"limit": FIND_PAGE, **({"after": after} if after else {})}
             page = self.http.request("GET", "/batches", params=params).json()
             for batch in page.get("data") or []:
                 metadata = batch.get("metadata") or {}
@@ -157,6 +159,8 @@ class OpenAIProvider(Provider):
                 return None
 
     def results(self, batch: Snapshot) -> Iterator[tuple[str, str, bytes]]:
+        if not batch.ended:  # a stale snapshot (a poll raced the one that saw the end): ask again
+            batch = self.status(batch.id)
         for key in ("output_file_id", "error_file_id"):
             file_id = batch.details.get(key)
             if not file_id:  # `""` is no file too
