@@ -23,6 +23,9 @@ from .types import BatchStatus
 
 log = logging.getLogger("batchline")
 
+NOT_FOUND = "not_found"
+"""The provider status batchline gives a batch the provider answers 404 for: it has no results to read."""
+
 _ACTIVE = (BatchStatus.PENDING, BatchStatus.IN_PROGRESS, BatchStatus.CANCELLING)
 
 
@@ -179,7 +182,15 @@ def poll(runtime: Runtime, job_id: str, n: int) -> Next | None:
     if deadline and time.time() >= deadline:
         request_cancel(runtime, job_id)
     provider = runtime.provider(job["model"])
-    snapshot = provider.status(part["provider_id"])
+    try:
+        snapshot = provider.status(part["provider_id"])
+    except ProviderRejected as error:
+        if error.status_code != 404:
+            raise
+        # Deleted at the provider (or never there): polling it again cannot help; its requests carry the reason.
+        snapshot = Snapshot(part["provider_id"], NOT_FOUND, "failed", error=str(error))
+        _end_part(runtime, job_id, n, snapshot)
+        return Next("fetch", n)
     if job.get("state") == BatchStatus.CANCELLING and snapshot.state == "running":
         snapshot = provider.cancel(snapshot.id)
     polls = int(part.get("polls", 0))
@@ -227,7 +238,7 @@ def fetch(runtime: Runtime, job_id: str, n: int, progress: Callable[[int, int], 
                 else:
                     yield custom_id, status, body
 
-        if snapshot.id:
+        if snapshot.id and snapshot.status != NOT_FOUND:
             total = int(part.get("total", 0))
             report = None if progress is None else (lambda stored: progress(stored, total))
             stored = store.add_results(job_id, final(provider.results(snapshot)), progress=report)

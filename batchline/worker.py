@@ -69,7 +69,7 @@ def current_app() -> Celery:
 
 app = Celery("batchline", set_as_current=False)
 configure(app)
-if celery_state.default_app is None:
+if getattr(celery_state, "default_app", None) is None:
     # `celery -A batchline.worker flower|inspect|...` and threads with no current app find this one, but an app a
     # project made current in its own thread keeps precedence there.
     app.set_default()
