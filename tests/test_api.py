@@ -258,3 +258,15 @@ def test_a_finished_job_keeps_no_prompt_in_the_store(embedded: Settings, embedde
         else:
             continue
         assert not any(b"very private" in v for v in values), key
+
+
+def test_a_batch_deleted_at_the_provider_ends_the_job_instead_of_polling_forever(
+    embedded: Settings, embedded_store: Store
+) -> None:
+    slow(embedded, 60)
+    batch = batch_create_sync("test", [("a", prompt("x"))], poll_interval=0.2)
+    embedded_store.redis.delete(f"{embedded_store.prefix}test:batch:{batch.provider_batches[0].id}")
+    final = batch_wait_sync(batch)
+    assert final.status is BatchStatus.FAILED
+    (result,) = batch_results_sync(final)
+    assert result.error is not None and "no batch" in result.error.message

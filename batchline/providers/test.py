@@ -26,7 +26,7 @@ from pydantic_ai.models.batch import BatchRequest
 from pydantic_ai.models.test import TestModel
 
 from ..store import CHUNK, StoredResult
-from .base import Encoded, Provider, Snapshot
+from .base import Encoded, Provider, ProviderRejected, Snapshot
 
 _RESPONSE = TypeAdapter(ModelResponse)
 _PARAMS = TypeAdapter(ModelRequestParameters)
@@ -95,7 +95,7 @@ class TestProvider(Provider):
     def status(self, batch_id: str) -> Snapshot:
         raw = cast(dict[bytes, bytes], self.context.redis.hgetall(self._key(batch_id)))
         if not raw:
-            raise LookupError(f"The test provider has no batch {batch_id!r}.")
+            raise ProviderRejected(f"test: no batch {batch_id!r}", 404)
         info = {k.decode(): v.decode() for k, v in raw.items()}
         total = int(info["total"])
         if "cancelled_at" in info:
