@@ -34,6 +34,8 @@ __all__ = [
     "batch_cancel_sync",
     "batch_create",
     "batch_create_sync",
+    "batch_list",
+    "batch_list_sync",
     "batch_results",
     "batch_results_sync",
     "batch_status",
@@ -241,6 +243,16 @@ def _status(runtime: Runtime, job_id: str) -> Batch:
             for n, part in enumerate(parts)
         ],
     )
+
+
+def batch_list_sync(limit: int = 20) -> list[Batch]:
+    """The most recent jobs in the store, newest first."""
+    _, runtime = _runtime()
+    return [_status(runtime, job_id) for job_id in runtime.store.job_ids(limit) if runtime.store.job(job_id)]
+
+
+async def batch_list(limit: int = 20) -> list[Batch]:
+    return await asyncio.to_thread(batch_list_sync, limit)
 
 
 # -- results --------------------------------------------------------------------------------------------------------

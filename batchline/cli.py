@@ -1,8 +1,9 @@
 """The `batchline` command.
 
 `batchline demo` runs a small job end to end (on the embedded default unless a broker is configured),
-`batchline worker` starts a Celery worker (the same as `celery -A batchline.worker worker -E`), and
-`batchline emulator` serves the three providers' batch APIs for tests and demos. Errors are one line and exit 1.
+`batchline submit|status|wait|results|cancel|jobs` manage jobs, `batchline worker` starts a Celery worker (the same
+as `celery -A batchline.worker worker -E`), and `batchline emulator` serves the three providers' batch APIs for tests
+and demos. Errors are one line and exit 1, never a traceback.
 """
 
 from __future__ import annotations
@@ -35,8 +36,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     worker = commands.add_parser("worker", help="start a Celery worker (arguments after it go to celery)")
     worker.add_argument("celery_args", nargs=argparse.REMAINDER)
 
-    from . import emulator
+    from . import cli_jobs, emulator
 
+    cli_jobs.add_commands(commands)
     emulator.add_arguments(commands.add_parser("emulator", help="serve the providers' batch APIs on one port"))
 
     args = parser.parse_args(argv)
@@ -46,8 +48,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _demo(console, args.model, args.requests)
         if args.command == "worker":
             return _worker(args.celery_args)
-        emulator.run_from_args(args)
-        return 0
+        if args.command == "emulator":
+            emulator.run_from_args(args)
+            return 0
+        return cli_jobs.run(args, console)
     except KeyboardInterrupt:
         return 130
     except Exception as error:  # one clear line, never a traceback
