@@ -8,6 +8,7 @@ batchline's settings to it and `use_app(app)` makes the API send through it.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 
 from celery import Celery
@@ -18,7 +19,7 @@ from .config import Settings
 
 def configure(app: Celery, settings: Settings | None = None) -> Settings:
     """Apply batchline's broker, queue, event and beat settings to a Celery app."""
-    settings = settings or Settings.load(app.conf)
+    settings = settings or _settings_of(app)
     app.conf.update(
         broker_url=settings.broker_url or "memory://localhost/",
         # Task results are summaries (ids and counts), kept where the store is so Flower and canvases can read them.
@@ -51,6 +52,20 @@ def configure(app: Celery, settings: Settings | None = None) -> Settings:
         },
     )
     app.conf.include = [*app.conf.include, "batchline.tasks"]
+    return settings
+
+
+def _settings_of(app: Celery) -> Settings:
+    """batchline's settings from `app`'s config. A broker and result backend the project gave Celery itself
+    (`CELERY_BROKER_URL` in Django settings, `broker_url` in Flask's config) are batchline's too, unless batchline's own
+    are named: otherwise the project's broker would be replaced by the embedded default's."""
+    settings = Settings.load(app.conf)
+    broker, backend = app.conf.broker_url, app.conf.result_backend
+    # memory:// is what a configured app already has for the embedded default; it names no broker of the project.
+    if settings.broker_url is None and isinstance(broker, str) and broker and not broker.startswith("memory://"):
+        settings = replace(settings, broker_url=broker)
+    if settings.result_backend is None and isinstance(backend, str) and backend:
+        settings = replace(settings, result_backend=backend)
     return settings
 
 
