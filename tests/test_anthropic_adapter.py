@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx2
 import orjson
@@ -20,6 +21,8 @@ from batchline import (
     batch_create_sync,
     batch_results_sync,
     batch_wait_sync,
+    model_request_batch_sync,
+    worker,
 )
 from batchline.config import Settings
 from batchline.emulator import BatchFault, Emulator, HttpFault
@@ -27,6 +30,7 @@ from batchline.providers.anthropic import AnthropicProvider, client_config, safe
 from batchline.providers.base import ProviderRejected
 from batchline.providers.http import ProviderHTTP
 
+from .conftest import WorkerProcess, make_real_setup
 from .openai_anthropic_helpers import (
     CALCULATE,
     FAKE_ANTHROPIC_KEY,
@@ -281,3 +285,29 @@ def test_results_are_read_from_the_results_url_as_given() -> None:
         "https://api.anthropic.com/v1/messages/batches/msgbatch_1",
         "https://files.example/r/msgbatch_1?sig=x",
     ]
+
+
+# -- a real worker process ------------------------------------------------------------------------------------------
+@pytest.mark.redis
+def test_mapped_custom_ids_survive_the_trip_through_a_real_worker(
+    redis_url: str, emulator: Emulator, tmp_path: Path
+) -> None:
+    """The id map lives in the store's Redis: the worker process that creates the batch and the one that fetches it
+    share nothing else."""
+    setup = make_real_setup(redis_url)
+    process = WorkerProcess({**setup.env, **provider_env(emulator)}, tmp_path / "worker.log", concurrency=2)
+    worker.use_app(setup.app)
+    try:
+        requests = [(f"ticket #{i} / ü", ask(f"Private note {i}"), {"model": "claude-haiku-4-5"}) for i in range(20)]
+        results = model_request_batch_sync(MODEL, requests, poll_interval=0.2)
+        assert [r.custom_id for r in results] == [cid for cid, _, _ in requests]
+        assert all(r.response is not None and r.response.model_name == "claude-haiku-4-5" for r in results)
+        assert batches_created(emulator) == 1
+        log = process.output()
+        assert "Task batchline.fetch[" in log
+        assert "Private note" not in log and FAKE_ANTHROPIC_KEY not in log
+        assert not list(setup.client.scan_iter(match=f"{setup.settings.key_prefix}anthropic:ids:*"))  # cleaned up
+    finally:
+        worker._current = None
+        process.stop()
+        setup.cleanup()

@@ -33,7 +33,7 @@ from batchline.providers.base import ProviderRejected, TransientProviderError
 from batchline.providers.http import ProviderHTTP
 from batchline.providers.openai import OpenAIProvider
 
-from .conftest import set_embedded_settings, with_settings
+from .conftest import WorkerProcess, make_real_setup, set_embedded_settings, with_settings
 from .openai_anthropic_helpers import (
     CALCULATE,
     FAKE_OPENAI_KEY,
@@ -378,8 +378,6 @@ def test_a_compatible_host_is_reached_under_its_own_base_url() -> None:
 # -- a real worker process ------------------------------------------------------------------------------------------
 @pytest.mark.redis
 def test_an_openai_job_runs_on_a_real_worker(redis_url: str, emulator: Emulator, tmp_path: Path) -> None:
-    from .conftest import WorkerProcess, make_real_setup
-
     setup = make_real_setup(redis_url)
     process = WorkerProcess({**setup.env, **provider_env(emulator)}, tmp_path / "worker.log")
     worker.use_app(setup.app)
