@@ -49,14 +49,22 @@ def spooled(chunks: Iterable[bytes]) -> Iterator[tuple[IO[bytes], int]]:
 
 
 def iter_lines(response: httpx2.Response) -> Iterator[bytes]:
-    """The non-empty lines of a streamed response, as bytes (no text decoding: orjson reads bytes)."""
-    tail = b""
+    """The non-empty lines of a streamed response, as bytes (no text decoding: orjson reads bytes).
+
+    Each byte is searched once, so a line of many megabytes (a long answer) costs no more than many short ones.
+    """
+    buffer = bytearray()
     for chunk in response.iter_bytes(READ_SIZE):
-        lines = (tail + chunk).split(b"\n")
-        tail = lines.pop()
-        yield from (line for line in lines if line.strip())
-    if tail.strip():
-        yield tail
+        searched, start = len(buffer), 0
+        buffer += chunk
+        while (end := buffer.find(b"\n", searched)) >= 0:
+            line = bytes(buffer[start:end])
+            if line.strip():
+                yield line
+            start = searched = end + 1
+        del buffer[:start]
+    if bytes(buffer).strip():
+        yield bytes(buffer)
 
 
 def iter_json_lines(response: httpx2.Response, what: str) -> Iterator[dict[str, Any]]:

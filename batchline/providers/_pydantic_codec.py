@@ -16,11 +16,10 @@ from pydantic_ai.exceptions import UserError
 from pydantic_ai.models.batch import BatchRequest
 
 from ..codec import request_model
+from . import _ADAPTERS
 
 T = TypeVar("T")
 PLACEHOLDER_KEY = "batchline-codec-sends-nothing"
-PREFIXES = ("openai", "anthropic", "google", "test")
-"""Model-string prefixes batchline knows, to tell `anthropic:claude-x` from a name that merely holds a colon."""
 
 
 def encode_all(requests: Sequence[BatchRequest], encode: Callable[[BatchRequest], Awaitable[T]]) -> list[T]:
@@ -45,7 +44,7 @@ def model_of(provider: str, default: str, request: BatchRequest) -> str:
     prefix, colon, rest = name.partition(":")
     if colon and prefix == provider:
         return rest
-    if colon and prefix in PREFIXES:
+    if colon and prefix in _ADAPTERS:  # another provider's model; a name like `ft:gpt-4o:org::id` is kept whole
         raise UserError(
             f"request {request.custom_id!r} names model {name!r}, but this job's requests go to {provider}."
         )

@@ -13,7 +13,7 @@ import functools
 import hashlib
 import os
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import suppress
 from typing import Any, ClassVar, cast
 
@@ -196,7 +196,7 @@ class AnthropicProvider(Provider):
             self.context.redis.delete(self._ids_key(batch.id))
 
 
-def client_config(environ: os._Environ[str] | dict[str, str]) -> tuple[str, dict[str, str]]:
+def client_config(environ: Mapping[str, str]) -> tuple[str, dict[str, str]]:
     """Base URL and headers from the SDK's environment names. The key is checked before any HTTP call."""
     key = environ.get("ANTHROPIC_API_KEY", "").strip()
     if not key:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import suppress
 from typing import Any, ClassVar
 
@@ -196,7 +196,7 @@ class OpenAIProvider(Provider):
             self.http.request("DELETE", f"/files/{file_id}")
 
 
-def client_config(environ: os._Environ[str] | dict[str, str]) -> tuple[str, dict[str, str]]:
+def client_config(environ: Mapping[str, str]) -> tuple[str, dict[str, str]]:
     """Base URL and headers from the SDK's environment names. The key is checked before any HTTP call."""
     key = environ.get("OPENAI_API_KEY", "").strip()
     if not key:
