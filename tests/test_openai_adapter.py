@@ -26,6 +26,7 @@ from batchline import (
     model_request_batch_sync,
     worker,
 )
+from batchline.codec import ModelBatchRequest
 from batchline.config import Settings
 from batchline.emulator import BatchFault, Emulator, HttpFault
 from batchline.providers import openai as openai_adapter
@@ -393,3 +394,11 @@ def test_an_openai_job_runs_on_a_real_worker(redis_url: str, emulator: Emulator,
         worker._current = None
         process.stop()
         setup.cleanup()
+
+
+def test_a_fine_tuned_model_name_keeps_its_colons() -> None:
+    request = BatchRequest(custom_id="a", messages=ask("x"))
+    tuned = ModelBatchRequest(custom_id="a", messages=ask("x"), model="ft:gpt-4o-mini:acme::abc123")
+    adapter = OpenAIProvider("gpt-4o-mini")
+    assert [e.group for e in adapter.encode_many([request, tuned])] == ["gpt-4o-mini", "ft:gpt-4o-mini:acme::abc123"]
+    assert orjson.loads(adapter.encode(tuned).body)["model"] == "ft:gpt-4o-mini:acme::abc123"

@@ -16,7 +16,7 @@ from pydantic_ai.exceptions import ModelAPIError, ModelHTTPError
 from pydantic_ai.models.batch import BatchRequest
 
 from batchline.api import _error_of
-from batchline.providers import anthropic, openai
+from batchline.providers import _jsonl, anthropic, openai
 from batchline.providers.anthropic import AnthropicProvider
 from batchline.providers.base import Snapshot
 from batchline.providers.http import ProviderHTTP
@@ -312,3 +312,10 @@ def test_anthropic_unrun_results_keep_their_kind(kind: str) -> None:
         AnthropicProvider("claude-sonnet-4-5").decode(
             StoredResult("a", kind, b""), BatchRequest(custom_id="a", messages=[])
         )
+
+
+def test_lines_split_across_download_chunks_are_joined(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_jsonl, "READ_SIZE", 7)  # every line of the recorded file spans many chunks
+    _, results, _ = anthropic_results(ANTHROPIC / "results_succeeded_with_thinking.jsonl")
+    [line] = jsonl(ANTHROPIC / "results_succeeded_with_thinking.jsonl")
+    assert [(cid, status, orjson.loads(body)) for cid, status, body in results] == [("0", "succeeded", line["result"])]
