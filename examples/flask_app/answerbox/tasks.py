@@ -1,0 +1,22 @@
+"""The app's own tasks. batchline's live in `batchline.tasks`, so no `tasks` module collides."""
+
+from batchline import batch_results_sync
+from celery import shared_task
+from flask import current_app
+
+from . import store
+
+
+@shared_task(name="answerbox.save_results", acks_late=True, reject_on_worker_lost=True)
+def save_results(job_id: str, custom_ids: list[str]) -> int:
+    """Store one delivered chunk of results. A redelivered chunk rewrites the same rows: it never adds any."""
+    results = batch_results_sync(job_id, custom_ids=custom_ids)
+    rows = []
+    for result in results:
+        if result.is_successful and result.response is not None:
+            rows.append((result.custom_id, result.response.text or "", ""))
+        else:
+            error = result.error
+            rows.append((result.custom_id, "", f"{error.code}: {error.message}" if error else "no result"))
+    store.save(current_app.config["RESULTS_DB"], job_id, rows)
+    return len(rows)
