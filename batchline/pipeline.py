@@ -147,11 +147,10 @@ def _snapshot_fields(snapshot: Snapshot) -> dict[str, str | int]:
 
 
 def _end_part(runtime: Runtime, job_id: str, n: int, snapshot: Snapshot) -> None:
+    """Mark a part ended with the provider's final word, once: whoever ends it first is the one recorded."""
     store = runtime.store
-    store.set_part(job_id, n, **_snapshot_fields(snapshot))
-    if snapshot.id:
-        store.set_part(job_id, n, provider_id=snapshot.id)
-    store.transition(store.part_key(job_id, n), PartState.ENDED, PartState.PENDING, PartState.SUBMITTED)
+    fields = _snapshot_fields(snapshot) | ({"provider_id": snapshot.id} if snapshot.id else {})
+    store.transition(store.part_key(job_id, n), PartState.ENDED, PartState.PENDING, PartState.SUBMITTED, **fields)
 
 
 def _snapshot_of(part: dict[str, str]) -> Snapshot:
@@ -198,7 +197,7 @@ def poll(runtime: Runtime, job_id: str, n: int) -> Next | None:
     if snapshot.ended:
         _end_part(runtime, job_id, n, snapshot)
         return Next("fetch", n)
-    store.set_part(job_id, n, **_snapshot_fields(snapshot))
+    store.set_part_if(job_id, n, PartState.SUBMITTED, **_snapshot_fields(snapshot))
     return Next("poll", n, countdown=poll_countdown(runtime, job, polls))
 
 
@@ -267,9 +266,8 @@ def finish(runtime: Runtime, job_id: str) -> bool:
     if any(part.get("state") != PartState.STORED for part in parts):
         return False
     outcome = final_status(job, parts)
-    if not store.transition_job(job_id, outcome, *_ACTIVE):
+    if not store.transition_job(job_id, outcome, *_ACTIVE, completed_at=time.time()):
         return False
-    store.set_job(job_id, completed_at=time.time())
     store.drop_requests(job_id)
     store.touch(job_id, len(parts))
     log.info("job %s %s", job_id, outcome.value)

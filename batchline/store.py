@@ -58,16 +58,26 @@ redis.call('EXPIRE', KEYS[2], ttl)
 return added
 """
 
-# Move a hash's `state` field to ARGV[1] only from one of the states ARGV[2..]; answer whether it moved.
+# Move a hash's `state` to ARGV[1] only from one of the ARGV[2] states that follow, setting the field/value pairs
+# after them in the same step; answer whether it moved.
 _TRANSITION = """
 local current = redis.call('HGET', KEYS[1], 'state')
-for i = 2, #ARGV do
+local count = tonumber(ARGV[2])
+for i = 3, 2 + count do
   if current == ARGV[i] then
     redis.call('HSET', KEYS[1], 'state', ARGV[1])
+    for j = 3 + count, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[j], ARGV[j + 1]) end
     return 1
   end
 end
 return 0
+"""
+
+# Set the field/value pairs ARGV[2..] only while the hash's state is ARGV[1]: a stale writer changes nothing.
+_SET_IF_STATE = """
+if redis.call('HGET', KEYS[1], 'state') ~= ARGV[1] then return 0 end
+for i = 2, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+return 1
 """
 
 
@@ -113,6 +123,7 @@ class Store:
         self._add_results = client.register_script(_ADD_RESULTS)
         self._transition = client.register_script(_TRANSITION)
         self._add_part = client.register_script(_ADD_PART)
+        self._set_if_state = client.register_script(_SET_IF_STATE)
 
     # -- keys -------------------------------------------------------------------------------------------------------
     def job_key(self, job_id: str, suffix: str = "") -> str:
@@ -167,12 +178,16 @@ class Store:
     def set_job(self, job_id: str, **values: str | int | float) -> None:
         self.redis.hset(self.job_key(job_id), mapping=_fields(values))
 
-    def transition(self, key: str, to: str, *from_states: str) -> bool:
-        """Move `key`'s state to `to` if it is in one of `from_states`; exactly one caller wins a race."""
-        return bool(self._transition(keys=[key], args=[to, *from_states]))
+    def transition(self, key: str, to: str, *from_states: str, **also: str | int | float) -> bool:
+        """Move `key`'s state to `to` if it is in one of `from_states`, and set `also` in the same atomic step;
+        exactly one caller wins a race."""
+        pairs = [item for field, value in also.items() for item in (field, value)]
+        return bool(self._transition(keys=[key], args=[to, len(from_states), *from_states, *pairs]))
 
-    def transition_job(self, job_id: str, to: BatchStatus, *from_states: BatchStatus) -> bool:
-        return self.transition(self.job_key(job_id), to.value, *(s.value for s in from_states))
+    def transition_job(
+        self, job_id: str, to: BatchStatus, *from_states: BatchStatus, **also: str | int | float
+    ) -> bool:
+        return self.transition(self.job_key(job_id), to.value, *(s.value for s in from_states), **also)
 
     def touch(self, job_id: str, parts: int) -> None:
         """Restart the TTL of every key of a job, so that a finished job lives `ttl` from its end."""
@@ -220,6 +235,11 @@ class Store:
 
     def set_part(self, job_id: str, part: int, **values: str | int | float) -> None:
         self.redis.hset(self.part_key(job_id, part), mapping=_fields(values))
+
+    def set_part_if(self, job_id: str, part: int, state: str, **values: str | int | float) -> bool:
+        """Set `values` on a part only while it is in `state` (a poll that lost a race must not undo an ending)."""
+        pairs = [item for field, value in values.items() for item in (field, value)]
+        return bool(self._set_if_state(keys=[self.part_key(job_id, part)], args=[state, *pairs]))
 
     def add_part(self, job_id: str, source: int, custom_ids: Sequence[str], generation: int) -> int:
         """A new pending part that resubmits `custom_ids` of part `source`; asking again answers the same part."""
