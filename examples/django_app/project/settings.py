@@ -19,8 +19,10 @@ DATABASES = {
     "default": {
         "ENGINE": "django.db.backends.sqlite3",
         "NAME": os.environ.get("DJANGO_DB_PATH") or BASE_DIR / "db.sqlite3",
-        # The web process reads while workers write: wait for the lock rather than fail.
-        "OPTIONS": {"timeout": 20},
+        # Web processes read while several worker processes write. WAL lets reads go on during a write; IMMEDIATE
+        # takes the write lock when a transaction begins, so a second writer waits (up to `timeout`) instead of
+        # failing with "database is locked" when its read would turn into a write.
+        "OPTIONS": {"timeout": 20, "transaction_mode": "IMMEDIATE", "init_command": "PRAGMA journal_mode=WAL;"},
     }
 }
 
