@@ -5,6 +5,7 @@ from .api import (
     batch_cancel_sync,
     batch_create,
     batch_create_sync,
+    batch_export_sync,
     batch_list,
     batch_list_sync,
     batch_results,
@@ -17,6 +18,7 @@ from .api import (
     model_request_batch_sync,
 )
 from .pipeline import JobNotFound
+from .raw import RawRequest
 from .types import Batch, BatchError, BatchInputError, BatchResult, BatchStatus, ProviderBatch
 
 __all__ = [
@@ -27,10 +29,12 @@ __all__ = [
     "BatchStatus",
     "JobNotFound",
     "ProviderBatch",
+    "RawRequest",
     "batch_cancel",
     "batch_cancel_sync",
     "batch_create",
     "batch_create_sync",
+    "batch_export_sync",
     "batch_list",
     "batch_list_sync",
     "batch_results",

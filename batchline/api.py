@@ -11,7 +11,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import IO, Any
 
 import orjson
 from celery import Celery, Signature
@@ -21,7 +21,7 @@ from pydantic_ai.models.batch import BatchRequest
 from pydantic_ai.settings import ModelSettings
 
 from . import worker
-from .codec import PARAMS, decode_request, request_model, to_batch_requests
+from .codec import PARAMS, RawBatchRequest, decode_request, request_model, to_batch_requests
 from .delivery import completion_spec, completion_tasks
 from .pipeline import JobNotFound
 from .providers import Encoded, Provider, get_provider
@@ -34,6 +34,7 @@ __all__ = [
     "batch_cancel_sync",
     "batch_create",
     "batch_create_sync",
+    "batch_export_sync",
     "batch_list",
     "batch_list_sync",
     "batch_results",
@@ -124,6 +125,8 @@ def batch_create_sync(
         fields["callback"] = callback
     if completion:
         fields["on_complete"] = completion
+    if any(isinstance(request, RawBatchRequest) for request, _ in checked):
+        fields["raw"] = 1
     rows = ((enc.custom_id, enc.body, own) for enc, (_, own) in zip(encoded, checked, strict=True))
     runtime.store.create_job(job_id, fields, rows, plan_parts(codec, encoded))
     app.send_task("batchline.submit", args=(job_id,))
@@ -141,23 +144,26 @@ async def batch_create(model: Model | str, requests: Sequence[Any], **options: A
 
 
 def _encode(codec: Provider, requests: list[BatchRequest]) -> list[Encoded]:
-    if not getattr(codec, "request_models", False) and any(request_model(r) for r in requests):
+    """Provider-native bodies: pydantic-ai requests through the adapter's codec; raw ones checked, kept as is."""
+    typed = [r for r in requests if not isinstance(r, RawBatchRequest)]
+    if not getattr(codec, "request_models", False) and any(request_model(r) for r in typed):
         raise BatchInputError(f"{codec.name} batches run the job's model; a request cannot name its own model.")
     try:
-        return codec.encode_many(requests)
+        encoded = iter(codec.encode_many(typed))
     except BatchInputError:
         raise
     except (UserError, ValueError, TypeError) as error:
         raise BatchInputError(f"{codec.name} cannot batch these requests: {error}") from None
+    return [codec.encode_raw(r.raw) if isinstance(r, RawBatchRequest) else next(encoded) for r in requests]
 
 
-def plan_parts(provider: Provider, encoded: Sequence[Encoded]) -> list[list[str]]:
+def plan_parts(provider: Provider, encoded: Sequence[Encoded]) -> list[tuple[str, list[str]]]:
     """Split requests into provider batches: one group (model) each, within the request and byte limits."""
     groups: dict[str, list[Encoded]] = {}
     for enc in encoded:
         groups.setdefault(enc.group, []).append(enc)
-    parts: list[list[str]] = []
-    for members in groups.values():
+    parts: list[tuple[str, list[str]]] = []
+    for group, members in groups.items():
         current: list[str] = []
         size = 0
         for enc in members:
@@ -168,11 +174,11 @@ def plan_parts(provider: Provider, encoded: Sequence[Encoded]) -> list[list[str]
                     f"({provider.max_bytes:,})."
                 )
             if current and (len(current) == provider.max_requests or size + cost > provider.max_bytes):
-                parts.append(current)
+                parts.append((group, current))
                 current, size = [], 0
             current.append(enc.custom_id)
             size += cost
-        parts.append(current)
+        parts.append((group, current))
     return parts
 
 
@@ -291,7 +297,32 @@ def batch_results_sync(
                 out.append(BatchResult(custom_id, response=codec.decode(result, request)))
             except ModelAPIError as exc:
                 out.append(BatchResult(custom_id, error=_error_of(exc)))
+            except UserError as exc:  # a raw-mode result that is no model response (embeddings, moderations)
+                out.append(BatchResult(custom_id, error=BatchError("not_a_model_response", str(exc))))
     return out
+
+
+def batch_export_sync(model_or_batch: Model | BatchRef, out: IO[bytes], batch: BatchRef | None = None) -> int:
+    """Write the stored results, in request order, as lines of the provider's own results file; answer how many.
+
+    This is raw mode's way out: nothing is decoded, so any endpoint's results (embeddings included) come back as the
+    provider wrote them.
+    """
+    _, runtime = _runtime()
+    job_id = _job_id(model_or_batch, batch)
+    store = runtime.store
+    job = store.job(job_id)
+    if not job:
+        raise JobNotFound(f"No job {job_id!r} in the store (finished longer ago than its TTL, or another store).")
+    codec = get_provider(job["model"])
+    written = 0
+    ids = list(store.request_ids(job_id))
+    for start in range(0, len(ids), 1000):
+        for result in store.results(job_id, ids[start : start + 1000]):
+            if result is not None:
+                out.write(codec.export_line(result.custom_id, result.status, result.body) + b"\n")
+                written += 1
+    return written
 
 
 async def batch_results(

@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from .raw import RawRequest, from_line, parse_lines
 from .types import Batch, BatchInputError, BatchResult
 
 _RESPONSE = TypeAdapter(ModelResponse)
@@ -23,7 +24,12 @@ _RESPONSE = TypeAdapter(ModelResponse)
 
 def add_commands(commands: Any) -> None:
     submit = commands.add_parser("submit", help="submit a JSONL file of requests as one job; prints the job id")
-    submit.add_argument("file", type=Path, help="JSONL: {custom_id, prompt} or {custom_id, messages} lines")
+    submit.add_argument(
+        "file",
+        type=Path,
+        help="JSONL of {custom_id, prompt} or {custom_id, messages} lines, or a provider's own batch file "
+        "(OpenAI {custom_id, method, url, body} or Anthropic {custom_id, params} lines), sent unchanged",
+    )
     submit.add_argument("--model", required=True, help="model string, e.g. openai:gpt-4o-mini")
     submit.add_argument("--poll-interval", type=float, default=60.0)
     for name, text in (("status", "show a job's state"), ("cancel", "cancel a job"), ("wait", "wait for a job")):
@@ -34,6 +40,13 @@ def add_commands(commands: Any) -> None:
     results = commands.add_parser("results", help="write a job's results as JSONL")
     results.add_argument("job_id")
     results.add_argument("-o", "--output", type=Path, help="file to write (default: standard output)")
+    results.add_argument(
+        "--format",
+        choices=("auto", "provider", "batchline"),
+        default="auto",
+        help="provider: the provider's own results file; batchline: decoded ModelResponses (auto: provider for "
+        "raw jobs)",
+    )
     jobs = commands.add_parser("jobs", help="list recent jobs")
     jobs.add_argument("--limit", type=int, default=20)
 
@@ -49,7 +62,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
         )
 
     if args.command == "submit":
-        requests = list(read_requests(args.file))
+        requests: list[Any] = list(read_requests(args.file))
         batch = api.batch_create_sync(args.model, requests, poll_interval=args.poll_interval, submit_wait=0)
         print(batch.id)
         return 0
@@ -63,14 +76,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
     if args.command == "wait":
         return wait(args.job_id, args.timeout, console)
     if args.command == "results":
-        results = api.batch_results_sync(args.job_id)
-        if args.output is None:
-            write_results(results, sys.stdout.buffer)
-        else:
-            with args.output.open("wb") as out:
-                write_results(results, out)
-            console.print(f"{len(results)} results written to {args.output}")
-        return 0
+        return export(args, console)
     table = Table("job", "model", "status", "requests", "succeeded", "failed", "created")
     for batch in api.batch_list_sync(args.limit):
         table.add_row(
@@ -86,9 +92,43 @@ def run(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
-def read_requests(path: Path) -> Iterator[tuple[str, list[Any]]]:
-    """Requests from JSONL lines `{"custom_id", "prompt"}` or `{"custom_id", "messages"}`; a bad line is named."""
+def export(args: argparse.Namespace, console: Console) -> int:
+    from . import api
+    from .runtime import runtime_for
+    from .worker import current_app
+
+    provider_format = args.format == "provider"
+    if args.format == "auto":
+        provider_format = bool(runtime_for(current_app()).store.job(args.job_id).get("raw"))
+    out: IO[bytes] = sys.stdout.buffer if args.output is None else args.output.open("wb")
+    try:
+        if provider_format:
+            count = api.batch_export_sync(args.job_id, out)
+        else:
+            results = api.batch_results_sync(args.job_id)
+            write_results(results, out)
+            count = len(results)
+    finally:
+        if args.output is not None:
+            out.close()
+    if args.output is not None:
+        console.print(f"{count} results written to {args.output}")
+    return 0
+
+
+def read_requests(path: Path) -> Iterator[tuple[str, list[Any]] | RawRequest]:
+    """Requests from JSONL lines `{"custom_id", "prompt"}` or `{"custom_id", "messages"}`, or a provider's own batch
+    lines (raw mode, told apart by their first line); a bad line is named by its number."""
     with path.open("rb") as lines:
+        first = next((line for line in lines if line.strip()), b"")
+        lines.seek(0)
+        try:
+            raw = from_line(orjson.loads(first)) is not None
+        except orjson.JSONDecodeError:
+            raw = False
+        if raw:
+            yield from parse_lines(lines, str(path))
+            return
         for number, line in enumerate(lines, start=1):
             if not line.strip():
                 continue

@@ -17,6 +17,7 @@ from pydantic_ai.models import ModelRequestParameters
 from pydantic_ai.models.batch import BatchRequest
 from pydantic_ai.settings import ModelSettings
 
+from .raw import RawRequest
 from .types import BatchInputError
 
 PARAMS = TypeAdapter(ModelRequestParameters)
@@ -30,6 +31,13 @@ class ModelBatchRequest(BatchRequest):
 
     model: str
     """The model name, bare (`claude-haiku-4-5`) or with the job's prefix (`anthropic:claude-haiku-4-5`)."""
+
+
+@dataclass(kw_only=True)
+class RawBatchRequest(BatchRequest):
+    """A request already in the provider's own format (raw mode): the adapter sends `raw.body` unchanged."""
+
+    raw: RawRequest
 
 
 def request_model(request: BatchRequest) -> str | None:
@@ -61,6 +69,13 @@ def to_batch_requests(
     seen: set[str] = set()
     out: list[tuple[BatchRequest, bytes | None]] = []
     for index, item in enumerate(requests):
+        if isinstance(item, RawRequest):
+            custom_id = _check_id(index, item.custom_id)
+            if custom_id in seen:
+                raise BatchInputError(f"custom_id {custom_id!r} is used twice; each request needs a unique custom_id.")
+            seen.add(custom_id)
+            out.append((RawBatchRequest(custom_id=custom_id, messages=[], raw=item), None))
+            continue
         custom_id, messages, own_params, own_settings, own_model = _unpack(index, item)
         if custom_id in seen:
             raise BatchInputError(f"custom_id {custom_id!r} is used twice; each request needs a unique custom_id.")

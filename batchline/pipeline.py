@@ -74,7 +74,7 @@ def submit(runtime: Runtime, job_id: str) -> Iterator[Next]:
             _end_part(runtime, job_id, n, Snapshot("", "not_created", "cancelled"))
             yield Next("fetch", n)
             continue
-        snapshot = _create_once(runtime, provider, job_id, n, int(part["total"]))
+        snapshot = _create_once(runtime, provider, job_id, n, part)
         if snapshot is None:  # another worker is creating it: look again once its claim may have gone stale
             yield Next("submit", countdown=runtime.settings.claim_timeout)
         elif snapshot.ended:
@@ -85,9 +85,10 @@ def submit(runtime: Runtime, job_id: str) -> Iterator[Next]:
     store.transition_job(job_id, BatchStatus.IN_PROGRESS, BatchStatus.PENDING)
 
 
-def _create_once(runtime: Runtime, provider: Provider, job_id: str, n: int, total: int) -> Snapshot | None:
+def _create_once(runtime: Runtime, provider: Provider, job_id: str, n: int, part: dict[str, str]) -> Snapshot | None:
     """Create part `n` at the provider unless it was already; None when another worker may be creating it now."""
     store = runtime.store
+    total, group = int(part["total"]), part.get("group", "")
     token = f"{uuid.uuid4().hex}:{time.time()}"
     if not store.claim_part(job_id, n, token):
         part = store.part(job_id, n)
@@ -108,7 +109,7 @@ def _create_once(runtime: Runtime, provider: Provider, job_id: str, n: int, tota
             return lost
         store.set_part(job_id, n, claim=token)
     try:
-        snapshot = provider.create(job_id, n, store.part_requests(job_id, n), total)
+        snapshot = provider.create(job_id, n, store.part_requests(job_id, n), total, group)
     except ProviderRejected as error:
         # Refused outright (a 4xx): no batch exists and nothing was spent; its requests carry the reason.
         rejected = Snapshot("", "rejected", "failed", total=total, error=str(error))

@@ -90,7 +90,8 @@ local part = ARGV[1] .. n
 for i = 5, #ARGV, 1000 do
   redis.call('RPUSH', part .. ':ids', unpack(ARGV, i, math.min(i + 999, #ARGV)))
 end
-redis.call('HSET', part, 'state', 'pending', 'total', #ARGV - 4, 'generation', ARGV[3], 'resubmit_of', ARGV[2])
+redis.call('HSET', part, 'state', 'pending', 'total', #ARGV - 4, 'generation', ARGV[3], 'resubmit_of', ARGV[2],
+  'group', redis.call('HGET', KEYS[2], 'group') or '')
 redis.call('EXPIRE', part, ARGV[4])
 redis.call('EXPIRE', part .. ':ids', ARGV[4])
 redis.call('HSET', KEYS[2], 'resubmitted_as', n)
@@ -144,9 +145,10 @@ class Store:
         job_id: str,
         fields: Mapping[str, str | int | float],
         requests: Iterable[tuple[str, bytes, bytes | None]],
-        parts: Sequence[Sequence[str]],
+        parts: Sequence[tuple[str, Sequence[str]]],
     ) -> None:
-        """Write a job, its requests `(custom_id, body, own options or None)` and its planned parts atomically."""
+        """Write a job, its requests `(custom_id, body, own options or None)` and its planned parts
+        `(group, custom_ids)` atomically."""
         ttl = self.ttl
         pipe = self.redis.pipeline(transaction=True)
         ids_key, req_key, opt_key = (self.job_key(job_id, s) for s in (":ids", ":req", ":opt"))
@@ -156,10 +158,11 @@ class Store:
             own = {cid: opt for cid, _, opt in rows if opt is not None}
             if own:
                 pipe.hset(opt_key, mapping=_fields(own))
-        for n, part_ids in enumerate(parts):
+        for n, (group, part_ids) in enumerate(parts):
             for ids in _chunks(part_ids, CHUNK):
                 pipe.rpush(self.part_key(job_id, n, ":ids"), *ids)
-            pipe.hset(self.part_key(job_id, n), mapping={"state": PartState.PENDING, "total": len(part_ids)})
+            planned = {"state": PartState.PENDING, "total": len(part_ids), "group": group}
+            pipe.hset(self.part_key(job_id, n), mapping=_fields(planned))
         initial = {"state": BatchStatus.PENDING.value, "parts": len(parts), "succeeded": 0, "failed": 0}
         pipe.hset(self.job_key(job_id), mapping=_fields({**fields, **initial}))
         pipe.zadd(f"{self.prefix}jobs", {job_id: float(fields["created_at"])})

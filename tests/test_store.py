@@ -20,7 +20,7 @@ def make_job(store: Store, job_id: str = "j", count: int = 5, parts: int = 1) ->
     ids = [f"r{i}" for i in range(count)]
     rows = [(cid, f'{{"q":"{cid}"}}'.encode(), None) for cid in ids]
     size = -(-count // parts)
-    planned = [ids[i : i + size] for i in range(0, count, size)]
+    planned = [("g", ids[i : i + size]) for i in range(0, count, size)]
     store.create_job(job_id, {"model": "test", "total": count, "created_at": 1.0}, rows, planned)
     return ids
 

@@ -24,6 +24,7 @@ from pydantic_ai.models.anthropic import AnthropicModel
 from pydantic_ai.models.batch import BatchRequest, BatchResult
 from pydantic_ai.providers.anthropic import AnthropicProvider as PydanticAIAnthropicProvider
 
+from ..raw import RawRequest
 from ..store import StoredResult
 from ..types import BatchInputError
 from ._jsonl import FileChunks, iter_json_lines, spooled
@@ -96,6 +97,20 @@ class AnthropicProvider(Provider):
             body = _BETAS_MARK + orjson.dumps(",".join(betas)) + b"," + body[1:]
         return Encoded(request.custom_id, body, group=",".join(betas))
 
+    def encode_raw(self, request: RawRequest) -> Encoded:
+        """An Anthropic `{custom_id, params}` line, kept as it is: each may name its own model."""
+        if request.url is not None:
+            raise BatchInputError(f"request {request.custom_id!r} is an OpenAI batch line, not an Anthropic one.")
+        for field in ("model", "max_tokens", "messages"):
+            if field not in request.body:
+                raise BatchInputError(f"request {request.custom_id!r}: its params have no {field!r}.")
+        return Encoded(request.custom_id, orjson.dumps(request.body))
+
+    def export_line(self, custom_id: str, status: str, body: bytes) -> bytes:
+        """A line as Anthropic's results file writes it (the stored body is the `result` object as received)."""
+        result = orjson.Fragment(body) if body else {"type": status}
+        return orjson.dumps({"custom_id": custom_id, "result": result})
+
     def request_size(self, request: Encoded) -> int:
         """The bytes its item (and comma) adds to the create body, as pydantic-ai counts them."""
         return len(_ITEM) + len(orjson.dumps(safe_id(request.custom_id))) + len(request.body)
@@ -119,7 +134,9 @@ class AnthropicProvider(Provider):
     def _ids_key(self, batch_id: str) -> str:
         return f"{self.context.prefix}anthropic:ids:{batch_id}"
 
-    def create(self, job_id: str, part: int, requests: Iterable[tuple[str, bytes]], count: int) -> Snapshot:
+    def create(
+        self, job_id: str, part: int, requests: Iterable[tuple[str, bytes]], count: int, group: str = ""
+    ) -> Snapshot:
         http = self.http
         mapped: dict[str, str] = {}
         betas: list[str] = []

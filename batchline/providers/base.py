@@ -17,6 +17,9 @@ import orjson
 from pydantic_ai.messages import ModelResponse
 from pydantic_ai.models.batch import BatchRequest
 
+from ..raw import RawRequest
+from ..types import BatchInputError
+
 if TYPE_CHECKING:
     import redis
 
@@ -104,14 +107,28 @@ class Provider(abc.ABC):
         """`encode` for many requests; an adapter whose codec is async overrides it to use one event loop."""
         return [self.encode(request) for request in requests]
 
+    def encode_raw(self, request: RawRequest) -> Encoded:
+        """A request already in this provider's own format (raw mode), checked and passed through unchanged."""
+        raise BatchInputError(f"The {self.name} adapter takes no raw requests; send pydantic-ai messages instead.")
+
+    def export_line(self, custom_id: str, status: str, body: bytes) -> bytes:
+        """A stored result as a line of this provider's own results file (raw mode's export)."""
+        return orjson.dumps({"custom_id": custom_id, "status": status, "body": orjson.Fragment(body) if body else None})
+
     def request_size(self, request: Encoded) -> int:
         """The bytes `request` adds to a provider batch."""
         return len(request.body) + len(request.custom_id) + 64
 
     # -- transport: the workers -------------------------------------------------------------------------------------
     @abc.abstractmethod
-    def create(self, job_id: str, part: int, requests: Iterable[tuple[str, bytes]], count: int) -> Snapshot:
-        """Create one provider batch of `count` requests streamed from the store, tagged with job and part."""
+    def create(
+        self, job_id: str, part: int, requests: Iterable[tuple[str, bytes]], count: int, group: str = ""
+    ) -> Snapshot:
+        """Create one provider batch of `count` requests streamed from the store, tagged with job and part.
+
+        `group` is the `Encoded.group` every request of the part shares (for OpenAI: the model, or the endpoint and
+        model of raw requests).
+        """
 
     @abc.abstractmethod
     def status(self, batch_id: str) -> Snapshot: ...

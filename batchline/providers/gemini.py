@@ -114,7 +114,9 @@ class GeminiProvider(Provider):
         return {k.decode(): v.decode() for k, v in raw.items()}
 
     # -- transport --------------------------------------------------------------------------------------------------
-    def create(self, job_id: str, part: int, requests: Iterable[tuple[str, bytes]], count: int) -> Snapshot:
+    def create(
+        self, job_id: str, part: int, requests: Iterable[tuple[str, bytes]], count: int, group: str = ""
+    ) -> Snapshot:
         credentials()  # a missing key is refused before anything is read, written or sent
         name = wire.display_name(job_id, part)
         model = wire.model_path(self.model_name)

@@ -9,6 +9,7 @@ error files line by line, stored as pydantic-ai's `batch_decode` reads them.
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import suppress
@@ -21,7 +22,9 @@ from pydantic_ai.models.batch import BatchRequest, BatchResult, BatchResultStatu
 from pydantic_ai.models.openai import OpenAIChatModel, OpenAIResponsesModel
 from pydantic_ai.providers.openai import OpenAIProvider as PydanticAIOpenAIProvider
 
+from ..raw import RawRequest
 from ..store import StoredResult
+from ..types import BatchInputError
 from ._jsonl import iter_json_lines, spooled
 from ._pydantic_codec import PLACEHOLDER_KEY, encode_all, model_of
 from .base import Encoded, Provider, ProviderContext, ProviderRejected, Snapshot, State, TransientProviderError
@@ -44,6 +47,10 @@ STATES: dict[str, State] = {
 }
 FIND_PAGE = 100
 """Batches per page when listing them to find one (the most OpenAI gives)."""
+ENDPOINTS = frozenset(
+    {"/v1/responses", "/v1/chat/completions", "/v1/embeddings", "/v1/completions", "/v1/moderations"}
+)
+"""The endpoints an OpenAI batch runs, which raw input lines may name."""
 UNRUN: dict[str, BatchResultStatus] = {"batch_expired": "expired", "batch_cancelled": "canceled"}
 """Error-file codes of requests the batch ended before running."""
 
@@ -88,6 +95,34 @@ class OpenAIProvider(Provider):
         encoded = await model.batch_encode(request)
         return Encoded(request.custom_id, encoded.body.encode(), group=name)
 
+    def encode_raw(self, request: RawRequest) -> Encoded:
+        """A line of an OpenAI batch input file, kept as it is: its endpoint and model make its group."""
+        if request.url not in ENDPOINTS:
+            raise BatchInputError(
+                f"request {request.custom_id!r}: url {request.url!r} is not an OpenAI batch endpoint "
+                f"({', '.join(sorted(ENDPOINTS))})."
+            )
+        model = request.body.get("model")
+        if not isinstance(model, str) or not model:
+            raise BatchInputError(f"request {request.custom_id!r}: its body names no model.")
+        return Encoded(request.custom_id, orjson.dumps(request.body), group=f"{request.url} {model}")
+
+    def export_line(self, custom_id: str, status: str, body: bytes) -> bytes:
+        """A line as OpenAI's output or error file writes it. The line id is made from the custom_id (batchline keeps
+        no per-line ids), and `request_id` is empty."""
+        line_id = "batch_req_" + hashlib.sha256(custom_id.encode()).hexdigest()[:32]
+        response: object = None
+        error: object = None
+        if status == "succeeded":
+            response = {"status_code": 200, "request_id": "", "body": orjson.Fragment(body)}
+        elif status == "errored":
+            stored = orjson.loads(body)
+            response = {"status_code": stored.get("status_code", 500), "request_id": "", "body": stored.get("body")}
+        else:
+            code = "batch_expired" if status == "expired" else "batch_cancelled"
+            error = {"code": code, "message": f"The batch {status} before this request ran."}
+        return orjson.dumps({"id": line_id, "custom_id": custom_id, "response": response, "error": error})
+
     def request_size(self, request: Encoded) -> int:
         """The bytes its line (and newline) adds to the input file, which OpenAI limits to 200 MB."""
         return len(_LINE_HEAD) + len(orjson.dumps(request.custom_id)) + len(_LINE_MID) + len(request.body) + 2
@@ -95,9 +130,15 @@ class OpenAIProvider(Provider):
     def decode(self, result: StoredResult, request: BatchRequest) -> ModelResponse:
         name = model_of(self.name, self.model_name, request)
         body = result.body.decode() if result.body else None
-        if result.status == "succeeded" and body is not None and _is_chat_completion(result.body):
+        kind = _object_kind(result.body) if result.status == "succeeded" else "response"
+        if kind == "chat.completion":
             # A /v1/chat/completions body (raw JSONL jobs, recorded files): pydantic-ai's chat model reads it.
             return _chat_completion(name, result.body)
+        if kind != "response":
+            raise UserError(
+                f"A {kind or 'non-model'} result (raw mode) has no ModelResponse; export it with `batchline results` "
+                "or batch_export_sync."
+            )
         return codec_model(name).batch_decode(
             BatchResult(custom_id=result.custom_id, status=result.status, body=body),  # type: ignore[arg-type]
             request,
@@ -111,14 +152,17 @@ class OpenAIProvider(Provider):
             self._http = ProviderHTTP("openai", *client_config(os.environ))
         return self._http
 
-    def create(self, job_id: str, part: int, requests: Iterable[tuple[str, bytes]], count: int) -> Snapshot:
+    def create(
+        self, job_id: str, part: int, requests: Iterable[tuple[str, bytes]], count: int, group: str = ""
+    ) -> Snapshot:
         http = self.http
-        with spooled(input_lines(requests)) as (file, _):
+        endpoint = group.partition(" ")[0] if group.startswith("/v1/") else ENDPOINT  # raw parts name theirs
+        with spooled(input_lines(requests, endpoint)) as (file, _):
             upload = {"file": (f"batchline-{job_id}-{part}.jsonl", file, "application/jsonl")}
             file_id = str(http.request("POST", "/files", data={"purpose": "batch"}, files=upload).json()["id"])
         body = {
             "input_file_id": file_id,
-            "endpoint": ENDPOINT,
+            "endpoint": endpoint,
             "completion_window": "24h",
             "metadata": {"batchline_job": job_id, "batchline_part": str(part)},
         }
@@ -215,10 +259,11 @@ def client_config(environ: Mapping[str, str]) -> tuple[str, dict[str, str]]:
     return base_url, headers
 
 
-def input_lines(requests: Iterable[tuple[str, bytes]]) -> Iterator[bytes]:
+def input_lines(requests: Iterable[tuple[str, bytes]], endpoint: str = ENDPOINT) -> Iterator[bytes]:
     """The batch input file, a line per request, as pydantic-ai writes it."""
+    middle = _LINE_MID if endpoint == ENDPOINT else b',"method":"POST","url":"' + endpoint.encode() + b'","body":'
     for custom_id, body in requests:
-        yield b"".join((_LINE_HEAD, orjson.dumps(custom_id), _LINE_MID, body, b"}\n"))
+        yield b"".join((_LINE_HEAD, orjson.dumps(custom_id), middle, body, b"}\n"))
 
 
 def to_snapshot(batch: dict[str, Any]) -> Snapshot:
@@ -263,12 +308,13 @@ def result_of(line: dict[str, Any]) -> tuple[str, str, bytes]:
     return custom_id, "errored", orjson.dumps({"status_code": 500, "body": wrapped})
 
 
-def _is_chat_completion(body: bytes) -> bool:
+def _object_kind(body: bytes) -> str | None:
+    """The `object` a result body says it is (`response`, `chat.completion`, `list` for embeddings)."""
     try:
         value = orjson.loads(body)
     except orjson.JSONDecodeError:
-        return False
-    return isinstance(value, dict) and value.get("object") == "chat.completion"
+        return None
+    return value.get("object") if isinstance(value, dict) else None
 
 
 def _chat_completion(name: str, body: bytes) -> ModelResponse:

@@ -66,7 +66,9 @@ class TestProvider(Provider):
     def _key(self, batch_id: str, suffix: str = "") -> str:
         return f"{self.context.prefix}test:batch:{batch_id}{suffix}"
 
-    def create(self, job_id: str, part: int, requests: Iterable[tuple[str, bytes]], count: int) -> Snapshot:
+    def create(
+        self, job_id: str, part: int, requests: Iterable[tuple[str, bytes]], count: int, group: str = ""
+    ) -> Snapshot:
         ctx = self.context
         batch_id = f"batch_test_{uuid.uuid4().hex[:24]}"
         ttl = ctx.settings.ttl_seconds
