@@ -32,6 +32,7 @@ def _connect(path: str) -> Iterator[sqlite3.Connection]:
 def init(path: str) -> None:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     with _connect(path) as db:
+        db.execute("PRAGMA journal_mode=WAL")  # kept in the file: the status view reads while workers write
         db.execute(_SCHEMA)
 
 
