@@ -23,7 +23,9 @@ class Settings:
     """The store. Unset: the broker's URL when that is a Redis one, else the embedded in-process Redis."""
     result_backend: str | None = None
     key_prefix: str = "batchline:"
-    queue: str = "batchline"
+    queue: str | None = None
+    """The queue batchline's tasks go to: `batchline` on batchline's own app; a project's app routes them there only
+    when it is named, else they share the project's default queue."""
     ttl_seconds: int = 30 * DAY
     """How long a job's keys live after their last write; results stay readable this long."""
     max_poll_interval: float = 1800.0

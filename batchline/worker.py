@@ -17,42 +17,64 @@ from celery import _state as celery_state
 from .config import Settings
 
 
-def configure(app: Celery, settings: Settings | None = None) -> Settings:
-    """Apply batchline's broker, queue, event and beat settings to a Celery app."""
+def configure(app: Celery, settings: Settings | None = None, *, own: bool = False) -> Settings:
+    """Apply batchline's broker, events, transport and beat settings to a Celery app.
+
+    A project's app keeps its own defaults: its queues (batchline's tasks go to `queue` only when one is named), its
+    serializers and its beat schedule, to which the sweep is added. `own` is batchline's own app, whose default queue
+    is batchline's.
+    """
     settings = settings or _settings_of(app)
-    app.conf.update(
+    conf = app.conf
+    transport = {
+        "visibility_timeout": settings.visibility_timeout,
+        # Messages of a killed worker come back once the visibility timeout has passed; look for them often.
+        "unacked_restore_interval": max(1, min(10, settings.visibility_timeout // 4)),
+        "unacked_restore_throttle": 1,
+        # A worker killed while it restores holds kombu's restore lock; it must not block others for long.
+        "unacked_mutex_expire": min(300, settings.visibility_timeout),
+        # The in-memory broker is polled; a short interval keeps the embedded default snappy.
+        **({"polling_interval": 0.02} if settings.embedded else {}),
+    }
+    sweep = {"task": "batchline.sweep", "schedule": timedelta(seconds=settings.sweep_interval)}
+    conf.update(
         broker_url=settings.broker_url or "memory://localhost/",
-        # Task results are summaries (ids and counts), kept where the store is so Flower and canvases can read them.
-        result_backend=settings.result_backend or (None if settings.embedded else settings.store_url),
-        result_expires=timedelta(days=1),
         batchline_settings=settings,
-        task_default_queue=settings.queue,
-        task_serializer="json",
-        result_serializer="json",
-        accept_content=["json"],
         # Flower sees every step: task events from the workers, and a "sent" event for every message.
         worker_send_task_events=True,
         task_send_sent_event=True,
         task_track_started=True,
         # A poll waits up to max_poll_interval with its message unacknowledged; the broker must not redeliver it.
-        broker_transport_options={
+        broker_transport_options={**(conf.broker_transport_options or {}), **transport},
+        result_backend_transport_options={
+            **(conf.result_backend_transport_options or {}),
             "visibility_timeout": settings.visibility_timeout,
-            # Messages of a killed worker come back once the visibility timeout has passed; look for them often.
-            "unacked_restore_interval": max(1, min(10, settings.visibility_timeout // 4)),
-            "unacked_restore_throttle": 1,
-            # A worker killed while it restores holds kombu's restore lock; it must not block others for long.
-            "unacked_mutex_expire": min(300, settings.visibility_timeout),
-            # The in-memory broker is polled; a short interval keeps the embedded default snappy.
-            **({"polling_interval": 0.02} if settings.embedded else {}),
         },
-        result_backend_transport_options={"visibility_timeout": settings.visibility_timeout},
         broker_connection_retry_on_startup=True,
-        beat_schedule={
-            "batchline.sweep": {"task": "batchline.sweep", "schedule": timedelta(seconds=settings.sweep_interval)},
-        },
+        beat_schedule={**(conf.beat_schedule or {}), "batchline.sweep": sweep},
     )
-    app.conf.include = [*app.conf.include, "batchline.tasks"]
+    # Task results are summaries (ids and counts), kept where the store is so Flower and canvases can read them.
+    backend = settings.result_backend or (None if settings.embedded else settings.store_url)
+    if backend:
+        conf.update(result_backend=backend, result_expires=timedelta(days=1))
+    if own:
+        conf.update(
+            task_default_queue=settings.queue or DEFAULT_QUEUE,
+            task_serializer="json",
+            result_serializer="json",
+            accept_content=["json"],
+        )
+    elif settings.queue:
+        route = {"batchline.*": {"queue": settings.queue}}
+        routes = conf.task_routes
+        conf.task_routes = (
+            route if not routes else {**routes, **route} if isinstance(routes, dict) else (*routes, route)
+        )
+    conf.include = [*conf.include, "batchline.tasks"]
     return settings
+
+
+DEFAULT_QUEUE = "batchline"
 
 
 def _settings_of(app: Celery) -> Settings:
@@ -83,7 +105,7 @@ def current_app() -> Celery:
 
 
 app = Celery("batchline", set_as_current=False)
-configure(app)
+configure(app, own=True)
 if getattr(celery_state, "default_app", None) is None:
     # `celery -A batchline.worker flower|inspect|...` and threads with no current app find this one, but an app a
     # project made current in its own thread keeps precedence there.

@@ -63,6 +63,9 @@ class AppWorker(WorkerProcess):
         self.start = log_path.stat().st_size
         command = [sys.executable, "-m", "celery", "-A", app, "worker", "-E", "--loglevel=INFO", "--concurrency=2"]
         command += [f"--hostname=example-{uuid.uuid4().hex[:6]}@%h", "--without-mingle", "-I", "tests.example_hooks"]
+        if queue := env.get("BATCHLINE_QUEUE"):
+            # batchline's tasks go to the queue the setup names; the project's own stay on its default one.
+            command += ["-Q", f"{queue},celery"]
         self.process = subprocess.Popen(
             [*command, *extra], env=env, cwd=cwd, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True
         )

@@ -21,6 +21,8 @@ def test_the_app_config_wins_over_the_environment() -> None:
     settings = Settings.load(conf, {"BATCHLINE_REDIS_URL": "redis://env/0", "BATCHLINE_QUEUE": "jobs"})
     assert settings.store_url == "redis://store/0"
     assert settings.queue == "jobs"
+    assert Settings.load({}, {}).queue is None  # unnamed: batchline's own app uses "batchline"
+    assert worker.app.conf.task_default_queue == "batchline"
     assert settings.allowed_callbacks == frozenset({"app.tasks.save"})
 
 
@@ -38,8 +40,12 @@ def test_bad_values_are_named() -> None:
 
 def test_configure_applies_queue_events_and_visibility_to_an_app() -> None:
     app = Celery("project", set_as_current=False)
+    app.conf.beat_schedule = {"project.nightly": {"task": "project.nightly", "schedule": 86400}}
     settings = worker.configure(app, Settings.load({}, {"BATCHLINE_BROKER_URL": "redis://h/0", "BATCHLINE_QUEUE": "q"}))
-    assert app.conf.task_default_queue == "q"
+    assert app.conf.task_default_queue == "celery"  # the project's own tasks stay where they were
+    assert app.amqp.router.route({}, "batchline.poll")["queue"].name == "q"
+    assert app.amqp.router.route({}, "project.save")["queue"].name == "celery"
+    assert "project.nightly" in app.conf.beat_schedule
     assert app.conf.worker_send_task_events and app.conf.task_send_sent_event
     assert app.conf.broker_transport_options["visibility_timeout"] == settings.visibility_timeout
     assert settings.max_poll_interval < settings.visibility_timeout
