@@ -58,6 +58,15 @@ redis.call('EXPIRE', KEYS[2], ttl)
 return added
 """
 
+# The ones of ARGV that have no field in the hash KEYS[1]: one round trip and a short answer per chunk of ids.
+_MISSING = """
+local missing = {}
+for i = 1, #ARGV do
+  if redis.call('HEXISTS', KEYS[1], ARGV[i]) == 0 then missing[#missing + 1] = ARGV[i] end
+end
+return missing
+"""
+
 # Move a hash's `state` to ARGV[1] only from one of the ARGV[2] states that follow, setting the field/value pairs
 # after them in the same step; answer whether it moved.
 _TRANSITION = """
@@ -125,6 +134,7 @@ class Store:
         self._transition = client.register_script(_TRANSITION)
         self._add_part = client.register_script(_ADD_PART)
         self._set_if_state = client.register_script(_SET_IF_STATE)
+        self._missing = client.register_script(_MISSING)
 
     # -- keys -------------------------------------------------------------------------------------------------------
     def job_key(self, job_id: str, suffix: str = "") -> str:
@@ -304,10 +314,8 @@ class Store:
         """The ones of `custom_ids` that have no stored result yet."""
         key = self.job_key(job_id, ":res")
         for chunk in _chunks(custom_ids, CHUNK):
-            pipe = self.redis.pipeline(transaction=False)
-            for custom_id in chunk:
-                pipe.hexists(key, custom_id)
-            yield from (cid for cid, present in zip(chunk, pipe.execute(), strict=True) if not present)
+            missing = cast(list[bytes], self._missing(keys=[key], args=chunk))
+            yield from (cid.decode() for cid in missing)
 
     def results(self, job_id: str, custom_ids: Sequence[str]) -> list[StoredResult | None]:
         raw = cast(list[bytes | None], self.redis.hmget(self.job_key(job_id, ":res"), custom_ids))
