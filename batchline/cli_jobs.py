@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from .raw import RawRequest, from_line, parse_lines
+from .raw import RawRequest, from_line, json_lines, parse_lines
 from .types import Batch, BatchInputError, BatchResult
 
 _RESPONSE = TypeAdapter(ModelResponse)
@@ -129,13 +129,7 @@ def read_requests(path: Path) -> Iterator[tuple[str, list[Any]] | RawRequest]:
         if raw:
             yield from parse_lines(lines, str(path))
             return
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            try:
-                item = orjson.loads(line)
-            except orjson.JSONDecodeError as error:
-                raise BatchInputError(f"{path}, line {number}: not JSON ({error.msg})") from None
+        for number, item in json_lines(lines, str(path)):
             if not isinstance(item, dict) or not isinstance(item.get("custom_id"), str):
                 raise BatchInputError(f"{path}, line {number}: expected an object with a string custom_id")
             if isinstance(item.get("prompt"), str):

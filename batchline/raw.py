@@ -34,14 +34,19 @@ def read_jsonl(path: Path) -> list[RawRequest]:
         return list(parse_lines(lines, str(path)))
 
 
-def parse_lines(lines: Iterable[bytes], source: str = "input") -> Iterator[RawRequest]:
+def json_lines(lines: Iterable[bytes], source: str) -> Iterator[tuple[int, Any]]:
+    """`(line number, parsed JSON)` of each non-blank line; a line that is not JSON is named by its number."""
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
-            item = orjson.loads(line)
+            yield number, orjson.loads(line)
         except orjson.JSONDecodeError as error:
             raise BatchInputError(f"{source}, line {number}: not JSON ({error.msg})") from None
+
+
+def parse_lines(lines: Iterable[bytes], source: str = "input") -> Iterator[RawRequest]:
+    for number, item in json_lines(lines, source):
         request = from_line(item)
         if request is None:
             raise BatchInputError(
