@@ -179,8 +179,8 @@ def poll(runtime: Runtime, job_id: str, n: int) -> Next | None:
     if state != PartState.SUBMITTED:
         return None  # not created yet (submit polls it when it is), or already stored
     deadline = float(job.get("deadline") or 0)
-    if deadline and time.time() >= deadline:
-        request_cancel(runtime, job_id)
+    if deadline and time.time() >= deadline and request_cancel(runtime, job_id):
+        job = _job(runtime, job_id)  # the job's timeout passed: this poll cancels the batch
     provider = runtime.provider(job["model"])
     try:
         snapshot = provider.status(part["provider_id"])
