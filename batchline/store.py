@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
@@ -297,17 +298,28 @@ class Store:
     ) -> int:
         """Store `(custom_id, status, body)` results a chunk at a time; answer how many were new.
 
-        `progress` hears the running count of new results after each chunk.
+        `progress` hears the running count of new results after each chunk. A helper thread runs each chunk's script
+        while the next chunk is read (Redis works while this process parses), one chunk at a time and in order, so
+        at most two chunks are held. Each result is stored once whatever fails when: a chunk is one atomic step.
         """
         keys = [self.job_key(job_id, ":res"), self.job_key(job_id, ":stream"), self.job_key(job_id)]
         added = 0
-        for batch in _chunks(results, chunk):
-            args: list[Any] = [self.ttl, 0]
-            for custom_id, status, body in batch:
-                args += [custom_id, RESULT_TAGS[status], body]
-            added += int(self._add_results(keys=keys, args=args))
-            if progress is not None:
-                progress(added)
+        with ThreadPoolExecutor(1, thread_name_prefix="batchline-store") as writer:
+            pending: Future[Any] | None = None
+            for batch in _chunks(results, chunk):
+                args: list[Any] = [self.ttl, 0]
+                for custom_id, status, body in batch:
+                    args += [custom_id, RESULT_TAGS[status], body]
+                stored = writer.submit(self._add_results, keys=keys, args=args)
+                if pending is not None:
+                    added += int(pending.result())
+                    if progress is not None:
+                        progress(added)
+                pending = stored
+            if pending is not None:
+                added += int(pending.result())
+                if progress is not None:
+                    progress(added)
         return added
 
     def missing_results(self, job_id: str, custom_ids: Iterable[str]) -> Iterator[str]:
