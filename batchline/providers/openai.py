@@ -29,6 +29,7 @@ from ._jsonl import iter_json_lines, spooled
 from ._pydantic_codec import PLACEHOLDER_KEY, encode_all, model_of
 from .base import Encoded, Provider, ProviderContext, ProviderRejected, Snapshot, State, TransientProviderError
 from .http import ProviderHTTP
+from .openai_fastdecode import fast_decode
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 ENDPOINT = "/v1/responses"
@@ -129,6 +130,8 @@ class OpenAIProvider(Provider):
 
     def decode(self, result: StoredResult, request: BatchRequest) -> ModelResponse:
         name = model_of(self.name, self.model_name, request)
+        if result.status == "succeeded" and (fast := fast_decode(codec_model(name), result.body, request)) is not None:
+            return fast  # a common shape, built straight from the JSON: the ModelResponse pydantic-ai's decode gives
         body = result.body.decode() if result.body else None
         kind = _object_kind(result.body) if result.status == "succeeded" else "response"
         if kind == "chat.completion":
