@@ -1,0 +1,1 @@
+"""batchline's benchmarks: `uv run python -m bench` (see README.md, "Benchmarks")."""

@@ -1,0 +1,278 @@
+"""The benchmark: every scenario of issue 7, side by side, in one run, against the emulator and a real Redis.
+
+    uv run python -m bench            # the full run (about 10 minutes on 2 cores)
+    uv run python -m bench --quick    # a smoke run with small batches, once each
+
+It prints a table and writes bench/results/latest.json. Each measured step runs in its own process (its peak RSS is
+its own) `--repeat` times; the table shows medians, and every ratio compares figures of this same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from .common import (
+    API_KEY,
+    MODEL,
+    MODEL_STRING,
+    REDIS_URL,
+    RESULTS,
+    ROOT,
+    EmulatorBatch,
+    EmulatorProcess,
+    custom_ids,
+    delete_prefix,
+    download,
+    make_batch,
+    parse_result,
+    request_body,
+)
+from .worker import end_to_end, poll_scale
+
+
+def machine() -> dict[str, Any]:
+    cpu = "unknown"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    with open("/proc/meminfo") as f:
+        mem_kb = int(f.readline().split()[1])
+    info = redis.Redis.from_url(REDIS_URL).info("server")
+    versions = {
+        name: metadata.version(name)
+        for name in ("pydantic-ai-slim", "openai", "orjson", "redis", "hiredis", "httpx2", "celery")
+    }
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gib": round(mem_kb / (1 << 20), 1),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "redis_server": info.get("redis_version"),
+        "versions": versions,
+        "commit": subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip(),
+    }
+
+
+class Bench:
+    def __init__(self, quick: bool, repeat: int) -> None:
+        self.quick = quick
+        self.repeat = repeat
+        self.token = uuid.uuid4().hex[:8]
+        self.prefix = f"blbench-{self.token}:"
+        self.redis = redis.Redis.from_url(REDIS_URL)
+        self.figures: dict[str, Any] = {}
+        self.tmp = RESULTS / f"tmp-{self.token}"
+        self.tmp.mkdir(parents=True, exist_ok=True)
+
+    def env(self, openai_url: str, **extra: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("BATCHLINE_")}
+        env.update(
+            {
+                "BATCHLINE_BROKER_URL": REDIS_URL,
+                "BATCHLINE_REDIS_URL": REDIS_URL,
+                "BATCHLINE_KEY_PREFIX": self.prefix,
+                "BATCHLINE_QUEUE": f"blbench-{self.token}",
+                "BATCHLINE_CLEANUP_FILES": "false",
+                "OPENAI_BASE_URL": openai_url,
+                "OPENAI_API_KEY": API_KEY,
+                **extra,
+            }
+        )
+        return env
+
+    def run(self, name: str, args: dict[str, Any], env: dict[str, str], times: int | None = None) -> dict[str, Any]:
+        """Run a scenario `times` times (each in a fresh process); medians of every number, and the runs."""
+        runs = []
+        for _ in range(times or self.repeat):
+            command = [sys.executable, "-m", "bench.scenarios", name, json.dumps(args)]
+            done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800)
+            if done.returncode:
+                raise RuntimeError(f"{name} failed:\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}")
+            runs.append(parse_result(done.stdout))
+        return median_of(runs)
+
+    # -- ingest -----------------------------------------------------------------------------------------------------
+    def ingest_job(self, batch: EmulatorBatch) -> str:
+        """A job whose only part the provider has completed: where `batchline.fetch` starts."""
+        from pydantic_ai.models import ModelRequestParameters
+
+        from batchline.codec import PARAMS
+        from batchline.providers.openai import to_snapshot
+        from batchline.store import PartState, Store
+
+        store = Store(self.redis, self.prefix)
+        job_id = f"batch_{uuid.uuid4().hex}"
+        ids = custom_ids(batch.count)
+        fields = {
+            "model": MODEL_STRING,
+            "total": batch.count,
+            "created_at": time.time(),
+            "poll_interval": 60.0,
+            "deadline": 0,
+            "chunk_size": 500,
+            "max_resubmissions": 2,
+            "params": PARAMS.dump_json(ModelRequestParameters()).decode(),
+            "settings": "{}",
+        }
+        store.create_job(job_id, fields, ((cid, b"", None) for cid in ids), [(MODEL, ids)])
+        snapshot = to_snapshot(
+            {
+                "id": batch.id,
+                "status": "completed",
+                "input_file_id": batch.input_file_id,
+                "output_file_id": batch.output_file_id,
+                "request_counts": {"total": batch.count, "completed": batch.count, "failed": 0},
+            }
+        )
+        details = json.dumps(snapshot.details)
+        store.set_part(job_id, 0, state=PartState.ENDED, provider_id=batch.id, provider_status="completed")
+        store.set_part(job_id, 0, provider_state="completed", completed=batch.count, failed=0, details=details)
+        return job_id
+
+    def ingest(self, batch: EmulatorBatch, env: dict[str, str]) -> tuple[dict[str, Any], str]:
+        runs, job_id = [], ""
+        for _ in range(self.repeat):
+            job_id = self.ingest_job(batch)
+            args = {"redis_url": REDIS_URL, "job_id": job_id, "count": batch.count}
+            runs.append(self.run("ingest_batchline", args, env, times=1))
+            assert runs[-1]["stored"] == batch.count, runs[-1]
+        return median_of(runs), job_id
+
+
+def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in runs[0].items():
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            out[key] = value if all(r[key] == value for r in runs) else [r[key] for r in runs]
+        else:
+            out[key] = statistics.median(r[key] for r in runs)
+    out["runs"] = len(runs)
+    if len(runs) > 1 and "wall_s" in runs[0]:
+        out["wall_s_all"] = [round(r["wall_s"], 3) for r in runs]
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small batches, once each: a smoke run")
+    parser.add_argument("--repeat", type=int, default=None, help="runs of each scenario (default 3; --quick 1)")
+    parser.add_argument("--only", default="", help="comma-separated sections: ingest,read,memory,submit,e2e,poll")
+    parser.add_argument("--out", type=Path, default=RESULTS / "latest.json")
+    options = parser.parse_args()
+    repeat = options.repeat or (1 if options.quick else 3)
+    only = {s for s in options.only.split(",") if s}
+    bench = Bench(options.quick, repeat)
+    sizes = (
+        {"main": 5_000, "memory": [1_000, 5_000, 20_000], "submit": 5_000, "e2e": 2_000, "poll": 100, "window": 10.0}
+        if options.quick
+        else {
+            "main": 50_000,
+            "memory": [5_000, 50_000, 200_000],
+            "submit": 50_000,
+            "e2e": 10_000,
+            "poll": 1_000,
+            "window": 30.0,
+        }
+    )
+
+    def want(section: str) -> bool:
+        return not only or section in only
+
+    report: dict[str, Any] = {"machine": machine(), "quick": options.quick, "repeat": repeat, "sizes": sizes}
+    started = time.time()
+    emulator = EmulatorProcess()
+    try:
+        env = bench.env(emulator.openai_url)
+        body = request_body()
+        main_n = sizes["main"]
+        batches: dict[int, EmulatorBatch] = {}
+
+        def batch_of(count: int) -> EmulatorBatch:
+            if count not in batches:
+                batches[count] = make_batch(emulator.openai_url, count, body)
+            return batches[count]
+
+        if want("ingest") or want("read"):
+            batch = batch_of(main_n)
+            path = bench.tmp / "output.jsonl"
+            size = download(emulator.openai_url, batch.output_file_id, path)
+            ours, job_id = bench.ingest(batch, env)
+            ingest: dict[str, Any] = {"output_mb": size / 1e6, "batchline": ours}
+            if want("ingest"):
+                floor_args = {"redis_url": REDIS_URL, "key": f"{bench.prefix}floor", "path": str(path)}
+                floor_runs = []
+                for _ in range(repeat):
+                    bench.redis.unlink(floor_args["key"])
+                    floor_runs.append(bench.run("ingest_floor", floor_args, env, times=1))
+                ingest["floor"] = median_of(floor_runs)
+                ingest["pydantic_ai"] = bench.run(
+                    "ingest_pydantic",
+                    {
+                        "openai_url": emulator.openai_url,
+                        "batch_id": batch.id,
+                        "input_file_id": batch.input_file_id,
+                        "output_file_id": batch.output_file_id,
+                        "created_at": batch.created_at,
+                        "count": batch.count,
+                    },
+                    env,
+                )
+                report["ingest"] = ingest
+            if want("read"):
+                report["read"] = bench.run("read", {"redis_url": REDIS_URL, "job_id": job_id}, env)
+            path.unlink()
+        if want("memory"):
+            memory = {}
+            for count in sizes["memory"]:
+                if count == main_n and "ingest" in report:
+                    memory[str(count)] = report["ingest"]["batchline"]
+                else:
+                    memory[str(count)] = bench.ingest(batch_of(count), env)[0]
+                delete_prefix(bench.redis, bench.prefix)
+            report["memory"] = memory
+        delete_prefix(bench.redis, bench.prefix)
+        if want("submit"):
+            args = {"count": sizes["submit"], "openai_url": emulator.openai_url, "redis_url": REDIS_URL}
+            report["submit"] = {
+                "batchline": bench.run("submit_batchline", args, env),
+                "pydantic_ai": bench.run("submit_pydantic", args, env),
+            }
+            delete_prefix(bench.redis, bench.prefix)
+        if want("e2e"):
+            report["e2e"] = end_to_end(bench, emulator, body, sizes["e2e"])
+            delete_prefix(bench.redis, bench.prefix)
+    finally:
+        emulator.stop()
+    if want("poll"):
+        report["poll"] = poll_scale(bench, sizes["poll"], sizes["window"])
+    delete_prefix(bench.redis, bench.prefix)
+    delete_prefix(bench.redis, f"blbench-{bench.token}")
+    for leftover in bench.tmp.iterdir():
+        leftover.unlink()
+    bench.tmp.rmdir()
+    report["elapsed_s"] = time.time() - started
+    from .report import table, verdicts
+
+    report["targets"] = verdicts(report)
+    options.out.parent.mkdir(parents=True, exist_ok=True)
+    options.out.write_text(json.dumps(report, indent=2))
+    print(table(report))
+    print(f"\nfigures written to {options.out}")
