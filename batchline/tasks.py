@@ -63,7 +63,9 @@ def submit(self: Task[Any, Any], job_id: str) -> dict[str, Any]:
     return pipeline.summary(runtime, job_id)
 
 
-@shared_task(name="batchline.poll", **_RELIABLE)
+# A poll keeps no result: Flower follows it through task events, and not writing STARTED, RETRY and SUCCESS states
+# to the result backend for every poll of every waiting batch keeps a poll cheap.
+@shared_task(name="batchline.poll", ignore_result=True, **_RELIABLE)
 def poll(self: Task[Any, Any], job_id: str, part: int) -> dict[str, Any]:
     runtime = runtime_for(self.app)
     try:
