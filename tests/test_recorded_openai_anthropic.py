@@ -319,3 +319,28 @@ def test_lines_split_across_download_chunks_are_joined(monkeypatch: pytest.Monke
     _, results, _ = anthropic_results(ANTHROPIC / "results_succeeded_with_thinking.jsonl")
     [line] = jsonl(ANTHROPIC / "results_succeeded_with_thinking.jsonl")
     assert [(cid, status, orjson.loads(body)) for cid, status, body in results] == [("0", "succeeded", line["result"])]
+
+
+def test_a_long_retry_after_is_left_to_the_task_countdown_not_slept_in_the_worker() -> None:
+    import time as clock
+
+    import httpx2
+
+    from batchline.providers.base import TransientProviderError
+    from batchline.providers.http import ProviderHTTP
+
+    calls: list[int] = []
+
+    def busy(request: httpx2.Request) -> httpx2.Response:
+        calls.append(1)
+        return httpx2.Response(429, headers={"retry-after": "120"}, json={"error": {"message": "slow down"}})
+
+    http = ProviderHTTP("openai", "http://provider.test/v1", {}, transport=httpx2.MockTransport(busy))
+    started = clock.monotonic()
+    try:
+        http.request("GET", "/batches/b1")
+    except TransientProviderError as error:
+        assert error.retry_after == 120.0
+    else:
+        raise AssertionError("expected a TransientProviderError")
+    assert clock.monotonic() - started < 1.0 and len(calls) == 1

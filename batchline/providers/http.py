@@ -19,6 +19,8 @@ from .base import ProviderRejected, TransientProviderError
 
 RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
 TIMEOUT = httpx2.Timeout(120.0, connect=10.0)
+MAX_INLINE_WAIT = 5.0
+"""The longest back-off slept inside a task; a longer Retry-After is honoured by retrying the task later."""
 
 
 class ProviderHTTP:
@@ -53,7 +55,11 @@ class ProviderHTTP:
             if response.is_success:
                 return response
             self.raise_for(response, method, url, last=attempt == attempts)
-            time.sleep(retry_after(response) or self.backoff * 2 ** (attempt - 1))
+            wait = retry_after(response) or self.backoff * 2 ** (attempt - 1)
+            if wait > MAX_INLINE_WAIT:
+                # A long wait must not hold a worker slot: the task comes back after it, by countdown.
+                raise TransientProviderError(f"{self.provider}: {method} {url} asked to wait {wait:.0f}s", wait)
+            time.sleep(wait)
         raise AssertionError("unreachable")
 
     @contextmanager
