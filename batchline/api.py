@@ -23,7 +23,7 @@ from pydantic_ai.settings import ModelSettings
 from . import worker
 from .codec import PARAMS, RawBatchRequest, decode_request, request_model, to_batch_requests
 from .delivery import completion_spec, completion_tasks
-from .pipeline import JobNotFound
+from .pipeline import load_job, request_cancel
 from .providers import Encoded, Provider, get_provider
 from .runtime import Runtime, runtime_for
 from .store import PartState
@@ -222,9 +222,7 @@ async def batch_status(model_or_batch: Model | BatchRef, batch: BatchRef | None 
 
 def _status(runtime: Runtime, job_id: str) -> Batch:
     store = runtime.store
-    job = store.job(job_id)
-    if not job:
-        raise JobNotFound(f"No job {job_id!r} in the store (finished longer ago than its TTL, or another store).")
+    job = load_job(runtime, job_id)
     parts = store.parts(job_id, int(job["parts"]))
     completed = job.get("completed_at")
     return Batch(
@@ -272,9 +270,7 @@ def batch_results_sync(
     _, runtime = _runtime()
     job_id = _job_id(model_or_batch, batch)
     store = runtime.store
-    job = store.job(job_id)
-    if not job:
-        raise JobNotFound(f"No job {job_id!r} in the store (finished longer ago than its TTL, or another store).")
+    job = load_job(runtime, job_id)
     codec = get_provider(job["model"])
     params = PARAMS.validate_json(job["params"])
     settings = orjson.loads(job["settings"]) or None
@@ -311,9 +307,7 @@ def batch_export_sync(model_or_batch: Model | BatchRef, out: IO[bytes], batch: B
     _, runtime = _runtime()
     job_id = _job_id(model_or_batch, batch)
     store = runtime.store
-    job = store.job(job_id)
-    if not job:
-        raise JobNotFound(f"No job {job_id!r} in the store (finished longer ago than its TTL, or another store).")
+    job = load_job(runtime, job_id)
     codec = get_provider(job["model"])
     written = 0
     ids = list(store.request_ids(job_id))
@@ -351,8 +345,6 @@ def batch_cancel_sync(model_or_batch: Model | BatchRef, batch: BatchRef | None =
     """Cancel the job: its provider batches that have not ended are cancelled by a worker. Kept results stay."""
     app, runtime = _runtime()
     job_id = _job_id(model_or_batch, batch)
-    from .pipeline import request_cancel
-
     if request_cancel(runtime, job_id):
         app.send_task("batchline.cancel", args=(job_id,))
     return _status(runtime, job_id)

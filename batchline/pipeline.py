@@ -42,7 +42,8 @@ class JobNotFound(LookupError):
     pass
 
 
-def _job(runtime: Runtime, job_id: str) -> dict[str, str]:
+def load_job(runtime: Runtime, job_id: str) -> dict[str, str]:
+    """The job's fields, or JobNotFound naming it."""
     job = runtime.store.job(job_id)
     if not job:
         raise JobNotFound(f"No job {job_id!r} in the store (finished longer ago than its TTL, or another store).")
@@ -57,7 +58,7 @@ def submit(runtime: Runtime, job_id: str) -> Iterator[Next]:
     the polls of parts 0 to 2. A redelivered submit re-sends the next step of every part that is past creation.
     """
     store = runtime.store
-    job = _job(runtime, job_id)
+    job = load_job(runtime, job_id)
     if BatchStatus(job["state"]).is_final:
         return
     provider = runtime.provider(job["model"])
@@ -171,7 +172,7 @@ def _snapshot_of(part: dict[str, str]) -> Snapshot:
 def poll(runtime: Runtime, job_id: str, n: int) -> Next | None:
     """Ask the provider about part `n` once; fetch it once it ended, else poll again after a growing interval."""
     store = runtime.store
-    job = _job(runtime, job_id)
+    job = load_job(runtime, job_id)
     part = store.part(job_id, n)
     state = part.get("state")
     if state == PartState.ENDED:
@@ -180,7 +181,7 @@ def poll(runtime: Runtime, job_id: str, n: int) -> Next | None:
         return None  # not created yet (submit polls it when it is), or already stored
     deadline = float(job.get("deadline") or 0)
     if deadline and time.time() >= deadline and request_cancel(runtime, job_id):
-        job = _job(runtime, job_id)  # the job's timeout passed: this poll cancels the batch
+        job = load_job(runtime, job_id)  # the job's timeout passed: this poll cancels the batch
     provider = runtime.provider(job["model"])
     try:
         snapshot = provider.status(part["provider_id"])
@@ -222,7 +223,7 @@ def fetch(runtime: Runtime, job_id: str, n: int, progress: Callable[[int, int], 
     `progress(stored, total)` hears how far the part has got.
     """
     store = runtime.store
-    job = _job(runtime, job_id)
+    job = load_job(runtime, job_id)
     part = store.part(job_id, n)
     if part.get("state") == PartState.ENDED:
         snapshot = _snapshot_of(part)
@@ -262,7 +263,7 @@ def fetch(runtime: Runtime, job_id: str, n: int, progress: Callable[[int, int], 
 def finish(runtime: Runtime, job_id: str) -> bool:
     """End the job once every part is stored; True for the one caller that ended it."""
     store = runtime.store
-    job = _job(runtime, job_id)
+    job = load_job(runtime, job_id)
     parts = store.parts(job_id, int(job["parts"]))
     if any(part.get("state") != PartState.STORED for part in parts):
         return False
@@ -295,7 +296,7 @@ def request_cancel(runtime: Runtime, job_id: str) -> bool:
 def cancel(runtime: Runtime, job_id: str) -> list[Next]:
     """Ask the provider to cancel every part of a cancelling job that has not ended."""
     store = runtime.store
-    job = _job(runtime, job_id)
+    job = load_job(runtime, job_id)
     if job.get("state") != BatchStatus.CANCELLING:
         return []
     provider = runtime.provider(job["model"])
@@ -336,7 +337,7 @@ def delivery_chunks(runtime: Runtime, job_id: str, size: int) -> Iterator[tuple[
 
 def summary(runtime: Runtime, job_id: str) -> dict[str, Any]:
     """A job's counts and status, with no prompt and no result text: what tasks return and Flower shows."""
-    job = _job(runtime, job_id)
+    job = load_job(runtime, job_id)
     return {
         "job_id": job_id,
         "status": job["state"],

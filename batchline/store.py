@@ -189,9 +189,6 @@ class Store:
         ids = cast(list[bytes], self.redis.zrevrange(f"{self.prefix}jobs", 0, limit - 1))
         return [i.decode() for i in ids]
 
-    def set_job(self, job_id: str, **values: str | int | float) -> None:
-        self.redis.hset(self.job_key(job_id), mapping=_fields(values))
-
     def transition(self, key: str, to: str, *from_states: str, **also: str | int | float) -> bool:
         """Move `key`'s state to `to` if it is in one of `from_states`, and set `also` in the same atomic step;
         exactly one caller wins a race."""
