@@ -63,18 +63,20 @@ def submit(self: Task[Any, Any], job_id: str) -> dict[str, Any]:
     return pipeline.summary(runtime, job_id)
 
 
-# A poll keeps no result: Flower follows it through task events, and not writing STARTED, RETRY and SUCCESS states
-# to the result backend for every poll of every waiting batch keeps a poll cheap.
+# A poll keeps no result: Flower follows it through task events, and not writing STARTED and SUCCESS states to the
+# result backend for every poll of every waiting batch keeps a poll cheap.
 @shared_task(name="batchline.poll", ignore_result=True, **_RELIABLE)
-def poll(self: Task[Any, Any], job_id: str, part: int) -> dict[str, Any]:
+def poll(self: Task[Any, Any], job_id: str, part: int) -> dict[str, Any] | None:
     runtime = runtime_for(self.app)
     try:
         nxt = pipeline.poll(runtime, job_id, part)
     except (TransientProviderError, ProviderRejected) as error:
         raise _retry_later(self, job_id, error) from None
     if nxt is not None and nxt.step == "poll":
-        # Waiting never holds a worker slot: the message comes back after the countdown.
-        raise self.retry(countdown=nxt.countdown)
+        # Waiting never holds a worker slot: the message comes back after the countdown. `throw=False` ends this run
+        # normally instead of raising Retry, which would capture a traceback and pickle it to the main process.
+        self.retry(countdown=nxt.countdown, throw=False)
+        return None
     _schedule(self, job_id, [nxt] if nxt else [])
     return pipeline.summary(runtime, job_id)
 
