@@ -9,24 +9,25 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-from collections.abc import Awaitable, Callable, Sequence
-from typing import TypeVar
+from collections.abc import Sequence
 
 from pydantic_ai.exceptions import UserError
 from pydantic_ai.models.batch import BatchRequest
 
 from ..codec import request_model
 from . import _ADAPTERS
+from ._templates import Encode, encode_by_shape
+from .base import Encoded
 
-T = TypeVar("T")
 PLACEHOLDER_KEY = "batchline-codec-sends-nothing"
 
 
-def encode_all(requests: Sequence[BatchRequest], encode: Callable[[BatchRequest], Awaitable[T]]) -> list[T]:
-    """`encode` every request in one event loop (in a helper thread when the caller already runs a loop)."""
+def encode_all(requests: Sequence[BatchRequest], encode: Encode) -> list[Encoded]:
+    """`encode` every request, once per shape (see `_templates`), in one event loop (in a helper thread when the
+    caller already runs a loop)."""
 
-    async def run() -> list[T]:
-        return [await encode(request) for request in requests]
+    async def run() -> list[Encoded]:
+        return await encode_by_shape(requests, encode)
 
     try:
         asyncio.get_running_loop()

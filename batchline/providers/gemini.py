@@ -68,8 +68,12 @@ class GeminiProvider(Provider):
 
     def encode_many(self, requests: Sequence[BatchRequest]) -> list[Encoded]:
         model = codec_model(self.model_name)
-        encoded = encode_all(requests, model.batch_encode)
-        return [Encoded(e.custom_id, e.body.encode(), group=self.model_name) for e in encoded]
+
+        async def encode(request: BatchRequest) -> Encoded:
+            encoded = await model.batch_encode(request)
+            return Encoded(encoded.custom_id, encoded.body.encode(), group=self.model_name)
+
+        return encode_all(requests, encode)
 
     def decode(self, result: StoredResult, request: BatchRequest) -> ModelResponse:
         body = result.body.decode() if result.body else None
