@@ -17,6 +17,7 @@ from pydantic_ai.models import ModelRequestParameters
 from pydantic_ai.models.batch import BatchRequest
 from pydantic_ai.settings import ModelSettings
 
+from ._json import dumps
 from .raw import RawRequest
 from .types import BatchInputError
 
@@ -89,7 +90,7 @@ def to_batch_requests(
             }
             if own_model is not None:
                 stored["model"] = own_model
-            own = orjson.dumps(stored)
+            own = dumps(stored)
         merged = {**(default_settings or {}), **(own_settings or {})}
         fields: dict[str, Any] = {
             "custom_id": custom_id,

@@ -5,9 +5,12 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict
-from pydantic_ai.messages import ModelResponse
+
+if TYPE_CHECKING:  # `BatchResult` is a plain dataclass: a worker importing these types need not load pydantic-ai
+    from pydantic_ai.messages import ModelResponse
 
 
 class BatchStatus(enum.StrEnum):

@@ -144,7 +144,7 @@ def read(args: dict[str, Any]) -> dict[str, Any]:
     from pydantic_ai.models.batch import BatchRequest, BatchResult
 
     from batchline import batch_results_sync
-    from batchline.providers.openai import codec_model
+    from batchline.providers.openai_codec import codec_model
 
     runtime = _runtime(args)
     job_id = args["job_id"]

@@ -34,7 +34,8 @@ from pydantic_ai.tools import ToolDefinition
 from batchline.emulator.answers_common import AnswerContext
 from batchline.emulator.answers_openai import ERROR_KINDS, answer, error_response
 from batchline.providers import get_provider
-from batchline.providers.openai import codec_model, result_of
+from batchline.providers.openai import result_of
+from batchline.providers.openai_codec import codec_model
 from batchline.providers.openai_fastdecode import fast_decode
 from batchline.store import StoredResult
 
@@ -340,7 +341,7 @@ def test_recorded_fixture_lines(line: dict[str, Any]) -> None:
     ours = _ours(result, request)
     body = orjson.loads(stored) if stored else None
     if isinstance(body, dict) and body.get("object") == "chat.completion":
-        from batchline.providers.openai import _chat_completion
+        from batchline.providers.openai_codec import _chat_completion
 
         _same(ours, _chat_completion(MODEL, stored))
     else:

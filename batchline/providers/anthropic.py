@@ -24,6 +24,7 @@ from pydantic_ai.models.anthropic import AnthropicModel
 from pydantic_ai.models.batch import BatchRequest, BatchResult
 from pydantic_ai.providers.anthropic import AnthropicProvider as PydanticAIAnthropicProvider
 
+from .._json import dumps
 from ..raw import RawRequest
 from ..store import StoredResult
 from ..types import BatchInputError
@@ -104,7 +105,7 @@ class AnthropicProvider(Provider):
         for field in ("model", "max_tokens", "messages"):
             if field not in request.body:
                 raise BatchInputError(f"request {request.custom_id!r}: its params have no {field!r}.")
-        return Encoded(request.custom_id, orjson.dumps(request.body))
+        return Encoded(request.custom_id, dumps(request.body))
 
     def export_line(self, custom_id: str, status: str, body: bytes) -> bytes:
         """A line as Anthropic's results file writes it (the stored body is the `result` object as received)."""
@@ -271,5 +272,5 @@ def result_of(line: dict[str, Any]) -> tuple[str, str, bytes]:
     result: dict[str, Any] = line["result"] if isinstance(line.get("result"), dict) else {}
     kind = str(result.get("type"))
     status = kind if kind in RESULT_STATUSES else "errored"
-    body = orjson.dumps(result) if status in ("succeeded", "errored") else b""
+    body = dumps(result) if status in ("succeeded", "errored") else b""
     return str(line.get("custom_id")), status, body

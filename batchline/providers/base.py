@@ -14,14 +14,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import orjson
-from pydantic_ai.messages import ModelResponse
-from pydantic_ai.models.batch import BatchRequest
 
 from ..raw import RawRequest
 from ..types import BatchInputError
 
 if TYPE_CHECKING:
     import redis
+    from pydantic_ai.messages import ModelResponse
+    from pydantic_ai.models.batch import BatchRequest
 
     from ..config import Settings
     from ..store import StoredResult

@@ -14,6 +14,7 @@ from typing import Any
 
 import orjson
 
+from .._json import dumps
 from .base import Snapshot, State
 
 log = logging.getLogger("batchline.gemini")
@@ -186,12 +187,12 @@ def snapshot_of(operation: Mapping[str, Any], known_total: int = 0) -> Snapshot:
 def outcome(item: Mapping[str, Any]) -> tuple[str, bytes] | None:
     """`(status, body)` of one result: the response, or the error it failed with. None when it holds neither."""
     if isinstance(item.get("error"), dict):
-        return "errored", orjson.dumps(item["error"])
+        return "errored", dumps(item["error"])
     status = item.get("status")
     if isinstance(status, str) and status:  # Vertex AI's output names a failure in `status`
-        return "errored", orjson.dumps({"code": 2, "message": status})
+        return "errored", dumps({"code": 2, "message": status})
     if isinstance(item.get("response"), dict):
-        return "succeeded", orjson.dumps(item["response"])
+        return "succeeded", dumps(item["response"])
     return None
 
 

@@ -8,28 +8,26 @@ error files line by line, stored as pydantic-ai's `batch_decode` reads them.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import suppress
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import orjson
-from pydantic_ai.exceptions import UserError
-from pydantic_ai.messages import ModelResponse
-from pydantic_ai.models.batch import BatchRequest, BatchResult, BatchResultStatus
-from pydantic_ai.models.openai import OpenAIChatModel, OpenAIResponsesModel
-from pydantic_ai.providers.openai import OpenAIProvider as PydanticAIOpenAIProvider
 
+from .._json import dumps
 from ..raw import RawRequest
-from ..store import StoredResult
 from ..types import BatchInputError
 from ._jsonl import iter_json_lines, spooled
-from ._pydantic_codec import PLACEHOLDER_KEY, encode_all, model_of
 from .base import Encoded, Provider, ProviderContext, ProviderRejected, Snapshot, State, TransientProviderError
 from .http import ProviderHTTP
-from .openai_fastdecode import fast_decode
+
+if TYPE_CHECKING:  # the codec side (openai_codec) imports them; a worker moving bytes never does
+    from pydantic_ai.messages import ModelResponse
+    from pydantic_ai.models.batch import BatchRequest, BatchResultStatus
+
+    from ..store import StoredResult
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 ENDPOINT = "/v1/responses"
@@ -48,25 +46,10 @@ STATES: dict[str, State] = {
 }
 FIND_PAGE = 100
 """Batches per page when listing them to find one (the most OpenAI gives)."""
-ENDPOINTS = frozenset(
-    {"/v1/responses", "/v1/chat/completions", "/v1/embeddings", "/v1/completions", "/v1/moderations"}
-)
+ENDPOINTS = frozenset({"/v1/responses", "/v1/chat/completions", "/v1/embeddings", "/v1/completions", "/v1/moderations"})
 """The endpoints an OpenAI batch runs, which raw input lines may name."""
 UNRUN: dict[str, BatchResultStatus] = {"batch_expired": "expired", "batch_cancelled": "canceled"}
 """Error-file codes of requests the batch ended before running."""
-
-
-@functools.lru_cache(maxsize=64)
-def codec_model(name: str) -> OpenAIResponsesModel:
-    """pydantic-ai's model for encoding and decoding `name`; the fixed base URL keeps encoding the same everywhere."""
-    return OpenAIResponsesModel(
-        name, provider=PydanticAIOpenAIProvider(base_url=DEFAULT_BASE_URL, api_key=PLACEHOLDER_KEY)
-    )
-
-
-@functools.lru_cache(maxsize=16)
-def _chat_model(name: str) -> OpenAIChatModel:
-    return OpenAIChatModel(name, provider=PydanticAIOpenAIProvider(base_url=DEFAULT_BASE_URL, api_key=PLACEHOLDER_KEY))
 
 
 class OpenAIProvider(Provider):
@@ -86,15 +69,9 @@ class OpenAIProvider(Provider):
         return self.encode_many([request])[0]
 
     def encode_many(self, requests: Sequence[BatchRequest]) -> list[Encoded]:
-        return encode_all(requests, self._encode)
+        from .openai_codec import encode_many  # pydantic-ai and the openai SDK load only where requests are encoded
 
-    async def _encode(self, request: BatchRequest) -> Encoded:
-        name = model_of(self.name, self.model_name, request)
-        model = codec_model(name)
-        if model.batch_max_requests is None:
-            raise UserError(f"OpenAI does not serve model {name!r} through its Batch API.")
-        encoded = await model.batch_encode(request)
-        return Encoded(request.custom_id, encoded.body.encode(), group=name)
+        return encode_many(self.model_name, requests)
 
     def encode_raw(self, request: RawRequest) -> Encoded:
         """A line of an OpenAI batch input file, kept as it is: its endpoint and model make its group."""
@@ -106,7 +83,7 @@ class OpenAIProvider(Provider):
         model = request.body.get("model")
         if not isinstance(model, str) or not model:
             raise BatchInputError(f"request {request.custom_id!r}: its body names no model.")
-        return Encoded(request.custom_id, orjson.dumps(request.body), group=f"{request.url} {model}")
+        return Encoded(request.custom_id, dumps(request.body), group=f"{request.url} {model}")
 
     def export_line(self, custom_id: str, status: str, body: bytes) -> bytes:
         """A line as OpenAI's output or error file writes it. The line id is made from the custom_id (batchline keeps
@@ -129,23 +106,9 @@ class OpenAIProvider(Provider):
         return len(_LINE_HEAD) + len(orjson.dumps(request.custom_id)) + len(_LINE_MID) + len(request.body) + 2
 
     def decode(self, result: StoredResult, request: BatchRequest) -> ModelResponse:
-        name = model_of(self.name, self.model_name, request)
-        if result.status == "succeeded" and (fast := fast_decode(codec_model(name), result.body, request)) is not None:
-            return fast  # a common shape, built straight from the JSON: the ModelResponse pydantic-ai's decode gives
-        body = result.body.decode() if result.body else None
-        kind = _object_kind(result.body) if result.status == "succeeded" else "response"
-        if kind == "chat.completion":
-            # A /v1/chat/completions body (raw JSONL jobs, recorded files): pydantic-ai's chat model reads it.
-            return _chat_completion(name, result.body)
-        if kind != "response":
-            raise UserError(
-                f"A {kind or 'non-model'} result (raw mode) has no ModelResponse; export it with `batchline results` "
-                "or batch_export_sync."
-            )
-        return codec_model(name).batch_decode(
-            BatchResult(custom_id=result.custom_id, status=result.status, body=body),  # type: ignore[arg-type]
-            request,
-        )
+        from .openai_codec import decode
+
+        return decode(self.model_name, result, request)
 
     # -- transport --------------------------------------------------------------------------------------------------
     @property
@@ -301,27 +264,11 @@ def result_of(line: dict[str, Any]) -> tuple[str, str, bytes]:
     if isinstance(response, dict):
         code = response.get("status_code")
         if isinstance(code, int) and 200 <= code < 300:
-            return custom_id, "succeeded", orjson.dumps(response.get("body"))
+            return custom_id, "succeeded", dumps(response.get("body"))
         # A rejected request: its error is inside `response.body`, and `error` is null.
-        return custom_id, "errored", orjson.dumps({"status_code": code or 500, "body": response.get("body")})
+        return custom_id, "errored", dumps({"status_code": code or 500, "body": response.get("body")})
     error: dict[str, Any] = line["error"] if isinstance(line.get("error"), dict) else {}
     if unrun := UNRUN.get(str(error.get("code"))):
         return custom_id, unrun, b""
     wrapped = {"error": {"code": error.get("code"), "message": error.get("message")}}
     return custom_id, "errored", orjson.dumps({"status_code": 500, "body": wrapped})
-
-
-def _object_kind(body: bytes) -> str | None:
-    """The `object` a result body says it is (`response`, `chat.completion`, `list` for embeddings)."""
-    try:
-        value = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return None
-    return value.get("object") if isinstance(value, dict) else None
-
-
-def _chat_completion(name: str, body: bytes) -> ModelResponse:
-    from openai.types.chat import ChatCompletion
-
-    completion = ChatCompletion.model_validate_json(body)
-    return _chat_model(name)._process_response(completion)
