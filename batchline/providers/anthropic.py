@@ -1,37 +1,36 @@
 """The Anthropic Message Batches adapter (`anthropic:` models).
 
-Requests are Messages API params made by pydantic-ai's `AnthropicModel.batch_encode`. Each request may name its own
-model (the `model` option), so models mix in one batch; only the beta flags, a batch-wide header, split batches.
-Message Batches take only custom_ids matching `^[a-zA-Z0-9_-]{1,64}$`: any other id is sent as a hash of itself and
-mapped back from a Redis hash written with the batch id. Anthropic batches cannot be found by listing (no
-metadata), so nothing slow stands between the create call and the pipeline recording its id.
+Requests are Messages API params made by pydantic-ai's `AnthropicModel.batch_encode`, in anthropic_codec.py (which a
+worker, moving bytes only, never imports). Each request may name its own model (the `model` option), so models mix in
+one batch; only the beta flags, a batch-wide header, split batches. Message Batches take only custom_ids matching
+`^[a-zA-Z0-9_-]{1,64}$`: any other id is sent as a hash of itself and mapped back from a Redis hash written with the
+batch id. Anthropic batches cannot be found by listing (no metadata), so nothing slow stands between the create call
+and the pipeline recording its id.
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import os
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import suppress
-from typing import Any, ClassVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import orjson
-from pydantic_ai.exceptions import UserError
-from pydantic_ai.messages import ModelResponse
-from pydantic_ai.models.anthropic import AnthropicModel
-from pydantic_ai.models.batch import BatchRequest, BatchResult
-from pydantic_ai.providers.anthropic import AnthropicProvider as PydanticAIAnthropicProvider
 
 from .._json import dumps
 from ..raw import RawRequest
-from ..store import StoredResult
 from ..types import BatchInputError
 from ._jsonl import FileChunks, iter_json_lines, spooled
-from ._pydantic_codec import PLACEHOLDER_KEY, encode_all, model_of
 from .base import Encoded, Provider, ProviderContext, ProviderRejected, Snapshot, State
 from .http import ProviderHTTP
+
+if TYPE_CHECKING:  # the codec side (anthropic_codec) imports them; a worker moving bytes never does
+    from pydantic_ai.messages import ModelResponse
+    from pydantic_ai.models.batch import BatchRequest
+
+    from ..store import StoredResult
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 API_VERSION = "2023-06-01"
@@ -41,14 +40,10 @@ MAPPED_PREFIX = "bl_"
 _ENVELOPE = b'{"requests":[]}'
 _ITEM = b'{"custom_id":,"params":},'
 _BETAS_KEY = "__batchline_betas__"
-_BETAS_MARK = b'{"' + _BETAS_KEY.encode() + b'":'
+BETAS_MARK = b'{"' + _BETAS_KEY.encode() + b'":'
+"""How a stored body that carries its betas begins (anthropic_codec writes it, `create` takes it off)."""
 RESULT_STATUSES = frozenset({"succeeded", "errored", "canceled", "expired"})
 STATES: dict[str, State] = {"in_progress": "running", "canceling": "cancelling"}
-
-
-@functools.lru_cache(maxsize=64)
-def codec_model(name: str) -> AnthropicModel:
-    return AnthropicModel(name, provider=PydanticAIAnthropicProvider(api_key=PLACEHOLDER_KEY))
 
 
 def safe_id(custom_id: str) -> str:
@@ -56,6 +51,16 @@ def safe_id(custom_id: str) -> str:
     if SAFE_ID.fullmatch(custom_id):
         return custom_id
     return MAPPED_PREFIX + hashlib.sha256(custom_id.encode()).hexdigest()[:48]
+
+
+def _check_mapped_ids(requests: Sequence[BatchRequest]) -> None:
+    """Refuse a custom_id equal to the hash another custom_id of the job is sent as: the two could not be told apart."""
+    mapped = {safe_id(r.custom_id) for r in requests if not SAFE_ID.fullmatch(r.custom_id)}
+    if clash := next((r.custom_id for r in requests if r.custom_id in mapped), None):
+        raise BatchInputError(
+            f"custom_id {clash!r} is the id batchline sends to Anthropic in place of another custom_id of this "
+            "job; rename it."
+        )
 
 
 class AnthropicProvider(Provider):
@@ -76,27 +81,11 @@ class AnthropicProvider(Provider):
         return self.encode_many([request])[0]
 
     def encode_many(self, requests: Sequence[BatchRequest]) -> list[Encoded]:
-        encoded = encode_all(requests, self._encode)
-        mapped = {safe_id(r.custom_id) for r in requests if not SAFE_ID.fullmatch(r.custom_id)}
-        if clash := next((r.custom_id for r in requests if r.custom_id in mapped), None):
-            raise BatchInputError(
-                f"custom_id {clash!r} is the id batchline sends to Anthropic in place of another custom_id of this "
-                "job; rename it."
-            )
-        return encoded
+        from .anthropic_codec import encode_many  # pydantic-ai and the SDK load only where requests are encoded
 
-    async def _encode(self, request: BatchRequest) -> Encoded:
-        name = model_of(self.name, self.model_name, request)
-        model = codec_model(name)
-        if model.batch_max_requests is None:
-            raise UserError(f"Anthropic does not serve model {name!r} through Message Batches.")
-        encoded = await model.batch_encode(request)
-        betas = sorted(orjson.loads(encoded.group).get("betas") or [])
-        body = encoded.body.encode()
-        if betas:
-            # Betas are a header of the whole batch: they make the group, and ride in the stored body until sent.
-            body = _BETAS_MARK + orjson.dumps(",".join(betas)) + b"," + body[1:]
-        return Encoded(request.custom_id, body, group=",".join(betas))
+        encoded = encode_many(self.model_name, requests)
+        _check_mapped_ids(requests)
+        return encoded
 
     def encode_raw(self, request: RawRequest) -> Encoded:
         """An Anthropic `{custom_id, params}` line, kept as it is: each may name its own model."""
@@ -117,12 +106,9 @@ class AnthropicProvider(Provider):
         return len(_ITEM) + len(orjson.dumps(safe_id(request.custom_id))) + len(request.body)
 
     def decode(self, result: StoredResult, request: BatchRequest) -> ModelResponse:
-        model = codec_model(model_of(self.name, self.model_name, request))
-        body = result.body.decode() if result.body else None
-        return model.batch_decode(
-            BatchResult(custom_id=result.custom_id, status=result.status, body=body),  # type: ignore[arg-type]
-            request,
-        )
+        from .anthropic_codec import decode
+
+        return decode(self.model_name, result, request)
 
     # -- transport --------------------------------------------------------------------------------------------------
     @property
@@ -234,7 +220,7 @@ def _create_body(requests: Iterable[tuple[str, bytes]], mapped: dict[str, str], 
         sent = safe_id(custom_id)
         if sent != custom_id:
             mapped[sent] = custom_id
-        if body.startswith(_BETAS_MARK):
+        if body.startswith(BETAS_MARK):
             params = orjson.loads(body)
             found = params.pop(_BETAS_KEY)
             if not betas:

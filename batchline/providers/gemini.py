@@ -1,6 +1,7 @@
 """Google Gemini (`google:<model>`): the Gemini API's batch mode, through its REST API.
 
-Encoding and decoding are pydantic-ai's (`GoogleModel.batch_encode` / `batch_decode`); this adapter owns the transport.
+Encoding and decoding are pydantic-ai's (`GoogleModel.batch_encode` / `batch_decode`), in gemini_codec.py, which a
+worker, moving bytes only, never imports; this adapter owns the transport.
 A part goes inline while its `batchGenerateContent` body stays under the 20 MB inline limit, else as a JSONL file
 through the Files API's resumable upload (up to 2 GB).
 
@@ -21,33 +22,26 @@ result file and its fetch to minutes and a failure to one part. Bytes: 2 GB, the
 from __future__ import annotations
 
 import dataclasses
-import functools
 import logging
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any, ClassVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
-from pydantic_ai.messages import ModelResponse
-from pydantic_ai.models.batch import BatchRequest, BatchResult, BatchResultStatus
-from pydantic_ai.models.google import GoogleModel
-from pydantic_ai.providers.google import GoogleProvider
-
-from ..store import CHUNK, StoredResult
+from ..store import CHUNK
 from . import gemini_wire as wire
-from ._pydantic_codec import encode_all
 from .base import Encoded, Provider, ProviderContext, ProviderRejected, Snapshot, TransientProviderError
 from .gemini_api import GeminiAPI, credentials
 from .gemini_input import PartInput
+
+if TYPE_CHECKING:  # the codec side (gemini_codec) imports them; a worker moving bytes never does
+    from pydantic_ai.messages import ModelResponse
+    from pydantic_ai.models.batch import BatchRequest
+
+    from ..store import StoredResult
 
 log = logging.getLogger("batchline.gemini")
 
 INLINE_LIMIT = 20_000_000
 """The Gemini API's limit on an inline batch's request body."""
-
-
-@functools.lru_cache(maxsize=64)
-def codec_model(model_name: str) -> GoogleModel:
-    """The pydantic-ai model that encodes and decodes; its placeholder key is never sent (encoding sends nothing)."""
-    return GoogleModel(model_name, provider=GoogleProvider(api_key="batchline-encodes-only"))
 
 
 class GeminiProvider(Provider):
@@ -67,20 +61,14 @@ class GeminiProvider(Provider):
         return self.encode_many([request])[0]
 
     def encode_many(self, requests: Sequence[BatchRequest]) -> list[Encoded]:
-        model = codec_model(self.model_name)
+        from .gemini_codec import encode_many  # pydantic-ai and google-genai load only where requests are encoded
 
-        async def encode(request: BatchRequest) -> Encoded:
-            encoded = await model.batch_encode(request)
-            return Encoded(encoded.custom_id, encoded.body.encode(), group=self.model_name)
-
-        return encode_all(requests, encode)
+        return encode_many(self.model_name, requests)
 
     def decode(self, result: StoredResult, request: BatchRequest) -> ModelResponse:
-        body = result.body.decode() if result.body else None
-        status = cast(BatchResultStatus, result.status)
-        return codec_model(self.model_name).batch_decode(
-            BatchResult(custom_id=result.custom_id, status=status, body=body), request
-        )
+        from .gemini_codec import decode
+
+        return decode(self.model_name, result, request)
 
     def request_size(self, request: Encoded) -> int:
         return wire.inline_item_size(request.custom_id, request.body) + 1

@@ -1,0 +1,45 @@
+"""The Gemini adapter's codec side: requests encoded and results decoded by pydantic-ai's GoogleModel.
+
+Kept apart from the transport (gemini.py) so that a worker that only uploads, polls and downloads never imports
+pydantic-ai's models or the google-genai SDK: no pool process carries them, and no first task waits on them.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from typing import cast
+
+from pydantic_ai.messages import ModelResponse
+from pydantic_ai.models.batch import BatchRequest, BatchResult, BatchResultStatus
+from pydantic_ai.models.google import GoogleModel
+from pydantic_ai.providers.google import GoogleProvider
+
+from ..store import StoredResult
+from ._pydantic_codec import encode_all
+from .base import Encoded
+
+
+@functools.lru_cache(maxsize=64)
+def codec_model(model_name: str) -> GoogleModel:
+    """The pydantic-ai model that encodes and decodes; its placeholder key is never sent (encoding sends nothing)."""
+    return GoogleModel(model_name, provider=GoogleProvider(api_key="batchline-encodes-only"))
+
+
+def encode_many(model_name: str, requests: Sequence[BatchRequest]) -> list[Encoded]:
+    """`generateContent` bodies for `requests`, all on `model_name` (one group)."""
+    return encode_all(requests, functools.partial(_encode, model_name))
+
+
+async def _encode(model_name: str, request: BatchRequest) -> Encoded:
+    encoded = await codec_model(model_name).batch_encode(request)
+    return Encoded(encoded.custom_id, encoded.body.encode(), group=model_name)
+
+
+def decode(model_name: str, result: StoredResult, request: BatchRequest) -> ModelResponse:
+    """The `ModelResponse` pydantic-ai's `batch_decode` makes of a stored result."""
+    body = result.body.decode() if result.body else None
+    status = cast(BatchResultStatus, result.status)
+    return codec_model(model_name).batch_decode(
+        BatchResult(custom_id=result.custom_id, status=status, body=body), request
+    )
