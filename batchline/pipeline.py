@@ -246,7 +246,7 @@ def fetch(runtime: Runtime, job_id: str, n: int, progress: Callable[[int, int], 
             log.info("job %s part %d: stored %d results", job_id, n, stored)
         unrun_status, unrun_body = provider.unrun(snapshot)
         retry_unrun = resubmit and provider.is_transient(unrun_status, unrun_body)
-        missing = list(store.missing_results(job_id, store.part_ids(job_id, n)))
+        missing = list(store.missing_results(job_id, n))
         retry_ids = [cid for cid in missing if retry_unrun or cid in retry]
         store.add_results(job_id, [(cid, unrun_status, unrun_body) for cid in missing if cid not in retry_ids])
         if retry_ids:

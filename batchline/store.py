@@ -11,7 +11,7 @@ Per job `J` (with prefix `P`):
 | `P:job:J:part:N` | hash | one provider batch: state, claim, provider id, provider status and counts |
 | `P:job:J:part:N:ids` | list | the custom_ids of part N |
 | `P:job:J:res` | hash | custom_id -> result tag (one letter) + provider body, as received |
-| `P:job:J:stream` | stream | one entry per stored result, for consumers that read as results land |
+| `P:job:J:stream` | stream | per stored chunk, one entry: custom_id -> status letter of each new result |
 | `P:job:J:delivered` | set | delivery chunks whose effect has happened |
 | `P:jobs` | sorted set | job ids by creation time |
 | `P:polls` | sorted set | `J:N` -> time of the part's last poll, for the sweep |
@@ -37,33 +37,41 @@ T = TypeVar("T")
 CHUNK = 1000
 """Items per Redis round trip when reading or writing many."""
 
+MISSING_SLICE = 5000
+"""Part ids checked per script call: a few milliseconds of Redis's time each."""
+
 RESULT_TAGS = {"succeeded": b"s", "errored": b"e", "expired": b"x", "canceled": b"c"}
 """The one-letter prefix of a stored result, by pydantic-ai's `BatchResultStatus`."""
 TAG_STATUS = {tag: status for status, tag in RESULT_TAGS.items()}
 
-# Store each new result, announce it on the stream and count it, in one atomic step per chunk.
+# Store each new result, count it, and announce the chunk's new results in one stream entry, in one atomic step per
+# chunk. A value comes tagged (its status letter first) from the client: joining them here would copy every body once
+# more inside Redis. One entry per chunk, not per result, spares Redis a command per result.
 _ADD_RESULTS = """
-local added, ok, bad = 0, 0, 0
-for i = 3, #ARGV, 3 do
-  if redis.call('HSETNX', KEYS[1], ARGV[i], ARGV[i + 1] .. ARGV[i + 2]) == 1 then
-    redis.call('XADD', KEYS[2], '*', 'id', ARGV[i], 's', ARGV[i + 1])
-    added = added + 1
-    if ARGV[i + 1] == 's' then ok = ok + 1 else bad = bad + 1 end
+local ok, bad, arrived = 0, 0, {}
+for i = 3, #ARGV, 2 do
+  if redis.call('HSETNX', KEYS[1], ARGV[i], ARGV[i + 1]) == 1 then
+    local tag = string.sub(ARGV[i + 1], 1, 1)
+    arrived[#arrived + 1] = ARGV[i]
+    arrived[#arrived + 1] = tag
+    if tag == 's' then ok = ok + 1 else bad = bad + 1 end
   end
 end
+if #arrived > 0 then redis.call('XADD', KEYS[2], '*', unpack(arrived)) end
 if ok > 0 then redis.call('HINCRBY', KEYS[3], 'succeeded', ok) end
 if bad > 0 then redis.call('HINCRBY', KEYS[3], 'failed', bad) end
 local ttl = tonumber(ARGV[1])
 redis.call('EXPIRE', KEYS[1], ttl)
 redis.call('EXPIRE', KEYS[2], ttl)
-return added
+return ok + bad
 """
 
-# The ones of ARGV that have no field in the hash KEYS[1]: one round trip and a short answer per chunk of ids.
+# The custom_ids of the list KEYS[2], from index ARGV[1] to ARGV[2], that have no field in the hash KEYS[1]: the ids
+# never leave Redis, and the answer holds only the missing ones.
 _MISSING = """
 local missing = {}
-for i = 1, #ARGV do
-  if redis.call('HEXISTS', KEYS[1], ARGV[i]) == 0 then missing[#missing + 1] = ARGV[i] end
+for _, id in ipairs(redis.call('LRANGE', KEYS[2], ARGV[1], ARGV[2])) do
+  if redis.call('HEXISTS', KEYS[1], id) == 0 then missing[#missing + 1] = id end
 end
 return missing
 """
@@ -306,7 +314,7 @@ class Store:
             for batch in _chunks(results, chunk):
                 args: list[Any] = [self.ttl, 0]
                 for custom_id, status, body in batch:
-                    args += [custom_id, RESULT_TAGS[status], body]
+                    args += [custom_id, RESULT_TAGS[status] + body]
                 stored = writer.submit(self._add_results, keys=keys, args=args)
                 if pending is not None:
                     added += int(pending.result())
@@ -319,11 +327,11 @@ class Store:
                     progress(added)
         return added
 
-    def missing_results(self, job_id: str, custom_ids: Iterable[str]) -> Iterator[str]:
-        """The ones of `custom_ids` that have no stored result yet."""
-        key = self.job_key(job_id, ":res")
-        for chunk in _chunks(custom_ids, CHUNK):
-            missing = cast(list[bytes], self._missing(keys=[key], args=chunk))
+    def missing_results(self, job_id: str, part: int) -> Iterator[str]:
+        """The custom_ids of part `part` that have no stored result yet."""
+        keys = [self.job_key(job_id, ":res"), self.part_key(job_id, part, ":ids")]
+        for start in range(0, self.redis.llen(keys[1]), MISSING_SLICE):
+            missing = cast(list[bytes], self._missing(keys=keys, args=[start, start + MISSING_SLICE - 1]))
             yield from (cid.decode() for cid in missing)
 
     def results(self, job_id: str, custom_ids: Sequence[str]) -> list[StoredResult | None]:

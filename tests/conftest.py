@@ -170,3 +170,8 @@ def with_settings(settings: Settings, **changes: object) -> Settings:
 def clean_env() -> dict[str, str]:
     """The environment without any batchline setting: a subprocess then runs on the embedded default."""
     return {k: v for k, v in os.environ.items() if not k.startswith("BATCHLINE_")}
+
+
+def announced(client: redis.Redis, job_key: str) -> list[str]:
+    """The custom_ids a job's arrival stream announced, in order (an entry per stored chunk, a field per result)."""
+    return [cid.decode() for _, fields in client.xrange(f"{job_key}:stream") for cid in fields]

@@ -19,7 +19,7 @@ from batchline.providers.test import TestProvider
 from batchline.runtime import runtime_for
 from batchline.store import Store
 
-from .conftest import RealSetup, WorkerProcess, make_real_setup
+from .conftest import RealSetup, WorkerProcess, announced, make_real_setup
 
 pytestmark = pytest.mark.redis
 
@@ -87,7 +87,8 @@ def check_exactly_once(s: Scenario, job_id: str, total: int, chunks: int) -> Non
     assert creates == {f"{job_id}:{n}": 1 for n in range(len(batch.provider_batches))}  # each part paid for once
     assert redis.hlen(f"{prefix}job:{job_id}:res") == total
     assert (batch.completed_count, batch.failed_count) == (total, 0)  # counted once each
-    assert redis.xlen(f"{prefix}job:{job_id}:stream") == total  # announced once each
+    arrivals = announced(redis, f"{prefix}job:{job_id}")
+    assert len(arrivals) == len(set(arrivals)) == total  # announced once each
     s.wait_for(lambda: redis.hlen(f"{prefix}bltest:effects:{job_id}") == total, "every callback effect")
     assert int(redis.get(f"{prefix}bltest:effect_count:{job_id}") or 0) == total  # no double effect
     assert int(redis.get(f"{prefix}bltest:calls:{job_id}") or 0) >= chunks

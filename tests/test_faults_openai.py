@@ -15,7 +15,7 @@ from batchline.emulator import Emulator, HttpFault
 from batchline.providers.openai import OpenAIProvider
 from batchline.runtime import runtime_for
 
-from .conftest import RealSetup, WorkerProcess, make_real_setup
+from .conftest import RealSetup, WorkerProcess, announced, make_real_setup
 from .openai_anthropic_helpers import provider_env
 
 pytestmark = pytest.mark.redis
@@ -63,7 +63,8 @@ def finish(setup: RealSetup, emulator: Emulator, job_id: str, total: int, parts:
     assert (batch.completed_count, batch.failed_count) == (total, 0)
     store = runtime_for(setup.app).store
     assert store.redis.hlen(f"{store.prefix}job:{job_id}:res") == total
-    assert store.redis.xlen(f"{store.prefix}job:{job_id}:stream") == total
+    arrivals = announced(store.redis, f"{store.prefix}job:{job_id}")
+    assert len(arrivals) == len(set(arrivals)) == total  # announced once each
 
 
 def test_killed_while_creating_openai_batches(

@@ -314,11 +314,14 @@ def test_anthropic_unrun_results_keep_their_kind(kind: str) -> None:
         )
 
 
-def test_lines_split_across_download_chunks_are_joined(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_jsonl, "READ_SIZE", 7)  # every line of the recorded file spans many chunks
-    _, results, _ = anthropic_results(ANTHROPIC / "results_succeeded_with_thinking.jsonl")
-    [line] = jsonl(ANTHROPIC / "results_succeeded_with_thinking.jsonl")
-    assert [(cid, status, orjson.loads(body)) for cid, status, body in results] == [("0", "succeeded", line["result"])]
+@pytest.mark.parametrize("size", [1, 7, 4096])
+def test_lines_split_across_download_chunks_are_joined(size: int) -> None:
+    data = (ANTHROPIC / "results_succeeded_with_thinking.jsonl").read_bytes().strip()
+    text = b"\n\n" + data + b"\r\n  \n" + data  # blank lines around, CRLF, and no newline at the end
+    chunks = [text[i : i + size] for i in range(0, len(text), size)]
+    response = httpx2.Response(200, content=iter(chunks))
+    lines = list(_jsonl.iter_lines(response))
+    assert [orjson.loads(line) for line in lines] == [orjson.loads(data)] * 2
 
 
 def test_a_long_retry_after_is_left_to_the_task_countdown_not_slept_in_the_worker() -> None:

@@ -10,6 +10,8 @@ import pytest
 from batchline.store import PartState, Store
 from batchline.types import BatchStatus
 
+from .conftest import announced
+
 
 @pytest.fixture
 def store() -> Store:
@@ -61,15 +63,20 @@ def test_a_result_is_stored_and_counted_once(store: Store) -> None:
         ("expired", b""),
         None,
     ]
-    assert store.redis.xlen("t:job:j:stream") == 3
-    assert list(store.missing_results("j", ["r0", "r3", "r4"])) == ["r3", "r4"]
+    assert announced(store.redis, "t:job:j") == ["r0", "r1", "r2"]  # once each
+    assert list(store.missing_results("j", 0)) == ["r3", "r4"]
 
 
 def test_results_arrive_on_the_stream_in_order(store: Store) -> None:
     make_job(store)
     store.add_results("j", [(f"r{i}", "succeeded", b"{}") for i in range(5)], chunk=2)
     entries = store.redis.xrange("t:job:j:stream")
-    assert [fields[b"id"].decode() for _, fields in entries] == ["r0", "r1", "r2", "r3", "r4"]
+    assert [{k.decode(): v.decode() for k, v in fields.items()} for _, fields in entries] == [
+        {"r0": "s", "r1": "s"},
+        {"r2": "s", "r3": "s"},
+        {"r4": "s"},
+    ]
+    assert announced(store.redis, "t:job:j") == ["r0", "r1", "r2", "r3", "r4"]
 
 
 def test_transitions_only_from_allowed_states(store: Store) -> None:

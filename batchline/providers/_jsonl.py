@@ -51,20 +51,24 @@ def spooled(chunks: Iterable[bytes]) -> Iterator[tuple[IO[bytes], int]]:
 def iter_lines(response: httpx2.Response) -> Iterator[bytes]:
     """The non-empty lines of a streamed response, as bytes (no text decoding: orjson reads bytes).
 
-    Each byte is searched once, so a line of many megabytes (a long answer) costs no more than many short ones.
+    Chunks come as the connection reads them and are split in C; each byte is searched once, so a line of many
+    megabytes (a long answer) costs no more than many short ones.
     """
-    buffer = bytearray()
-    for chunk in response.iter_bytes(READ_SIZE):
-        searched, start = len(buffer), 0
-        buffer += chunk
-        while (end := buffer.find(b"\n", searched)) >= 0:
-            line = bytes(buffer[start:end])
-            if line.strip():
+    head: list[bytes] = []  # the start of a line that began in an earlier chunk
+    for chunk in response.iter_bytes():
+        lines = chunk.split(b"\n")
+        if len(lines) == 1:
+            head.append(chunk)
+            continue
+        if head:
+            head.append(lines[0])
+            lines[0] = b"".join(head)
+        head = [lines.pop()]
+        for line in lines:
+            if line and not line.isspace():
                 yield line
-            start = searched = end + 1
-        del buffer[:start]
-    if bytes(buffer).strip():
-        yield bytes(buffer)
+    if (last := b"".join(head)) and not last.isspace():
+        yield last
 
 
 def iter_json_lines(response: httpx2.Response, what: str) -> Iterator[dict[str, Any]]:
