@@ -44,7 +44,10 @@ class JobNotFound(LookupError):
 
 def load_job(runtime: Runtime, job_id: str) -> dict[str, str]:
     """The job's fields, or JobNotFound naming it."""
-    job = runtime.store.job(job_id)
+    return _found(runtime.store.job(job_id), job_id)
+
+
+def _found(job: dict[str, str], job_id: str) -> dict[str, str]:
     if not job:
         raise JobNotFound(f"No job {job_id!r} in the store (finished longer ago than its TTL, or another store).")
     return job
@@ -172,8 +175,8 @@ def _snapshot_of(part: dict[str, str]) -> Snapshot:
 def poll(runtime: Runtime, job_id: str, n: int) -> Next | None:
     """Ask the provider about part `n` once; fetch it once it ended, else poll again after a growing interval."""
     store = runtime.store
-    job = load_job(runtime, job_id)
-    part = store.part(job_id, n)
+    job, part = store.job_and_part(job_id, n)  # one round trip: a poll runs often
+    _found(job, job_id)
     state = part.get("state")
     if state == PartState.ENDED:
         return Next("fetch", n)
@@ -195,11 +198,11 @@ def poll(runtime: Runtime, job_id: str, n: int) -> Next | None:
     if job.get("state") == BatchStatus.CANCELLING and snapshot.state == "running":
         snapshot = provider.cancel(snapshot.id)
     polls = int(part.get("polls", 0))
-    store.record_poll(job_id, n)
     if snapshot.ended:
+        store.record_poll(job_id, n)
         _end_part(runtime, job_id, n, snapshot)
         return Next("fetch", n)
-    store.set_part_if(job_id, n, PartState.SUBMITTED, **_snapshot_fields(snapshot))
+    store.polled(job_id, n, PartState.SUBMITTED, **_snapshot_fields(snapshot))
     return Next("poll", n, countdown=poll_countdown(runtime, job, polls))
 
 

@@ -91,10 +91,13 @@ end
 return 0
 """
 
-# Set the field/value pairs ARGV[2..] only while the hash's state is ARGV[1]: a stale writer changes nothing.
-_SET_IF_STATE = """
-if redis.call('HGET', KEYS[1], 'state') ~= ARGV[1] then return 0 end
-for i = 2, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+# A poll's record, in one step: count it, note its time for the sweep, and keep the provider's answer on the part
+# while the part is still in state ARGV[3] (a poll that lost a race must not undo an ending).
+_POLLED = """
+redis.call('HINCRBY', KEYS[1], 'polls', 1)
+redis.call('ZADD', KEYS[2], ARGV[1], ARGV[2])
+if redis.call('HGET', KEYS[1], 'state') ~= ARGV[3] then return 0 end
+if #ARGV > 3 then redis.call('HSET', KEYS[1], unpack(ARGV, 4)) end
 return 1
 """
 
@@ -142,7 +145,7 @@ class Store:
         self._add_results = client.register_script(_ADD_RESULTS)
         self._transition = client.register_script(_TRANSITION)
         self._add_part = client.register_script(_ADD_PART)
-        self._set_if_state = client.register_script(_SET_IF_STATE)
+        self._polled = client.register_script(_POLLED)
         self._missing = client.register_script(_MISSING)
 
     # -- keys -------------------------------------------------------------------------------------------------------
@@ -190,8 +193,7 @@ class Store:
         pipe.execute()
 
     def job(self, job_id: str) -> dict[str, str]:
-        raw = cast(dict[bytes, bytes], self.redis.hgetall(self.job_key(job_id)))
-        return {k.decode(): v.decode() for k, v in raw.items()}
+        return _decoded(self.redis.hgetall(self.job_key(job_id)))
 
     def job_ids(self, limit: int = 100) -> list[str]:
         ids = cast(list[bytes], self.redis.zrevrange(f"{self.prefix}jobs", 0, limit - 1))
@@ -243,22 +245,30 @@ class Store:
 
     # -- parts ------------------------------------------------------------------------------------------------------
     def part(self, job_id: str, part: int) -> dict[str, str]:
-        raw = cast(dict[bytes, bytes], self.redis.hgetall(self.part_key(job_id, part)))
-        return {k.decode(): v.decode() for k, v in raw.items()}
+        return _decoded(self.redis.hgetall(self.part_key(job_id, part)))
 
     def parts(self, job_id: str, count: int) -> list[dict[str, str]]:
         pipe = self.redis.pipeline(transaction=False)
         for n in range(count):
             pipe.hgetall(self.part_key(job_id, n))
-        return [{k.decode(): v.decode() for k, v in raw.items()} for raw in pipe.execute()]
+        return [_decoded(raw) for raw in pipe.execute()]
 
     def set_part(self, job_id: str, part: int, **values: str | int | float) -> None:
         self.redis.hset(self.part_key(job_id, part), mapping=_fields(values))
 
-    def set_part_if(self, job_id: str, part: int, state: str, **values: str | int | float) -> bool:
-        """Set `values` on a part only while it is in `state` (a poll that lost a race must not undo an ending)."""
+    def job_and_part(self, job_id: str, part: int) -> tuple[dict[str, str], dict[str, str]]:
+        """A job's fields and one part's, in one round trip."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hgetall(self.job_key(job_id))
+        pipe.hgetall(self.part_key(job_id, part))
+        job, part_fields = pipe.execute()
+        return _decoded(job), _decoded(part_fields)
+
+    def polled(self, job_id: str, part: int, state: str, **values: str | int | float) -> bool:
+        """Record a poll of a part (see `record_poll`) and set `values` on it only while it is in `state`."""
         pairs = [item for field, value in values.items() for item in (field, value)]
-        return bool(self._set_if_state(keys=[self.part_key(job_id, part)], args=[state, *pairs]))
+        keys = [self.part_key(job_id, part), f"{self.prefix}polls"]
+        return bool(self._polled(keys=keys, args=[time.time(), f"{job_id}:{part}", state, *pairs]))
 
     def add_part(self, job_id: str, source: int, custom_ids: Sequence[str], generation: int) -> int:
         """A new pending part that resubmits `custom_ids` of part `source`; asking again answers the same part."""
@@ -354,6 +364,11 @@ class Store:
 
     def is_delivered(self, job_id: str, marker: str) -> bool:
         return bool(self.redis.sismember(self.job_key(job_id, ":delivered"), marker))
+
+
+def _decoded(raw: Any) -> dict[str, str]:
+    """A hash as HGETALL returns it (bytes to bytes), as text."""
+    return {k.decode(): v.decode() for k, v in cast(dict[bytes, bytes], raw).items()}
 
 
 def _fields(mapping: Mapping[str, Any]) -> Any:

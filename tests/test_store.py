@@ -124,6 +124,21 @@ def test_stale_polls_are_found(store: Store) -> None:
     assert store.stale_polls(older_than=9e12) == [("j", 1)]
 
 
+def test_a_poll_is_counted_and_its_answer_kept_only_while_the_part_waits(store: Store) -> None:
+    make_job(store, parts=2)
+    store.set_part("j", 0, state=PartState.SUBMITTED)
+    assert store.polled("j", 0, PartState.SUBMITTED, provider_status="in_progress", completed=3)
+    job, part = store.job_and_part("j", 0)
+    assert (job["total"], part["polls"], part["provider_status"], part["completed"]) == ("5", "1", "in_progress", "3")
+    # A poll that lost the race to the part's ending is counted, but leaves the ending's answer alone.
+    store.set_part("j", 0, state=PartState.ENDED, provider_status="completed")
+    assert not store.polled("j", 0, PartState.SUBMITTED, provider_status="in_progress")
+    part = store.part("j", 0)
+    assert (part["polls"], part["provider_status"]) == ("2", "completed")
+    assert store.stale_polls(older_than=9e12) == [("j", 0)]
+    assert store.job_and_part("nope", 0) == ({}, {})
+
+
 def test_delivery_markers_take_effect_once(store: Store) -> None:
     make_job(store)
     assert store.mark_delivered("j", "chunk:0")
