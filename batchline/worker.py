@@ -15,6 +15,7 @@ from celery import Celery
 from celery import _state as celery_state
 
 from .config import Settings
+from .transport import use_shared_client_transport
 
 
 def configure(app: Celery, settings: Settings | None = None, *, own: bool = False) -> Settings:
@@ -37,8 +38,11 @@ def configure(app: Celery, settings: Settings | None = None, *, own: bool = Fals
         **({"polling_interval": 0.02} if settings.embedded else {}),
     }
     sweep = {"task": "batchline.sweep", "schedule": timedelta(seconds=settings.sweep_interval)}
+    broker_url = settings.broker_url or "memory://localhost/"
+    if broker_url.startswith(("redis://", "rediss://")):
+        use_shared_client_transport()
     conf.update(
-        broker_url=settings.broker_url or "memory://localhost/",
+        broker_url=broker_url,
         batchline_settings=settings,
         # Flower sees every step: task events from the workers, and a "sent" event for every message.
         worker_send_task_events=True,
