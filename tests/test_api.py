@@ -272,9 +272,7 @@ def test_a_batch_deleted_at_the_provider_ends_the_job_instead_of_polling_forever
     assert result.error is not None and "no batch" in result.error.message
 
 
-def test_a_job_timeout_is_kept_by_the_workers_even_when_nobody_waits(
-    embedded: Settings, embedded_store: Store
-) -> None:
+def test_a_job_timeout_is_kept_by_the_workers_even_when_nobody_waits(embedded: Settings, embedded_store: Store) -> None:
     slow(embedded, 60)
     batch = batch_create_sync("test", [("a", prompt("x"))], poll_interval=0.2, timeout=1.0)
     final = batch_wait_sync(batch)  # only reads the store: the worker's poll does the cancelling
