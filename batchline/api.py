@@ -21,6 +21,7 @@ from pydantic_ai.models.batch import BatchRequest
 from pydantic_ai.settings import ModelSettings
 
 from . import worker
+from ._gc import gc_paused
 from .codec import PARAMS, RawBatchRequest, decode_request, request_model, to_batch_requests
 from .delivery import completion_spec, completion_tasks
 from .pipeline import load_job, request_cancel
@@ -93,42 +94,43 @@ def batch_create_sync(
     """
     model = _model_string(model)
     codec = get_provider(model)  # an unknown prefix raises NotImplementedError here, before anything is stored
-    checked = to_batch_requests(requests, model_request_parameters, model_settings)
-    if poll_interval <= 0:
-        raise BatchInputError("poll_interval must be a positive number of seconds.")
-    if timeout is not None and timeout <= 0:
-        raise BatchInputError("timeout must be a positive number of seconds.")
-    if chunk_size < 1:
-        raise BatchInputError("chunk_size must be at least 1.")
-    if max_resubmissions < 0:
-        raise BatchInputError("max_resubmissions must be 0 or more.")
-    encoded = _encode(codec, [request for request, _ in checked])
-    app, runtime = _runtime()
-    completion = completion_spec(on_complete)
-    for name in [*([callback] if callback else []), *completion_tasks(completion)]:
-        if name not in runtime.settings.allowed_callbacks:
-            raise BatchInputError(f"Task {name!r} is not in batchline's allowed_callbacks; add it to the config.")
-    job_id = f"batch_{uuid.uuid4().hex}"
-    now = time.time()
-    fields: dict[str, str | int | float] = {
-        "model": model,
-        "total": len(checked),
-        "created_at": now,
-        "poll_interval": poll_interval,
-        "deadline": now + timeout if timeout else 0,
-        "chunk_size": chunk_size,
-        "max_resubmissions": max_resubmissions,
-        "params": PARAMS.dump_json(model_request_parameters or ModelRequestParameters()).decode(),
-        "settings": orjson.dumps(dict(model_settings or {})).decode(),
-    }
-    if callback:
-        fields["callback"] = callback
-    if completion:
-        fields["on_complete"] = completion
-    if any(isinstance(request, RawBatchRequest) for request, _ in checked):
-        fields["raw"] = 1
-    rows = ((enc.custom_id, enc.body, own) for enc, (_, own) in zip(encoded, checked, strict=True))
-    runtime.store.create_job(job_id, fields, rows, plan_parts(codec, encoded))
+    with gc_paused():  # many requests, built at once (see `_gc`)
+        checked = to_batch_requests(requests, model_request_parameters, model_settings)
+        if poll_interval <= 0:
+            raise BatchInputError("poll_interval must be a positive number of seconds.")
+        if timeout is not None and timeout <= 0:
+            raise BatchInputError("timeout must be a positive number of seconds.")
+        if chunk_size < 1:
+            raise BatchInputError("chunk_size must be at least 1.")
+        if max_resubmissions < 0:
+            raise BatchInputError("max_resubmissions must be 0 or more.")
+        encoded = _encode(codec, [request for request, _ in checked])
+        app, runtime = _runtime()
+        completion = completion_spec(on_complete)
+        for name in [*([callback] if callback else []), *completion_tasks(completion)]:
+            if name not in runtime.settings.allowed_callbacks:
+                raise BatchInputError(f"Task {name!r} is not in batchline's allowed_callbacks; add it to the config.")
+        job_id = f"batch_{uuid.uuid4().hex}"
+        now = time.time()
+        fields: dict[str, str | int | float] = {
+            "model": model,
+            "total": len(checked),
+            "created_at": now,
+            "poll_interval": poll_interval,
+            "deadline": now + timeout if timeout else 0,
+            "chunk_size": chunk_size,
+            "max_resubmissions": max_resubmissions,
+            "params": PARAMS.dump_json(model_request_parameters or ModelRequestParameters()).decode(),
+            "settings": orjson.dumps(dict(model_settings or {})).decode(),
+        }
+        if callback:
+            fields["callback"] = callback
+        if completion:
+            fields["on_complete"] = completion
+        if any(isinstance(request, RawBatchRequest) for request, _ in checked):
+            fields["raw"] = 1
+        rows = ((enc.custom_id, enc.body, own) for enc, (_, own) in zip(encoded, checked, strict=True))
+        runtime.store.create_job(job_id, fields, rows, plan_parts(codec, encoded))
     app.send_task("batchline.submit", args=(job_id,))
     deadline = time.monotonic() + submit_wait
     delay = 0.005
@@ -276,25 +278,26 @@ def batch_results_sync(
     settings = orjson.loads(job["settings"]) or None
     ids = list(custom_ids) if custom_ids is not None else list(store.request_ids(job_id))
     out: list[BatchResult] = []
-    for start in range(0, len(ids), 1000):
-        chunk = ids[start : start + 1000]
-        stored = store.results(job_id, chunk)
-        options = store.request_options(job_id, chunk)
-        for custom_id, result, own in zip(chunk, stored, options, strict=True):
-            if result is None:
-                continue
-            if result.status in ("expired", "canceled"):
-                verb = "expired" if result.status == "expired" else "was cancelled"
-                error = BatchError(result.status, f"The batch {verb} before the model ran this request.")
-                out.append(BatchResult(custom_id, error=error))
-                continue
-            request = decode_request(custom_id, params, settings, own)
-            try:
-                out.append(BatchResult(custom_id, response=codec.decode(result, request)))
-            except ModelAPIError as exc:
-                out.append(BatchResult(custom_id, error=_error_of(exc)))
-            except UserError as exc:  # a raw-mode result that is no model response (embeddings, moderations)
-                out.append(BatchResult(custom_id, error=BatchError("not_a_model_response", str(exc))))
+    with gc_paused():  # many responses, decoded at once (see `_gc`)
+        for start in range(0, len(ids), 1000):
+            chunk = ids[start : start + 1000]
+            stored = store.results(job_id, chunk)
+            options = store.request_options(job_id, chunk)
+            for custom_id, result, own in zip(chunk, stored, options, strict=True):
+                if result is None:
+                    continue
+                if result.status in ("expired", "canceled"):
+                    verb = "expired" if result.status == "expired" else "was cancelled"
+                    error = BatchError(result.status, f"The batch {verb} before the model ran this request.")
+                    out.append(BatchResult(custom_id, error=error))
+                    continue
+                request = decode_request(custom_id, params, settings, own)
+                try:
+                    out.append(BatchResult(custom_id, response=codec.decode(result, request)))
+                except ModelAPIError as exc:
+                    out.append(BatchResult(custom_id, error=_error_of(exc)))
+                except UserError as exc:  # a raw-mode result that is no model response (embeddings, moderations)
+                    out.append(BatchResult(custom_id, error=BatchError("not_a_model_response", str(exc))))
     return out
 
 

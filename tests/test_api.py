@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from dataclasses import replace
 
 import pytest
@@ -55,6 +56,18 @@ def test_results_come_back_in_request_order(embedded: Settings) -> None:
     assert [r.custom_id for r in results] == ids
     assert [r.response.text for r in results if r.response] == [f"Mock response for {cid}" for cid in ids]
     assert all(r.is_successful and r.error is None for r in results)
+
+
+def test_the_garbage_collector_is_left_as_the_caller_had_it(embedded: Settings) -> None:
+    for enabled in (True, False):
+        gc.enable() if enabled else gc.disable()
+        try:
+            batch = batch_create_sync("test", [("a", prompt("a"))])
+            assert gc.isenabled() is enabled
+            batch_results_sync(batch_wait_sync(batch))
+            assert gc.isenabled() is enabled
+        finally:
+            gc.enable()
 
 
 def test_a_job_larger_than_a_provider_batch_is_split_invisibly(
@@ -144,6 +157,7 @@ def test_bad_input_is_refused_before_anything_is_stored(
     with pytest.raises(BatchInputError, match=message.replace("(", r"\(").replace(")", r"\)")):
         batch_create_sync("test", requests)  # type: ignore[arg-type]
     assert embedded_store.job_ids(10_000) == before
+    assert gc.isenabled()  # the collector, paused while requests are built, is back on after a refusal too
 
 
 def test_an_unknown_provider_names_the_supported_ones(embedded: Settings, embedded_store: Store) -> None:
