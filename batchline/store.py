@@ -316,7 +316,10 @@ class Store:
         `progress` hears the running count of new results after each chunk. A helper thread runs each chunk's script
         while the next chunk is read (Redis works while this process parses), one chunk at a time and in order, so
         at most two chunks are held. Each result is stored once whatever fails when: a chunk is one atomic step.
+        A chunk's new results are one stream entry, unpacked by Lua onto its stack: at most 3,000 a chunk.
         """
+        if not 0 < chunk <= 3000:
+            raise ValueError(f"chunk must be from 1 to 3,000, not {chunk}")
         keys = [self.job_key(job_id, ":res"), self.job_key(job_id, ":stream"), self.job_key(job_id)]
         added = 0
         with ThreadPoolExecutor(1, thread_name_prefix="batchline-store") as writer:

@@ -67,6 +67,13 @@ def test_a_result_is_stored_and_counted_once(store: Store) -> None:
     assert list(store.missing_results("j", 0)) == ["r3", "r4"]
 
 
+def test_a_chunk_too_big_for_one_stream_entry_is_refused_before_anything_is_stored(store: Store) -> None:
+    make_job(store)
+    with pytest.raises(ValueError, match="3,000"):
+        store.add_results("j", [("r0", "succeeded", b"{}")], chunk=3001)
+    assert store.results("j", ["r0"]) == [None]
+
+
 def test_results_arrive_on_the_stream_in_order(store: Store) -> None:
     make_job(store)
     store.add_results("j", [(f"r{i}", "succeeded", b"{}") for i in range(5)], chunk=2)
