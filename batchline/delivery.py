@@ -105,7 +105,10 @@ def check_tasks(callback: object, on_complete: object, allowed: frozenset[str]) 
         canvas = orjson.loads(on_complete)
     except orjson.JSONDecodeError:
         raise CallbackNotAllowed("on_complete is neither a task name nor a canvas's JSON.") from None
-    _check_signature(canvas, allowed, "on_complete")
+    try:
+        _check_signature(canvas, allowed, "on_complete")
+    except RecursionError:  # only a crafted record nests this deep; Celery would not get through it either
+        raise CallbackNotAllowed("on_complete is nested too deeply to check.") from None
 
 
 def _check_name(name: object, allowed: frozenset[str], where: str) -> None:
@@ -130,6 +133,8 @@ def _check_signature(sig: object, allowed: frozenset[str], where: str) -> None:
         raise CallbackNotAllowed(f"{where} ({task!r}) has args, kwargs or options of an unexpected type.")
     if not isinstance(task, str) or not task:
         raise CallbackNotAllowed(f"{where} names no task: {task!r}.")
+    if not isinstance(kind, str | None):
+        raise CallbackNotAllowed(f"{where} ({task}) has a subtask_type that is no name: {kind!r}.")
     if not isinstance(sig.get("immutable", False), bool) or not isinstance(sig.get("chord_size"), int | None):
         raise CallbackNotAllowed(f"{where} ({task!r}) has an unexpected immutable or chord_size.")
     if task in _CANVAS or kind is not None or task.startswith("celery."):

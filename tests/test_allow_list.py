@@ -105,6 +105,11 @@ UNREADABLE: dict[str, tuple[str, str]] = {
     "a list where a canvas goes": (orjson.dumps([PLAIN]).decode(), "is not in batchline's allowed_callbacks"),
     "no task": (stored({**PLAIN, "task": ""}), "names no task"),
     "broken JSON": ("{not json", "neither a task name nor a canvas"),
+    "a subtask_type that is a list": (stored({**PLAIN, "subtask_type": ["chain"]}), "subtask_type that is no name"),
+    "a canvas nested 500 deep": (
+        '{"task":"app.ok","args":[' * 500 + "]}" * 500,
+        "nested too deeply",
+    ),
 }
 
 
