@@ -23,12 +23,13 @@ from pydantic_ai.settings import ModelSettings
 from . import worker
 from ._gc import gc_paused
 from .codec import PARAMS, RawBatchRequest, decode_request, request_model, to_batch_requests
-from .delivery import completion_spec, completion_tasks
+from .delivery import check_tasks, completion_spec
 from .pipeline import load_job, request_cancel
 from .providers import Encoded, Provider, get_provider
 from .runtime import Runtime, runtime_for
 from .store import PartState
 from .types import Batch, BatchError, BatchInputError, BatchResult, BatchStatus, ProviderBatch
+from .validation import check_model, check_numbers
 
 __all__ = [
     "batch_cancel",
@@ -92,24 +93,23 @@ def batch_create_sync(
     in new provider batches, up to `max_resubmissions` times. With `submit_wait=0` it returns at once, as a web view
     wants.
     """
-    model = _model_string(model)
+    model = check_model(_model_string(model))
+    numbers = check_numbers(  # finite, in range, whole where they count: see `validation`
+        poll_interval=poll_interval,
+        timeout=timeout,
+        chunk_size=chunk_size,
+        max_resubmissions=max_resubmissions,
+        submit_wait=submit_wait,
+    )
+    poll_interval, timeout, chunk_size = numbers.poll_interval, numbers.timeout, numbers.chunk_size
+    max_resubmissions, submit_wait = numbers.max_resubmissions, numbers.submit_wait
     codec = get_provider(model)  # an unknown prefix raises NotImplementedError here, before anything is stored
     with gc_paused():  # many requests, built at once (see `_gc`)
         checked = to_batch_requests(requests, model_request_parameters, model_settings)
-        if poll_interval <= 0:
-            raise BatchInputError("poll_interval must be a positive number of seconds.")
-        if timeout is not None and timeout <= 0:
-            raise BatchInputError("timeout must be a positive number of seconds.")
-        if chunk_size < 1:
-            raise BatchInputError("chunk_size must be at least 1.")
-        if max_resubmissions < 0:
-            raise BatchInputError("max_resubmissions must be 0 or more.")
         encoded = _encode(codec, [request for request, _ in checked])
         app, runtime = _runtime()
         completion = completion_spec(on_complete)
-        for name in [*([callback] if callback else []), *completion_tasks(completion)]:
-            if name not in runtime.settings.allowed_callbacks:
-                raise BatchInputError(f"Task {name!r} is not in batchline's allowed_callbacks; add it to the config.")
+        check_tasks(callback, completion, runtime.settings.allowed_callbacks)  # the deliver step checks it again
         job_id = f"batch_{uuid.uuid4().hex}"
         now = time.time()
         fields: dict[str, str | int | float] = {

@@ -7,8 +7,11 @@ are never settings: the adapters read them from the worker's environment, under 
 
 from __future__ import annotations
 
+import math
 import os
-from collections.abc import Mapping
+import re
+import sys
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -60,37 +63,160 @@ class Settings:
 
     @classmethod
     def load(cls, conf: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
-        """Each setting from `conf["batchline_<name>"]`, else `$BATCHLINE_<NAME>`, else its default."""
+        """Each setting from `conf["batchline_<name>"]`, else `$BATCHLINE_<NAME>`, else its default.
+
+        Every value is checked here (see `_RULES`): a bad one raises SettingsError naming where it came from and what
+        it takes, before a worker, the CLI or the API starts on it.
+        """
         conf = conf or {}
         environ = os.environ if environ is None else environ
         values: dict[str, Any] = {}
+        sources: dict[str, str] = {}
         for f in fields(cls):
             raw = conf.get(f"batchline_{f.name}")
+            source = f"batchline_{f.name} (Celery config)"
             if raw is None:
                 raw = environ.get(f"BATCHLINE_{f.name.upper()}") or None
+                source = f"BATCHLINE_{f.name.upper()}"
+            sources[f.name] = source
             if raw is not None:
-                values[f.name] = _convert(f.name, f.type, raw)
+                values[f.name] = _convert(source, f.name, f.type, raw)
         settings = cls(**values)
-        if settings.max_poll_interval >= settings.visibility_timeout:
-            raise ValueError(
-                f"max_poll_interval ({settings.max_poll_interval:g}s) must stay below the broker's "
-                f"visibility_timeout ({settings.visibility_timeout}s), or waiting polls get redelivered."
-            )
+        _check_together(settings, sources)
         return settings
 
 
-def _convert(name: str, kind: object, raw: Any) -> Any:
+class SettingsError(ValueError):
+    """A batchline setting has a value batchline cannot run with; the message names the setting and what it takes."""
+
+
+def _convert(source: str, name: str, kind: object, raw: Any) -> Any:
     kind = str(kind)
-    try:
-        if "frozenset" in kind:
-            items = raw.split(",") if isinstance(raw, str) else raw
+    rule = _RULES.get(name)
+    if "frozenset" in kind:
+        items = raw.split(",") if isinstance(raw, str) else raw
+        try:
             return frozenset(item.strip() for item in items if item.strip())
-        if kind.startswith("bool"):
-            return raw if isinstance(raw, bool) else str(raw).strip().lower() in ("1", "true", "yes", "on")
-        if kind.startswith("int"):
-            return int(raw)
-        if kind.startswith("float"):
-            return float(raw)
-    except (TypeError, ValueError):
-        raise ValueError(f"batchline setting {name!r} has an invalid value {raw!r}") from None
-    return str(raw)
+        except (TypeError, AttributeError):
+            raise SettingsError(f"{source} must be a comma-separated list of names, not {raw!r}.") from None
+    if kind.startswith("bool"):
+        return _boolean(source, raw)
+    if kind.startswith(("int", "float")):
+        return _number(source, raw, rule or _Rule(), integer=kind.startswith("int"))
+    value = str(raw)
+    if rule is not None and rule.check is not None and not rule.check(value):
+        raise SettingsError(f"{source} {rule.says}{'' if rule.secret else f', not {value!r}'}.")
+    return value
+
+
+@dataclass(frozen=True)
+class _Rule:
+    """What one setting takes: numbers within `[low, high]` (`low_open`: above `low`), text passing `check`."""
+
+    low: float = -math.inf
+    high: float = math.inf
+    low_open: bool = False
+    unit: str = ""
+    why: str = ""
+    check: Callable[[str], bool] | None = None
+    says: str = ""
+    secret: bool = False
+    """The value is not repeated in the error: a URL may hold a password."""
+
+
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+_BROKER_URL = (
+    "must be a URL, scheme://[user:password@]host[:port][/path], e.g. redis://localhost:6379/0 or amqp://host//"
+)
+_REDIS_URL = (
+    "must be a Redis URL, redis://[:password@]host[:port][/db] (or rediss://, unix://), e.g. redis://localhost:6379/0"
+)
+
+
+def _is_name(value: str) -> bool:
+    return bool(value) and not any(c.isspace() for c in value)
+
+
+_RULES: dict[str, _Rule] = {
+    "broker_url": _Rule(check=lambda v: bool(_URL.match(v)), says=_BROKER_URL, secret=True),
+    "redis_url": _Rule(
+        check=lambda v: v.startswith(("redis://", "rediss://", "unix://")), says=_REDIS_URL, secret=True
+    ),
+    "result_backend": _Rule(check=lambda v: bool(_URL.match(v)), says=_BROKER_URL, secret=True),
+    "key_prefix": _Rule(check=_is_name, says="must be a non-empty key prefix without spaces, e.g. batchline:"),
+    "queue": _Rule(check=_is_name, says="must be a queue name without spaces"),
+    "ttl_seconds": _Rule(
+        low=2 * DAY,
+        unit=" seconds",
+        why="a job's keys get their TTL when it is created and must outlive a provider batch's window, up to 48 hours",
+    ),
+    "max_poll_interval": _Rule(low=0, low_open=True, unit=" seconds"),
+    "visibility_timeout": _Rule(low=1, unit=" seconds"),
+    "sweep_interval": _Rule(low=0, low_open=True, high=DAY, unit=" seconds"),
+    "claim_timeout": _Rule(low=0, low_open=True, high=DAY, unit=" seconds"),
+    "test_delay": _Rule(low=0, high=DAY, unit=" seconds"),
+    "test_create_seconds": _Rule(low=0, high=DAY, unit=" seconds"),
+    "test_result_seconds": _Rule(low=0, high=DAY, unit=" seconds"),
+}
+
+
+def _number(source: str, raw: Any, rule: _Rule, *, integer: bool) -> int | float:
+    kind = "a whole number" if integer else "a number"
+    bounds = []
+    if rule.low > -math.inf:
+        bounds.append(f"{'above' if rule.low_open else 'at least'} {_plain(rule.low)}")
+    if rule.high < math.inf:
+        bounds.append(f"at most {_plain(rule.high)}")
+    takes = f"{kind}{', ' + ' and '.join(bounds) if bounds else ''}{rule.unit}"
+    error = SettingsError(f"{source} must be {takes}{f' ({rule.why})' if rule.why else ''}, not {raw!r}.")
+    number: float
+    try:
+        if isinstance(raw, bool):  # True is an int to Python, not a number of seconds
+            raise ValueError
+        if integer:
+            number = raw if isinstance(raw, int) else int(str(raw).strip())
+        else:
+            number = float(raw) if isinstance(raw, int | float) else float(str(raw).strip())
+    except (TypeError, ValueError, OverflowError):
+        raise error from None
+    if not math.isfinite(number) or number > rule.high or number < rule.low or (rule.low_open and number == rule.low):
+        raise error
+    return number
+
+
+def _plain(number: float) -> str:
+    return str(int(number)) if number == int(number) else f"{number:g}"
+
+
+def _boolean(source: str, raw: Any) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    text = str(raw).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{source} must be true or false (1/0, yes/no, on/off), not {raw!r}.")
+
+
+def _check_together(settings: Settings, sources: Mapping[str, str]) -> None:
+    """The settings that bound each other: a waiting poll is never redelivered, a redelivered message finds its job."""
+    poll, visibility, ttl = (sources[n] for n in ("max_poll_interval", "visibility_timeout", "ttl_seconds"))
+    if settings.max_poll_interval >= settings.visibility_timeout:
+        raise SettingsError(
+            f"{poll} ({_plain(settings.max_poll_interval)}s) must stay below {visibility} "
+            f"({settings.visibility_timeout}s): a poll waits that long unacknowledged, and the broker would redeliver "
+            "it."
+        )
+    if settings.visibility_timeout > settings.ttl_seconds:
+        raise SettingsError(
+            f"{visibility} ({settings.visibility_timeout}s) must be at most {ttl} ({settings.ttl_seconds}s): a message "
+            "redelivered after the job's keys expired finds no job."
+        )
+
+
+def exit_if_celery_command(error: SettingsError) -> None:
+    """Under the `celery` command (`celery -A batchline.worker worker`, or `batchline worker`), end with the one
+    message: Celery would wrap any exception raised while loading the app in a page of traceback."""
+    if "celery.bin.celery" in sys.modules:
+        raise SystemExit(f"batchline: {error}")

@@ -14,7 +14,7 @@ from celery import Task, shared_task
 from celery.backends.base import DisabledBackend
 
 from . import pipeline
-from .delivery import completion_tasks, send_completion
+from .delivery import refuse_delivery, send_completion
 from .pipeline import Next
 from .providers.base import ProviderRejected, TransientProviderError
 from .runtime import runtime_for
@@ -105,13 +105,11 @@ def cancel(self: Task[Any, Any], job_id: str) -> dict[str, Any]:
 def deliver(self: Task[Any, Any], job_id: str) -> dict[str, Any]:
     """Send the job's results to its callback task in chunks of ids, then its summary to on_complete, once each."""
     runtime = runtime_for(self.app)
-    store, allowed = runtime.store, runtime.settings.allowed_callbacks
+    store = runtime.store
     job = store.job(job_id)
     callback, on_complete = job.get("callback"), job.get("on_complete")
-    for name in [*([callback] if callback else []), *completion_tasks(on_complete)]:
-        if name not in allowed:
-            log.error("job %s names task %r, which this worker's allowed_callbacks does not allow", job_id, name)
-            return pipeline.summary(runtime, job_id)
+    if refuse_delivery(runtime, job_id, job):  # checked again here: the job record may not have come from the API
+        return pipeline.summary(runtime, job_id)
     if callback:
         for marker, custom_ids in pipeline.delivery_chunks(runtime, job_id, int(job.get("chunk_size", 500))):
             if not store.is_delivered(job_id, marker):

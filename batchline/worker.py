@@ -14,7 +14,7 @@ from datetime import timedelta
 from celery import Celery
 from celery import _state as celery_state
 
-from .config import Settings
+from .config import Settings, SettingsError, exit_if_celery_command
 from .transport import use_shared_client_transport
 
 
@@ -25,7 +25,12 @@ def configure(app: Celery, settings: Settings | None = None, *, own: bool = Fals
     serializers and its beat schedule, to which the sweep is added. `own` is batchline's own app, whose default queue
     is batchline's.
     """
-    settings = settings or _settings_of(app)
+    if settings is None:
+        try:
+            settings = _settings_of(app)
+        except SettingsError as error:
+            exit_if_celery_command(error)  # one line for `celery -A ... worker`, not Celery's page of traceback
+            raise
     conf = app.conf
     transport = {
         "visibility_timeout": settings.visibility_timeout,

@@ -10,8 +10,8 @@ from batchline.config import Settings
 
 
 def test_the_environment_configures_a_worker() -> None:
-    settings = Settings.load({}, {"BATCHLINE_BROKER_URL": "redis://h:1/2", "BATCHLINE_TTL_SECONDS": "60"})
-    assert settings.broker_url == "redis://h:1/2" and settings.ttl_seconds == 60
+    settings = Settings.load({}, {"BATCHLINE_BROKER_URL": "redis://h:1/2", "BATCHLINE_TTL_SECONDS": "172800"})
+    assert settings.broker_url == "redis://h:1/2" and settings.ttl_seconds == 172800
     assert settings.store_url == "redis://h:1/2"  # a Redis broker doubles as the store unless one is named
     assert not settings.embedded
 
@@ -32,9 +32,9 @@ def test_nothing_configured_is_the_embedded_default() -> None:
 
 
 def test_bad_values_are_named() -> None:
-    with pytest.raises(ValueError, match="ttl_seconds"):
+    with pytest.raises(ValueError, match="BATCHLINE_TTL_SECONDS"):
         Settings.load({}, {"BATCHLINE_TTL_SECONDS": "a week"})
-    with pytest.raises(ValueError, match="visibility_timeout"):
+    with pytest.raises(ValueError, match="BATCHLINE_VISIBILITY_TIMEOUT"):
         Settings.load({}, {"BATCHLINE_MAX_POLL_INTERVAL": "7200", "BATCHLINE_VISIBILITY_TIMEOUT": "3600"})
 
 
