@@ -16,25 +16,39 @@ import signal
 import socket
 import subprocess
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import fakeredis
 import pytest
 import redis
 from celery import Celery
+from kombu.exceptions import OperationalError
 from pydantic_ai import ModelRequest
+from pydantic_ai.models.batch import BatchRequest
 
-from batchline import BatchStatus, batch_create_sync, batch_status_sync, worker
-from batchline.emulator import Emulator, HttpFault
-from batchline.runtime import runtime_for
-from batchline.store import Store
+from batchline import (
+    BatchStatus,
+    batch_cancel_sync,
+    batch_create_sync,
+    batch_list_sync,
+    batch_results_sync,
+    batch_status_sync,
+    batch_wait_sync,
+    pipeline,
+    worker,
+)
+from batchline.api import plan_parts
+from batchline.config import Settings
+from batchline.emulator import BatchFault, Emulator, HttpFault
+from batchline.runtime import Runtime, runtime_for
+from batchline.store import PartState, Store
 
 from .conftest import WorkerProcess, announced, make_real_setup
-from .openai_anthropic_helpers import provider_env
-
-pytestmark = pytest.mark.redis
+from .openai_anthropic_helpers import ask, fresh_runtime, provider_env
 
 MODEL = "openai:gpt-4o-mini"
 SETTINGS = {
@@ -207,11 +221,13 @@ def run_once(c: Cluster, stage: str, how: str) -> None:
     c.assert_workers_alive()
 
 
+@pytest.mark.redis
 @pytest.mark.parametrize(("stage", "how"), [("submit", "shutdown"), ("poll", "kill"), ("fetch", "kill")])
 def test_a_redis_restart_during_a_step(via: Cluster, stage: str, how: str) -> None:
     run_once(via, stage, how)
 
 
+@pytest.mark.redis
 def test_a_redis_restart_during_delivery(via: Cluster) -> None:
     run_once(via, "deliver", "shutdown")
 
@@ -219,6 +235,7 @@ def test_a_redis_restart_during_delivery(via: Cluster) -> None:
 RUNS = int(os.environ.get("BLTEST_SOAK_RUNS", "10"))
 
 
+@pytest.mark.redis
 @pytest.mark.soak
 @pytest.mark.timeout(1200)
 @pytest.mark.parametrize("stage", ["submit", "poll", "fetch", "deliver"])
@@ -232,3 +249,139 @@ def test_soak_redis_restarts(via: Cluster, stage: str) -> None:
         f"\nsoak stage={stage} runs={RUNS} restarts={RUNS} requests={RUNS * TOTAL} "
         f"lost=0 duplicated=0 stuck=0 seconds={time.monotonic() - started:.0f}"
     )
+
+
+# -- what a Redis that lost its last second of writes costs ------------------------------------------------------------
+def _job_with_one_part(runtime: Runtime, model: str, count: int) -> str:
+    provider = runtime.provider(model)
+    encoded = provider.encode_many([BatchRequest(custom_id=f"r{i}", messages=ask(f"q {i}")) for i in range(count)])
+    job_id = f"batch_{uuid.uuid4().hex}"
+    fields: dict[str, str | int | float] = {
+        "model": model,
+        "total": count,
+        "created_at": time.time(),
+        "poll_interval": 1,
+        "deadline": 0,
+        "chunk_size": 500,
+        "max_resubmissions": 0,
+        "params": "{}",
+        "settings": "{}",
+    }
+    rows = [(e.custom_id, e.body, None) for e in encoded]
+    runtime.store.create_job(job_id, fields, rows, plan_parts(provider, encoded))
+    return job_id
+
+
+def _lose_the_record(store: Store, job_id: str) -> None:
+    """What an append-only file that lost its last second keeps of a part created in that second: the claim (written
+    before the create call), not what the create's answer wrote after it (the id, the state)."""
+    key = store.part_key(job_id, 0)
+    store.redis.hdel(key, "provider_id", "provider_status", "provider_state", "details")
+    store.redis.hset(key, "state", PartState.PENDING)
+    store.redis.zrem(f"{store.prefix}polls", f"{job_id}:0")
+
+
+def _age_the_claim(store: Store, job_id: str, seconds: float) -> None:
+    """The redelivered submit's countdown of `claim_timeout` has passed."""
+    token = store.part(job_id, 0)["claim"].rpartition(":")[0]
+    store.redis.hset(store.part_key(job_id, 0), "claim", f"{token}:{time.time() - seconds}")
+
+
+@pytest.fixture
+def providers_at_emulator(emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> Emulator:
+    for name, value in provider_env(emulator).items():
+        monkeypatch.setenv(name, value)
+    emulator.configure(stage_seconds=30)  # batches run until the test moves the clock
+    return emulator
+
+
+def test_a_lost_openai_batch_id_is_found_by_its_metadata_not_created_again(providers_at_emulator: Emulator) -> None:
+    emulator = providers_at_emulator
+    runtime = Runtime(Settings(claim_timeout=600), Store(fakeredis.FakeRedis(), "lost:"))
+    store = runtime.store
+    job_id = _job_with_one_part(runtime, MODEL, 3)
+    assert [n.step for n in pipeline.submit(runtime, job_id)] == ["poll"]
+    created = store.part(job_id, 0)["provider_id"]
+    _lose_the_record(store, job_id)
+
+    # The submit message comes back (its acknowledgement was lost too): the claim says another worker may be creating.
+    again = list(pipeline.submit(runtime, job_id))
+    assert [(n.step, n.countdown) for n in again] == [("submit", 600)]
+    assert "provider_id" not in store.part(job_id, 0)
+    # claim_timeout later the next submit lists the provider's batches and finds the part's by its metadata.
+    _age_the_claim(store, job_id, 601)
+    assert [n.step for n in pipeline.submit(runtime, job_id)] in (["poll"], ["fetch"])
+    assert store.part(job_id, 0)["provider_id"] == created
+    assert emulator.stats()["openai"]["batches_created"] == 1  # not created (paid for) again
+    assert emulator.stats()["calls"]["POST /v1/batches"] == 1
+
+
+def test_a_lost_anthropic_batch_id_fails_its_part_rather_than_paying_twice(providers_at_emulator: Emulator) -> None:
+    emulator = providers_at_emulator
+    model = "anthropic:claude-sonnet-4-5"
+    runtime = Runtime(Settings(claim_timeout=600), Store(fakeredis.FakeRedis(), "lost:"))
+    store = runtime.store
+    job_id = _job_with_one_part(runtime, model, 3)
+    list(pipeline.submit(runtime, job_id))
+    _lose_the_record(store, job_id)
+    _age_the_claim(store, job_id, 601)
+
+    assert [n.step for n in pipeline.submit(runtime, job_id)] == ["fetch"]
+    part = store.part(job_id, 0)
+    assert part["state"] == PartState.ENDED and part["provider_state"] == "failed"
+    assert "cannot be found by listing" in part["error"]
+    pipeline.fetch(runtime, job_id, 0)
+    assert store.job(job_id)["state"] == BatchStatus.FAILED
+    assert emulator.stats()["anthropic"]["batches_created"] == 1  # the lost batch runs on, unread; none is added
+
+
+# -- broker down, store up: no orphan job ------------------------------------------------------------------------------
+@pytest.mark.redis
+def test_a_job_whose_submit_the_broker_refuses_is_removed(tmp_path: Path) -> None:
+    store_redis = OwnRedis(tmp_path)
+    try:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            dead = sock.getsockname()[1]  # nothing listens here once the socket is closed
+        settings = Settings.load(
+            {}, {"BATCHLINE_BROKER_URL": f"redis://127.0.0.1:{dead}/0", "BATCHLINE_REDIS_URL": store_redis.url}
+        )
+        app = Celery("broker-down", set_as_current=False)
+        worker.configure(app, settings)
+        app.conf.broker_connection_timeout = 1
+        worker.use_app(app)
+        with pytest.raises(OperationalError, match="the job was removed and nothing was sent"):
+            batch_create_sync("test", requests(5), submit_wait=0)
+        assert batch_list_sync() == []  # `batchline jobs` shows nothing pending
+        assert redis.Redis.from_url(store_redis.url).keys("*") == []  # nothing left behind
+    finally:
+        worker._current = None
+        store_redis.stop()
+
+
+# -- a job that ends in any way forgets its request bodies (they hold the prompts) -------------------------------------
+@pytest.fixture
+def embedded_openai(providers_at_emulator: Emulator, embedded: Settings) -> Iterator[Emulator]:
+    fresh_runtime()
+    yield providers_at_emulator
+    fresh_runtime()
+
+
+@pytest.mark.parametrize("ending", ["completed", "failed", "expired", "cancelled"])
+def test_every_ending_drops_the_request_bodies(embedded_openai: Emulator, ending: str) -> None:
+    emulator = embedded_openai
+    if ending in ("failed", "expired"):
+        outcome = "fail" if ending == "failed" else "expire"
+        emulator.add_fault(BatchFault(outcome=outcome, provider="openai", done_fraction=0.0))
+    batch = batch_create_sync(MODEL, requests(4), poll_interval=0.1, max_resubmissions=0)
+    store = runtime_for(worker.app).store
+    assert batch.status is BatchStatus.IN_PROGRESS
+    assert store.redis.exists(store.job_key(batch.id, ":req"))  # kept while the job runs
+    if ending == "cancelled":
+        batch_cancel_sync(batch.id)
+        wait_for(lambda: calls(emulator, "POST /v1/batches/{batch_id}/cancel") >= 1, "the cancel call")
+    emulator.advance_clock(3600)  # the batch's stages pass
+    final = batch_wait_sync(batch.id)
+    assert final.status.value == ending
+    assert not store.redis.exists(store.job_key(batch.id, ":req"))
+    assert len(batch_results_sync(batch.id)) == 4  # the results stay
