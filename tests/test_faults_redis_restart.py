@@ -25,6 +25,7 @@ from pathlib import Path
 import fakeredis
 import pytest
 import redis
+import yaml
 from celery import Celery
 from kombu.exceptions import OperationalError
 from pydantic_ai import ModelRequest
@@ -47,7 +48,7 @@ from batchline.emulator import BatchFault, Emulator, HttpFault
 from batchline.runtime import Runtime, runtime_for
 from batchline.store import PartState, Store
 
-from .conftest import WorkerProcess, announced, make_real_setup
+from .conftest import ROOT, WorkerProcess, announced, make_real_setup
 from .openai_anthropic_helpers import ask, fresh_runtime, provider_env
 
 MODEL = "openai:gpt-4o-mini"
@@ -385,3 +386,15 @@ def test_every_ending_drops_the_request_bodies(embedded_openai: Emulator, ending
     assert final.status.value == ending
     assert not store.redis.exists(store.job_key(batch.id, ":req"))
     assert len(batch_results_sync(batch.id)) == 4  # the results stay
+
+
+# -- docker compose: the restart policy is the second line of defence -------------------------------------------------
+def test_compose_restarts_a_process_that_exits_and_redis_keeps_its_writes() -> None:
+    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    for name in ("redis", "worker", "beat", "flower"):
+        assert services[name]["restart"] == "unless-stopped"
+    command = services["redis"]["command"]
+    assert command[command.index("--appendonly") + 1] == "yes"
+    assert command[command.index("--appendfsync") + 1] == "everysec"
+    # Workers ride out a Redis restart themselves: compose must not restart them with it.
+    assert "restart" not in services["worker"]["depends_on"]["redis"]
