@@ -11,6 +11,7 @@ The soak (`uv run pytest tests/test_faults_redis_restart.py -m soak -s`) restart
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -27,7 +28,10 @@ import pytest
 import redis
 import yaml
 from celery import Celery
+from celery.exceptions import Reject
+from kombu import Connection, Exchange, Queue
 from kombu.exceptions import OperationalError
+from kombu.message import Message
 from pydantic_ai import ModelRequest
 from pydantic_ai.models.batch import BatchRequest
 
@@ -40,6 +44,8 @@ from batchline import (
     batch_status_sync,
     batch_wait_sync,
     pipeline,
+    tasks,
+    transport,
     worker,
 )
 from batchline.api import plan_parts
@@ -398,3 +404,52 @@ def test_compose_restarts_a_process_that_exits_and_redis_keeps_its_writes() -> N
     assert command[command.index("--appendfsync") + 1] == "everysec"
     # Workers ride out a Redis restart themselves: compose must not restart them with it.
     assert "restart" not in services["worker"]["depends_on"]["redis"]
+
+
+# -- the pieces on their own -------------------------------------------------------------------------------------------
+@pytest.mark.redis
+def test_a_channel_closed_while_redis_is_down_gives_its_messages_back_on_reconnection(tmp_path: Path) -> None:
+    own = OwnRedis(tmp_path)
+    try:
+        transport.use_shared_client_transport()
+        queue = Queue("restart-q", Exchange("restart-q"), "k")
+        client = redis.Redis(port=own.port)
+        # An hour of visibility timeout: only the transport giving the message back can bring it back now.
+        connection = Connection(own.url, transport_options={"visibility_timeout": 3600})
+        with connection.Producer() as producer:
+            producer.publish({"step": 1}, exchange=queue.exchange, routing_key="k", declare=[queue])
+        held: list[Message] = []
+        connection.Consumer(queue, callbacks=[lambda body, message: held.append(message)]).consume()
+        connection.drain_events(timeout=5)
+        assert client.llen("restart-q") == 0 and client.hlen("unacked") == 1  # delivered, not acknowledged
+
+        own.process.send_signal(signal.SIGKILL)  # Redis goes away; the worker's consumer closes as Celery does it
+        own.process.wait(30)
+        with contextlib.suppress(Exception):
+            connection.collect(socket_timeout=1)
+        connection.close()  # it cannot give the message back: Redis is down
+        own.process = own._start()
+        client = redis.Redis(port=own.port)
+        # Redis is back; the message is only in the unacked hash, where stock kombu leaves it for the hour.
+        assert client.llen("restart-q") == 0
+
+        with Connection(own.url) as again:
+            assert again.default_channel is not None  # the next channel gives back what the closed one held
+            assert client.llen("restart-q") == 1 and client.hlen("unacked") == 0
+            held[0].ack()  # the step that held it finishes late: its acknowledgement neither fails nor doubles it
+            assert client.llen("restart-q") == 1
+    finally:
+        own.stop()
+
+
+def test_a_step_that_cannot_reach_redis_is_requeued_not_acknowledged(
+    embedded: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def unreachable(*args: object, **kwargs: object) -> None:
+        raise redis.ConnectionError("Error 111 connecting to 127.0.0.1:6390. Connection refused.")
+
+    monkeypatch.setattr(tasks, "_OUTAGE_PAUSE", 0.0)
+    monkeypatch.setattr(pipeline, "poll", unreachable)
+    with pytest.raises(Reject) as rejected:
+        tasks.poll.run("batch_x", 0)
+    assert rejected.value.requeue is True  # Celery would have acknowledged a failure, losing the step
