@@ -15,10 +15,12 @@ from typing import IO, Any
 
 import orjson
 from celery import Celery, Signature
+from kombu.exceptions import OperationalError
 from pydantic_ai.exceptions import ModelAPIError, ModelHTTPError, UserError
 from pydantic_ai.models import Model, ModelRequestParameters
 from pydantic_ai.models.batch import BatchRequest
 from pydantic_ai.settings import ModelSettings
+from redis.exceptions import RedisError
 
 from . import worker
 from ._gc import gc_paused
@@ -130,14 +132,37 @@ def batch_create_sync(
         if any(isinstance(request, RawBatchRequest) for request, _ in checked):
             fields["raw"] = 1
         rows = ((enc.custom_id, enc.body, own) for enc, (_, own) in zip(encoded, checked, strict=True))
-        runtime.store.create_job(job_id, fields, rows, plan_parts(codec, encoded))
-    app.send_task("batchline.submit", args=(job_id,))
+        parts = plan_parts(codec, encoded)
+        runtime.store.create_job(job_id, fields, rows, parts)
+    _send_submit(app, runtime, job_id, len(parts))
     deadline = time.monotonic() + submit_wait
     delay = 0.005
     while time.monotonic() < deadline and not _settled(runtime, job_id):
         time.sleep(delay)
         delay = min(delay * 2, 0.25)
     return _status(runtime, job_id)
+
+
+def _send_submit(app: Celery, runtime: Runtime, job_id: str, parts: int) -> None:
+    """Queue the job's submit step; if the broker refuses it, remove the job, so none sits pending with no submit."""
+    try:
+        app.send_task("batchline.submit", args=(job_id,))
+    except OperationalError as error:
+        store = runtime.store
+        try:
+            pipe = store.redis.pipeline(transaction=True)
+            pipe.delete(*store.job_keys(job_id, parts))
+            pipe.zrem(f"{store.prefix}jobs", job_id)
+            pipe.execute()
+        except RedisError as lost:
+            raise OperationalError(
+                f"The broker did not take the job's submit message ({error}), and job {job_id} could not be removed "
+                f"from the store ({lost}): it stays pending until its TTL ends; create the job again."
+            ) from error
+        raise OperationalError(
+            f"The broker did not take the job's submit message ({error}); the job was removed and nothing was sent "
+            "to the provider. Create it again once the broker is reachable."
+        ) from error
 
 
 async def batch_create(model: Model | str, requests: Sequence[Any], **options: Any) -> Batch:

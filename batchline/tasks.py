@@ -6,12 +6,17 @@ Every task is named `batchline.<step>`, so Flower shows clear names and nothing 
 
 from __future__ import annotations
 
+import functools
 import logging
+import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
+import redis
 from celery import Task, shared_task
 from celery.backends.base import DisabledBackend
+from celery.exceptions import Reject
+from kombu.exceptions import OperationalError
 
 from . import pipeline
 from .delivery import refuse_delivery, send_completion
@@ -23,6 +28,33 @@ log = logging.getLogger("batchline")
 
 _RELIABLE: dict[str, Any] = {"bind": True, "acks_late": True, "reject_on_worker_lost": True, "max_retries": None}
 """A task's message is acknowledged only once its step is done; a worker killed mid-step leaves it to redeliver."""
+
+_OUTAGE = (redis.ConnectionError, redis.TimeoutError, OperationalError)
+"""The store or the broker cannot be reached (a Redis restart, a network cut): the step did not get done."""
+
+_OUTAGE_PAUSE = 1.0
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _requeue_on_outage(step: F) -> F:
+    """Give the message back instead of failing the step when Redis is unreachable.
+
+    Celery acknowledges a failed task, and Redis may be back by the time it does: the step would be lost and the
+    job would stall. Rejected with requeue, the message goes back to its queue (or, while Redis is still down, stays
+    unacknowledged and the transport gives it back on reconnection); every step is safe to run again.
+    """
+
+    @functools.wraps(step)
+    def run(self: Task[Any, Any], *args: Any) -> Any:
+        try:
+            return step(self, *args)
+        except _OUTAGE as error:
+            log.warning("%s for job %s: Redis unreachable (%s); the message goes back", self.name, args[0], error)
+            time.sleep(_OUTAGE_PAUSE)  # a store that stays down while the broker is up: no busy loop of redeliveries
+            raise Reject(f"Redis unreachable: {error}", requeue=True) from None
+
+    return run  # type: ignore[return-value]
 
 
 def _retry_later(task: Task[Any, Any], job_id: str, error: TransientProviderError | ProviderRejected) -> Exception:
@@ -53,6 +85,7 @@ def _progress_reporter(task: Task[Any, Any]) -> Callable[[int, int], None]:
 
 
 @shared_task(name="batchline.submit", **_RELIABLE)
+@_requeue_on_outage
 def submit(self: Task[Any, Any], job_id: str) -> dict[str, Any]:
     runtime = runtime_for(self.app)
     try:
@@ -66,6 +99,7 @@ def submit(self: Task[Any, Any], job_id: str) -> dict[str, Any]:
 # A poll keeps no result: Flower follows it through task events, and not writing STARTED and SUCCESS states to the
 # result backend for every poll of every waiting batch keeps a poll cheap.
 @shared_task(name="batchline.poll", ignore_result=True, **_RELIABLE)
+@_requeue_on_outage
 def poll(self: Task[Any, Any], job_id: str, part: int) -> dict[str, Any] | None:
     runtime = runtime_for(self.app)
     try:
@@ -82,6 +116,7 @@ def poll(self: Task[Any, Any], job_id: str, part: int) -> dict[str, Any] | None:
 
 
 @shared_task(name="batchline.fetch", **_RELIABLE)
+@_requeue_on_outage
 def fetch(self: Task[Any, Any], job_id: str, part: int) -> dict[str, Any]:
     runtime = runtime_for(self.app)
     try:
@@ -92,6 +127,7 @@ def fetch(self: Task[Any, Any], job_id: str, part: int) -> dict[str, Any]:
 
 
 @shared_task(name="batchline.cancel", **_RELIABLE)
+@_requeue_on_outage
 def cancel(self: Task[Any, Any], job_id: str) -> dict[str, Any]:
     runtime = runtime_for(self.app)
     try:
@@ -102,6 +138,7 @@ def cancel(self: Task[Any, Any], job_id: str) -> dict[str, Any]:
 
 
 @shared_task(name="batchline.deliver", **_RELIABLE)
+@_requeue_on_outage
 def deliver(self: Task[Any, Any], job_id: str) -> dict[str, Any]:
     """Send the job's results to its callback task in chunks of ids, then its summary to on_complete, once each."""
     runtime = runtime_for(self.app)

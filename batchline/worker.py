@@ -72,6 +72,9 @@ def configure(app: Celery, settings: Settings | None = None, *, own: bool = Fals
             task_serializer="json",
             result_serializer="json",
             accept_content=["json"],
+            # A worker waits for its broker however long it is away (a Redis restart, a failover) instead of
+            # exiting after Celery's default 100 attempts (about 48 minutes).
+            broker_connection_max_retries=None,
         )
     elif settings.queue:
         route = {"batchline.*": {"queue": settings.queue}}
