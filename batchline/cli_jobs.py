@@ -12,11 +12,14 @@ from typing import IO, Any
 import orjson
 from pydantic import TypeAdapter
 from pydantic_ai.messages import ModelMessagesTypeAdapter, ModelRequest, ModelResponse
+from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from .cli import positive_float, positive_int
 from .raw import RawRequest, from_line, json_lines, parse_lines
+from .store import PartState
 from .types import Batch, BatchInputError, BatchResult
 
 _RESPONSE = TypeAdapter(ModelResponse)
@@ -30,13 +33,27 @@ def add_commands(commands: Any) -> None:
         help="JSONL of {custom_id, prompt} or {custom_id, messages} lines, or a provider's own batch file "
         "(OpenAI {custom_id, method, url, body} or Anthropic {custom_id, params} lines), sent unchanged",
     )
-    submit.add_argument("--model", required=True, help="model string, e.g. openai:gpt-4o-mini")
-    submit.add_argument("--poll-interval", type=float, default=60.0)
+    submit.add_argument(
+        "--model",
+        required=True,
+        help="model string, e.g. openai:gpt-4o-mini; a provider's own file must name the same model in its bodies "
+        "(a body naming none gets this one)",
+    )
+    submit.add_argument(
+        "--poll-interval",
+        type=positive_float,
+        default=60.0,
+        metavar="SECONDS",
+        help="seconds between the workers' checks of the provider batch, growing by half each time up to "
+        "BATCHLINE_MAX_POLL_INTERVAL (default 60; the first check comes within a second). Use 1-5 with the emulator",
+    )
     for name, text in (("status", "show a job's state"), ("cancel", "cancel a job"), ("wait", "wait for a job")):
         command = commands.add_parser(name, help=text)
         command.add_argument("job_id")
     wait = commands.choices["wait"]
-    wait.add_argument("--timeout", type=float, default=None, help="give up after this many seconds (exit 2)")
+    wait.add_argument(
+        "--timeout", type=positive_float, metavar="SECONDS", help="give up after this many seconds (exit 2)"
+    )
     results = commands.add_parser("results", help="write a job's results as JSONL")
     results.add_argument("job_id")
     results.add_argument("-o", "--output", type=Path, help="file to write (default: standard output)")
@@ -48,7 +65,9 @@ def add_commands(commands: Any) -> None:
         "raw jobs)",
     )
     jobs = commands.add_parser("jobs", help="list recent jobs")
-    jobs.add_argument("--limit", type=int, default=20)
+    jobs.add_argument(
+        "--limit", type=positive_int, default=20, metavar="N", help="how many of the newest jobs to list (default 20)"
+    )
 
 
 def run(args: argparse.Namespace, console: Console) -> int:
@@ -62,7 +81,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
         )
 
     if args.command == "submit":
-        requests: list[Any] = list(read_requests(args.file))
+        requests: list[Any] = with_model(list(read_requests(args.file)), args.model)
         batch = api.batch_create_sync(args.model, requests, poll_interval=args.poll_interval, submit_wait=0)
         print(batch.id)
         return 0
@@ -77,19 +96,76 @@ def run(args: argparse.Namespace, console: Console) -> int:
         return wait(args.job_id, args.timeout, console)
     if args.command == "results":
         return export(args, console)
-    table = Table("job", "model", "status", "requests", "succeeded", "failed", "created")
+    table = Table(box=box.SIMPLE_HEAD)
+    # A job id is what a user copies from this table: it is never cut, and on a narrow terminal the other columns
+    # wrap (fold) rather than lose characters to an ellipsis.
+    table.add_column("job", no_wrap=True, min_width=len("batch_") + 32)
+    table.add_column("model", overflow="fold")
+    table.add_column("status", overflow="fold")
+    for name in ("requests", "succeeded", "failed", "not run"):
+        table.add_column(name, justify="right", overflow="fold")
+    table.add_column("created", overflow="fold")
     for batch in api.batch_list_sync(args.limit):
+        counts = job_counts(batch, _parts(batch.id, len(batch.provider_batches)))
         table.add_row(
             batch.id,
             batch.model,
             batch.status.name,
             str(batch.request_count),
-            str(batch.completed_count),
-            str(batch.failed_count),
+            *(str(count) for count in counts),
             batch.created_at.strftime("%Y-%m-%d %H:%M:%S"),
         )
     console.print(table)
     return 0
+
+
+def _parts(job_id: str, count: int) -> list[dict[str, str]]:
+    from .runtime import runtime_for
+    from .worker import current_app
+
+    return runtime_for(current_app()).store.parts(job_id, count)
+
+
+def part_counts(part: dict[str, str]) -> tuple[int, int, int]:
+    """A part's succeeded, failed and not run (cancelled or expired before they ran) requests.
+
+    The provider counts only what it ran; once a part has ended, the rest of its requests are stored as cancelled,
+    expired or failed results, and are counted here the same way as in the job's totals.
+    """
+    total, ok, bad = (int(part.get(name) or 0) for name in ("total", "completed", "failed"))
+    ended = part.get("state") in (PartState.ENDED, PartState.STORED) and not part.get("resubmitted_as")
+    rest = max(0, total - ok - bad) if ended else 0
+    if part.get("provider_state") in ("cancelled", "expired"):
+        return ok, bad, rest
+    return ok, bad + rest, 0
+
+
+def job_counts(batch: Batch, parts: list[dict[str, str]]) -> tuple[int, int, int]:
+    """The job's succeeded, failed and not run results: its stored failures less those that never ran."""
+    not_run = sum(part_counts(part)[2] for part in parts)
+    not_run = min(not_run, batch.failed_count)  # until they are stored, they are in neither count
+    return batch.completed_count, batch.failed_count - not_run, not_run
+
+
+def with_model(requests: list[Any], model: str) -> list[Any]:
+    """Raw requests checked against `--model`: a body naming another model is refused (the job would be listed
+    under the wrong model), a body naming none gets `--model`'s."""
+    name = model.partition(":")[2]
+    if not name:
+        return requests
+    out: list[Any] = []
+    for request in requests:
+        if isinstance(request, RawRequest):
+            named = request.body.get("model")
+            if named is None:
+                request = RawRequest(request.custom_id, {**request.body, "model": name}, request.url)
+            elif named != name:
+                raise BatchInputError(
+                    f"--model {model} does not match the model {named!r} that request {request.custom_id!r} names; "
+                    f"submit with --model {model.partition(':')[0]}:{named} or change the file"
+                )
+        out.append(request)
+    return out
 
 
 def export(args: argparse.Namespace, console: Console) -> int:
@@ -119,7 +195,13 @@ def export(args: argparse.Namespace, console: Console) -> int:
 def read_requests(path: Path) -> Iterator[tuple[str, list[Any]] | RawRequest]:
     """Requests from JSONL lines `{"custom_id", "prompt"}` or `{"custom_id", "messages"}`, or a provider's own batch
     lines (raw mode, told apart by their first line); a bad line is named by its number."""
-    with path.open("rb") as lines:
+    try:
+        lines = path.open("rb")
+    except FileNotFoundError:
+        raise BatchInputError(f"{path}: no such file") from None
+    except OSError as error:
+        raise BatchInputError(f"{path}: cannot read it ({error.strerror})") from None
+    with lines:
         first = next((line for line in lines if line.strip()), b"")
         lines.seek(0)
         try:
@@ -154,24 +236,28 @@ def write_results(results: list[BatchResult], out: IO[bytes]) -> None:
         out.write(orjson.dumps(line) + b"\n")
 
 
-def status_table(batch: Batch) -> Table:
+def status_table(batch: Batch, stored: list[dict[str, str]] | None = None) -> Table:
     table = Table(title=f"{batch.id} ({batch.model}): {batch.status.name}")
     table.add_column("part")
-    table.add_column("provider batch")
+    table.add_column("provider batch", overflow="fold")
     table.add_column("provider status")
     table.add_column("requests", justify="right")
     table.add_column("succeeded", justify="right")
     table.add_column("failed", justify="right")
-    for part in batch.provider_batches:
+    table.add_column("not run", justify="right")
+    parts = _parts(batch.id, len(batch.provider_batches)) if stored is None else stored
+    for part, fields in zip(batch.provider_batches, parts, strict=True):
         table.add_row(
             str(part.part),
             part.id or "-",
             part.status + (f" ({part.error})" if part.error else ""),
             str(part.request_count),
-            str(part.completed_count),
-            str(part.failed_count),
+            *(str(count) for count in part_counts(fields)),
         )
-    table.caption = f"{batch.completed_count} succeeded, {batch.failed_count} failed of {batch.request_count}"
+    ok, failed, not_run = job_counts(batch, parts)
+    table.caption = (
+        f"{ok} succeeded, {failed} failed, {not_run} not run (cancelled or expired) of {batch.request_count}"
+    )
     return table
 
 
@@ -181,6 +267,12 @@ def wait(job_id: str, timeout: float | None, console: Console) -> int:
 
     deadline = None if timeout is None else time.monotonic() + timeout
     batch = batch_status_sync(job_id)
+    due = None if batch.is_complete else next_poll(job_id)
+    if due is not None and due[0] >= FAR_POLL:
+        console.print(
+            f"next poll in {due[0]:.0f} s (poll interval {due[1]:g} s; submit with --poll-interval to change)",
+            highlight=False,
+        )
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=False) as progress:
         bar = progress.add_task(f"{job_id} {batch.status.name}", total=batch.request_count)
@@ -201,3 +293,36 @@ def wait(job_id: str, timeout: float | None, console: Console) -> int:
             batch = batch_status_sync(job_id)
     console.print(f"{batch.id}: {batch.status.name}, {batch.completed_count} succeeded, {batch.failed_count} failed")
     return 0 if batch.is_successful else 1
+
+
+FAR_POLL = 10.0
+"""A wait that will see no change for this many seconds says why."""
+
+
+def next_poll(job_id: str) -> tuple[float, float] | None:
+    """Seconds until the workers next ask the provider about the job (its soonest part), and the job's poll interval;
+    None when no part is waiting at the provider.
+
+    A part's next poll is due one countdown after its last one, the countdown its poll computed from the poll count
+    it had then (the store keeps the time and the count).
+    """
+    from .pipeline import poll_countdown
+    from .runtime import runtime_for
+    from .worker import current_app
+
+    runtime = runtime_for(current_app())
+    store = runtime.store
+    job = store.job(job_id)
+    parts = store.parts(job_id, int(job.get("parts") or 0))
+    now = time.time()
+    soonest: float | None = None
+    for n, part in enumerate(parts):
+        if part.get("state") != PartState.SUBMITTED:
+            continue
+        polls = int(part.get("polls") or 0)
+        last = store.redis.zscore(f"{store.prefix}polls", f"{job_id}:{n}")
+        due = now if polls == 0 or last is None else float(last) + poll_countdown(runtime, job, polls - 1)
+        soonest = due if soonest is None else min(soonest, due)
+    if soonest is None:
+        return None
+    return max(0.0, soonest - now), float(job.get("poll_interval") or 60.0)

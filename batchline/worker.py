@@ -116,7 +116,8 @@ def current_app() -> Celery:
     return _current if _current is not None else app
 
 
-app = Celery("batchline", set_as_current=False)
+# Its banners show a broker with no password as it is (see broker_uri).
+app = Celery("batchline", set_as_current=False, amqp="batchline.broker_uri:AMQP")
 configure(app, own=True)
 if getattr(celery_state, "default_app", None) is None:
     # `celery -A batchline.worker flower|inspect|...` and threads with no current app find this one, but an app a

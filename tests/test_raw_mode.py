@@ -161,7 +161,7 @@ def test_the_cli_submits_a_raw_file_and_exports_openai_output(
             command = [sys.executable, "-m", "batchline", *args]
             return subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
 
-        submitted = cli("submit", str(RECORDED_INPUT), "--model", "openai:gpt-4o-mini")
+        submitted = cli("submit", str(RECORDED_INPUT), "--model", "openai:gpt-3.5-turbo")  # the model its bodies name
         assert submitted.returncode == 0, submitted.stderr
         job_id = submitted.stdout.strip()
         assert cli("wait", job_id).returncode == 0
