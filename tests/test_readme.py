@@ -30,6 +30,7 @@ import pytest
 from batchline.emulator import Emulator
 
 from .conftest import ROOT, RealSetup, make_real_setup
+from .example_helpers import wait_for
 
 README = ROOT / "README.md"
 BLOCK = re.compile(r"<!-- (?P<how>[^>]*?) -->\n```(?P<lang>\w+)\n(?P<code>.*?)\n```", re.S)
@@ -82,7 +83,9 @@ def test_ci_runs_the_commands_it_covers() -> None:
     for block in blocks():
         if block.how == "covered: .ci/run":
             for command in block.commands:
-                assert any(line.startswith(command) for line in ci), f"README line {block.line}: CI never runs {command}"
+                assert any(line.startswith(command) for line in ci), (
+                    f"README line {block.line}: CI never runs {command}"
+                )
 
 
 # -- running the blocks -----------------------------------------------------------------------------------------------
@@ -185,10 +188,13 @@ def test_readme_block_runs(
         for process in started:
             process.wait_for(" ready.")
         if block.lang == "python":  # a script on its own: the embedded default, as a reader's first try
-            command, env = [sys.executable, "-c", prepared(block, readme_setup)], {
-                **{k: v for k, v in env.items() if not k.startswith("BATCHLINE_")},
-                "OPENAI_API_KEY": "sk-readme-test",
-            }
+            command, env = (
+                [sys.executable, "-c", prepared(block, readme_setup)],
+                {
+                    **{k: v for k, v in env.items() if not k.startswith("BATCHLINE_")},
+                    "OPENAI_API_KEY": "sk-readme-test",
+                },
+            )
         else:
             command = ["bash", "-ec", prepared(block, readme_setup)]
         result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
@@ -225,10 +231,10 @@ def test_worker_beat_and_flower_commands_start(readme_setup: RealSetup, emulator
     exports = [line for line in block.commands if line.startswith("export ")]
     servers = [line for line in block.commands if not line.startswith("export ")]
     assert len(servers) == 3, servers
-    readiness = {"worker": " ready.", "beat": "beat: Starting", "flower": "Visit me at"}
+    env["BATCHLINE_SWEEP_INTERVAL"] = "1"  # so that beat's first sweep is due at once
     port = free_port()
     for index, command in enumerate(servers):
-        kind = next(k for k in readiness if k in command)
+        kind = "flower" if " flower" in command else "beat" if " beat" in command else "worker"
         if kind == "flower":
             command += f" --port={port} --address=127.0.0.1"
         if kind == "beat":
@@ -236,14 +242,22 @@ def test_worker_beat_and_flower_commands_start(readme_setup: RealSetup, emulator
         code = prepared(Block("run", "bash", "\n".join([*exports, command]), block.line), readme_setup)
         process = Background(code, env, tmp_path / f"{kind}-{index}.log")
         try:
-            process.wait_for(readiness[kind])
-            if kind == "flower":
+            if kind == "worker":
+                process.wait_for(" ready.")
+            elif kind == "beat":  # it sends the sweep to batchline's queue
+                wait_for(lambda: b"batchline.sweep" in b"".join(queued(readme_setup)), "beat's sweep on the queue")
+            else:
+                process.wait_for("Visit me at")
                 assert httpx2.get(f"http://127.0.0.1:{port}/", timeout=10).status_code == 401
                 answer = httpx2.get(f"http://127.0.0.1:{port}/", auth=("ops", "change-me"), timeout=10)
                 assert answer.status_code == 200
         finally:
             process.stop()
         assert "sk-readme-test" not in process.log.read_text(), "a key reached a log line"
+
+
+def queued(setup: RealSetup) -> list[bytes]:
+    return setup.client.lrange(setup.settings.queue or "", 0, -1)  # type: ignore[return-value]
 
 
 def free_port() -> int:
