@@ -56,6 +56,14 @@ def embedded_store(embedded: Settings) -> runtime.Store:
 
 
 # -- a real Redis -----------------------------------------------------------------------------------------------------
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test that takes the real Redis (and so any real worker, which needs it) is marked `redis`, marked by
+    hand or not: `pytest -m "not redis"` is then the quick part, without real workers."""
+    for item in items:
+        if "redis_url" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.redis)
+
+
 @pytest.fixture(scope="session")
 def redis_url() -> str:
     """The real Redis. Under CI a missing Redis fails the tests that need it; elsewhere they are skipped."""

@@ -78,14 +78,18 @@ def test_example_on_the_embedded_default(
     check_output(expected(script), run_in_process(script, monkeypatch, capsys))
 
 
-def test_an_example_runs_as_a_program_with_the_model_from_its_argument_else_the_environment(
-    clean_env: dict[str, str],
-) -> None:
+def test_an_example_runs_as_a_program_and_its_argument_names_the_model(clean_env: dict[str, str]) -> None:
     script = EXAMPLES / "quick_start.py"
     env = {**clean_env, "BATCHLINE_EXAMPLE_MODEL": "nosuchprovider:model"}
-    failed = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=120)
-    assert failed.returncode != 0 and "nosuchprovider" in failed.stderr  # the variable was read
-    check_output(expected(script), run_example(script, env, "test"))  # the argument wins over it
+    check_output(expected(script), run_example(script, env, "test"))  # the argument wins over the variable
+
+
+def test_an_example_takes_its_model_from_the_environment(
+    embedded: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("BATCHLINE_EXAMPLE_MODEL", "nosuchprovider:model")
+    with pytest.raises(NotImplementedError, match="nosuchprovider"):
+        run_in_process(EXAMPLES / "single_request.py", monkeypatch, capsys)
 
 
 @pytest.mark.redis

@@ -145,6 +145,7 @@ def test_structured_output_in_native_tool_and_prompted_modes(openai_env: Emulato
 
 
 # -- size: one job, three provider batches --------------------------------------------------------------------------
+@pytest.mark.slow
 def test_120000_requests_become_three_batches_and_120000_results(openai_env: Emulator) -> None:
     started = time.monotonic()
     requests = [(f"r{i}", ask(f"q{i}")) for i in range(120_000)]
