@@ -26,6 +26,9 @@ class Settings:
     """The store. Unset: the broker's URL when that is a Redis one, else the embedded in-process Redis."""
     result_backend: str | None = None
     key_prefix: str = "batchline:"
+    celery_key_prefix: str = ""
+    """Put before every key Celery's Redis broker and result backend write (their `global_keyprefix`), so several
+    deployments, or test runs, share one Redis database and each can find its own keys. Empty: Celery's own names."""
     queue: str | None = None
     """The queue batchline's tasks go to: `batchline` on batchline's own app; a project's app routes them there only
     when it is named, else they share the project's default queue."""

@@ -42,6 +42,8 @@ def configure(app: Celery, settings: Settings | None = None, *, own: bool = Fals
         # The in-memory broker is polled; a short interval keeps the embedded default snappy.
         **({"polling_interval": 0.02} if settings.embedded else {}),
     }
+    # kombu, Celery's Redis backend and Flower all read the prefix from these options.
+    prefix = {"global_keyprefix": settings.celery_key_prefix} if settings.celery_key_prefix else {}
     sweep = {"task": "batchline.sweep", "schedule": timedelta(seconds=settings.sweep_interval)}
     broker_url = settings.broker_url or "memory://localhost/"
     if broker_url.startswith(("redis://", "rediss://")):
@@ -54,10 +56,11 @@ def configure(app: Celery, settings: Settings | None = None, *, own: bool = Fals
         task_send_sent_event=True,
         task_track_started=True,
         # A poll waits up to max_poll_interval with its message unacknowledged; the broker must not redeliver it.
-        broker_transport_options={**(conf.broker_transport_options or {}), **transport},
+        broker_transport_options={**(conf.broker_transport_options or {}), **transport, **prefix},
         result_backend_transport_options={
             **(conf.result_backend_transport_options or {}),
             "visibility_timeout": settings.visibility_timeout,
+            **prefix,
         },
         broker_connection_retry_on_startup=True,
         beat_schedule={**(conf.beat_schedule or {}), "batchline.sweep": sweep},

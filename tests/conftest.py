@@ -1,4 +1,13 @@
-"""Shared fixtures: the embedded default, a real Redis, and a real `celery worker` subprocess."""
+"""Shared fixtures: the embedded default, a real Redis, and a real `celery worker` subprocess.
+
+The tests marked `redis` take the Redis at `redis://127.0.0.1:6379/0` (database 0; test_observability also puts a
+broker on database 1 of the same server). Set `BATCHLINE_TEST_REDIS_URL` to take another, e.g.
+`BATCHLINE_TEST_REDIS_URL=redis://127.0.0.1:6379/9 uv run pytest`. Others may run tests on the same database at the
+same time, so nothing here flushes it: every real setup draws a token, and every key it makes starts with
+`bltest-<token>` (batchline's store through `key_prefix`, Celery's broker and result backend through
+`celery_key_prefix`, their `global_keyprefix`). A setup deletes its keys in teardown, and the session ends with a check
+that no key of any of its tokens is left (`check_no_suite_key_is_left`).
+"""
 
 from __future__ import annotations
 
@@ -22,7 +31,7 @@ from batchline.config import Settings
 pytest_plugins = ["batchline.emulator.pytest_plugin"]
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared"
+RECORDED = ROOT / "tests" / "fixtures" / "recorded"
 REDIS_URL = os.environ.get("BATCHLINE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
@@ -47,6 +56,14 @@ def embedded_store(embedded: Settings) -> runtime.Store:
 
 
 # -- a real Redis -----------------------------------------------------------------------------------------------------
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test that takes the real Redis (and so any real worker, which needs it) is marked `redis`, marked by
+    hand or not: `pytest -m "not redis"` is then the quick part, without real workers."""
+    for item in items:
+        if "redis_url" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.redis)
+
+
 @pytest.fixture(scope="session")
 def redis_url() -> str:
     """The real Redis. Under CI a missing Redis fails the tests that need it; elsewhere they are skipped."""
@@ -69,11 +86,31 @@ class RealSetup:
     app: Celery
     client: redis.Redis
 
+    token: str
+
+    @property
+    def pattern(self) -> str:
+        return f"bltest-{self.token}*"
+
+    def databases(self) -> list[str]:
+        """The Redis URLs this setup writes to: the store, the broker and the result backend."""
+        urls = (self.settings.store_url, self.settings.broker_url, self.settings.result_backend)
+        return sorted({url for url in urls if url and url.startswith(("redis://", "rediss://"))})
+
+    def leftover_keys(self) -> list[bytes]:
+        return [key for url in self.databases() for key in redis.Redis.from_url(url).scan_iter(self.pattern, 1000)]
+
     def cleanup(self) -> None:
-        for pattern in (f"{self.settings.key_prefix}*", f"{self.settings.queue}*"):
-            keys = list(self.client.scan_iter(match=pattern, count=1000))
-            if keys:
-                self.client.delete(*keys)
+        """Delete every key of this setup (its store, queues, bindings and task results), and no other."""
+        for url in self.databases():
+            client = redis.Redis.from_url(url)
+            keys = list(client.scan_iter(match=self.pattern, count=1000))
+            for start in range(0, len(keys), 1000):
+                client.delete(*keys[start : start + 1000])
+
+
+_made: list[RealSetup] = []
+"""Every real setup of this session, for the check at its end."""
 
 
 def make_real_setup(redis_url: str, **overrides: object) -> RealSetup:
@@ -82,6 +119,7 @@ def make_real_setup(redis_url: str, **overrides: object) -> RealSetup:
         "BATCHLINE_BROKER_URL": redis_url,
         "BATCHLINE_REDIS_URL": redis_url,
         "BATCHLINE_KEY_PREFIX": f"bltest-{token}:",
+        "BATCHLINE_CELERY_KEY_PREFIX": f"bltest-{token}-celery:",
         "BATCHLINE_QUEUE": f"bltest-{token}",
         **{f"BATCHLINE_{k.upper()}": str(v) for k, v in overrides.items()},
     }
@@ -90,7 +128,22 @@ def make_real_setup(redis_url: str, **overrides: object) -> RealSetup:
     worker.configure(app, settings)
     env = {k: v for k, v in os.environ.items() if not k.startswith("BATCHLINE_")}
     env.update(values)
-    return RealSetup(settings, env, app, redis.Redis.from_url(redis_url))
+    setup = RealSetup(settings, env, app, redis.Redis.from_url(redis_url), token)
+    _made.append(setup)
+    return setup
+
+
+@pytest.fixture(scope="session", autouse=True)
+def check_no_suite_key_is_left() -> Iterator[None]:
+    """At the session's end, no key of any real setup is left in Redis: each setup's teardown deleted its own.
+
+    A key found here is deleted too, and the session errors with its names, so a teardown that forgets fails the run.
+    """
+    yield
+    left = [key for setup in _made for key in setup.leftover_keys()]
+    for setup in _made:
+        setup.cleanup()
+    assert not left, f"the tests left {len(left)} Redis keys behind, e.g. {sorted(left)[:10]}"
 
 
 @pytest.fixture(scope="session")

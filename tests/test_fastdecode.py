@@ -12,7 +12,7 @@ Bodies: emulator answers to requests pydantic-ai encoded (text, tool calls, stru
 schema, several sizes of usage), the emulator's error bodies, variations of them that must take pydantic-ai's path
 (reasoning, refusal, citations, logprobs, errors, unknown usage fields) or that exercise the fast path's own branches
 (incomplete, empty text, no usage, cache writes), and every line of the recorded OpenAI files in
-../shared/fixtures/recorded/openai.
+tests/fixtures/recorded/openai.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -39,8 +38,10 @@ from batchline.providers.openai_codec import codec_model
 from batchline.providers.openai_fastdecode import fast_decode
 from batchline.store import StoredResult
 
+from .conftest import RECORDED
+
 MODEL = "gpt-4o-mini"
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "recorded" / "openai"
+FIXTURES = RECORDED / "openai"
 FIXED = datetime(2000, 1, 1, tzinfo=UTC)
 CTX = AnswerContext("batch_fastdecode", 1_736_489_777, "Mock response for {custom_id} from {model}")
 

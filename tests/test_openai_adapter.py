@@ -1,4 +1,4 @@
-"""The OpenAI adapter against the emulator: the seeds' examples, large jobs, structured output, faults, `find`."""
+"""The OpenAI adapter against the emulator: the batch API examples, large jobs, structured output, faults, `find`."""
 
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ from .openai_anthropic_helpers import (
     provider_env,
     uploaded_bodies,
 )
-from .test_seeds import adapt, check_output, examples, run_example
+from .test_examples_batch_api import EXAMPLES, NAMES, SCRIPTS, check_output, expected, run_in_process
 
 MODEL = "openai:gpt-4o-mini"
 
@@ -71,34 +71,35 @@ def texts(results: list[object]) -> dict[str, str]:
     return {r.custom_id: r.response.text for r in results if r.response is not None}  # type: ignore[attr-defined]
 
 
-# -- the seeds ------------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize(("title", "code"), examples(), ids=[title for title, _ in examples()])
-def test_seed_example_on_openai_through_the_emulator(
-    title: str, code: str, emulator: Emulator, clean_env: dict[str, str]
+# -- the examples ---------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("script", SCRIPTS, ids=NAMES)
+def test_example_on_openai_through_the_emulator(
+    script: Path, openai_env: Emulator, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code = adapt(code, MODEL)  # the imports change; the model string stays 'openai:gpt-4o-mini'
-    assert "from batchline import" in code and MODEL in code
-    check_output(code, without_item_ids(run_example(code, {**clean_env, **provider_env(emulator)})))
-    assert emulator.stats()["openai"]["batches_created"] == 1
+    """examples/batch_api, unchanged, on 'openai:gpt-4o-mini' (from BATCHLINE_EXAMPLE_MODEL) prints what it shows."""
+    monkeypatch.setenv("BATCHLINE_EXAMPLE_MODEL", MODEL)
+    check_output(expected(script), without_item_ids(run_in_process(script, monkeypatch, capsys)))
+    assert openai_env.stats()["openai"]["batches_created"] == 1
 
 
 def without_item_ids(stdout: str) -> str:
-    """The printed parts without the two fields the seed's mock leaves out.
+    """The printed parts without the two fields the `test` model leaves out.
 
     The Responses API names every output item, and pydantic-ai keeps that id on the part (`TextPart(content=...,
-    id='msg_...', provider_name='openai')`) to send the history back; the seed's `#>` lines come from a mock
-    without ids. Only those two fields are taken out: content and everything else must be as the seed prints.
+    id='msg_...', provider_name='openai')`) to send the history back; the `.out` files show the `test` model's parts,
+    without ids. Only those two fields are taken out: content and everything else must be as the example prints.
     """
     return re.sub(r", id='msg_[0-9a-f]+', provider_name='openai'\)", ")", stdout)
 
 
-def test_the_seed_tool_example_on_both_providers(emulator: Emulator, clean_env: dict[str, str]) -> None:
-    code = dict(examples())["batch_tools.py"]
+def test_the_tool_example_on_both_providers(
+    openai_env: Emulator, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    script = EXAMPLES / "tools.py"
     for model in (MODEL, "anthropic:claude-sonnet-4-5"):
-        adapted = adapt(code, model)
-        stdout = run_example(adapted, {**clean_env, **provider_env(emulator)})
-        check_output(adapted, without_item_ids(stdout) if model == MODEL else stdout)  # Anthropic parts: as printed
-    stats = emulator.stats()
+        stdout = run_in_process(script, monkeypatch, capsys, model)
+        check_output(expected(script), without_item_ids(stdout) if model == MODEL else stdout)  # Anthropic: as is
+    stats = openai_env.stats()
     assert stats["openai"]["batches_created"] == 1 and stats["anthropic"]["batches_created"] == 1
 
 
@@ -144,6 +145,7 @@ def test_structured_output_in_native_tool_and_prompted_modes(openai_env: Emulato
 
 
 # -- size: one job, three provider batches --------------------------------------------------------------------------
+@pytest.mark.slow
 def test_120000_requests_become_three_batches_and_120000_results(openai_env: Emulator) -> None:
     started = time.monotonic()
     requests = [(f"r{i}", ask(f"q{i}")) for i in range(120_000)]

@@ -24,10 +24,10 @@ from batchline.config import Settings
 from batchline.emulator import Emulator
 from batchline.raw import RawRequest, read_jsonl
 
-from .conftest import ROOT, SHARED, RealSetup, WorkerProcess, make_real_setup, set_embedded_settings
+from .conftest import RECORDED, ROOT, RealSetup, WorkerProcess, make_real_setup, set_embedded_settings
 from .openai_anthropic_helpers import fresh_runtime, provider_env, uploaded_bodies
 
-RECORDED_INPUT = SHARED / "fixtures" / "recorded" / "openai" / "batch_input.jsonl"
+RECORDED_INPUT = RECORDED / "openai" / "batch_input.jsonl"
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -35,6 +36,7 @@ def test_a_job_runs_on_the_worker_and_is_read_elsewhere_by_its_saved_id(
     # Another process, with nothing but the id and the same configuration, reads the job.
     code = f"""
 import json
+import re
 from batchline import batch_status_sync, batch_results_sync
 batch = batch_status_sync({saved_id!r})
 results = batch_results_sync({saved_id!r})
@@ -84,3 +86,33 @@ def test_the_in_process_api_sees_the_worker_results(via_real_worker: RealSetup) 
     keys = {k.decode() for k in via_real_worker.client.scan_iter(match=f"{via_real_worker.settings.key_prefix}*")}
     assert f"{via_real_worker.settings.key_prefix}job:{batch.id}:res" in keys
     assert all(via_real_worker.client.ttl(k) > 0 for k in keys if ":job:" in k)
+
+
+def test_every_key_a_worker_run_makes_carries_the_setup_token_and_cleanup_removes_them(
+    redis_url: str, tmp_path: Path
+) -> None:
+    """Celery's broker and result backend write under `celery_key_prefix`, so a shared Redis database keeps no
+    `celery-task-meta-*`, `_kombu.binding.*` or queue key of this run once its setup is cleaned up."""
+    setup = make_real_setup(redis_url)
+    process = WorkerProcess(setup.env, tmp_path / "worker.log")
+    try:
+        batch = run_python(
+            "from pydantic_ai import ModelRequest\n"
+            "from batchline import batch_create_sync, batch_wait_sync\n"
+            "b = batch_create_sync('test', [('a', [ModelRequest.user_text_prompt('x')])], poll_interval=0.5)\n"
+            "print(batch_wait_sync(b).id)",
+            setup.env,
+        ).strip()
+    finally:
+        process.stop()
+    task_ids = re.findall(r"Task batchline\.\w+\[([0-9a-f-]{36})\] succeeded", process.output())
+    assert task_ids, process.output()[-3000:]
+    prefix = setup.settings.celery_key_prefix
+    keys = {key.decode() for key in setup.leftover_keys()}
+    assert {f"{prefix}celery-task-meta-{task_id}" for task_id in task_ids} <= keys
+    assert f"{prefix}_kombu.binding.{setup.settings.queue}" in keys
+    assert f"{setup.settings.key_prefix}job:{batch}" in keys
+    assert not any(setup.client.exists(f"celery-task-meta-{task_id}") for task_id in task_ids)  # none unprefixed
+
+    setup.cleanup()
+    assert setup.leftover_keys() == []

@@ -26,9 +26,9 @@ from batchline.providers.gemini import GeminiProvider
 from batchline.providers.gemini_api import GeminiAPI
 from batchline.store import StoredResult
 
-from .conftest import SHARED
+from .conftest import RECORDED as ALL_RECORDED
 
-RECORDED = SHARED / "fixtures" / "recorded" / "gemini"
+RECORDED = ALL_RECORDED / "gemini"
 PENDING = json.loads((RECORDED / "batch_pending.json").read_text())
 SUCCEEDED = json.loads((RECORDED / "batch_succeeded_inlined.json").read_text())
 VERTEX_LINES = (RECORDED / "vertex_batch_prediction_output.jsonl").read_bytes()

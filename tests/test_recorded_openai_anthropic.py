@@ -1,4 +1,4 @@
-"""The recorded OpenAI and Anthropic payloads in ../shared/fixtures/recorded go through the adapters: status answers
+"""The recorded OpenAI and Anthropic payloads in tests/fixtures/recorded go through the adapters: status answers
 become the right Snapshot states and counts, result files stream through `results()` into the right
 `(custom_id, status, body)` triples, and those decode (pydantic-ai's `batch_decode`) into the right responses or
 errors. The files are served over a mock HTTP transport, so the adapters' own requests are checked too."""
@@ -24,10 +24,9 @@ from batchline.providers.openai import OpenAIProvider
 from batchline.store import StoredResult
 from batchline.types import BatchError
 
-from .conftest import SHARED
+from .conftest import RECORDED
 from .openai_anthropic_helpers import context
 
-RECORDED = SHARED / "fixtures" / "recorded"
 OPENAI = RECORDED / "openai"
 ANTHROPIC = RECORDED / "anthropic"
 

@@ -7,6 +7,7 @@ import json
 
 import httpx2
 import openai
+import pytest
 from emulator_helpers import openai_lines
 
 from batchline.emulator import EmulatorConfig, add_arguments, config_from_args, running
@@ -46,6 +47,7 @@ def test_cli_arguments() -> None:
     assert config_from_args(parser.parse_args([])).stage_seconds == 0
 
 
+@pytest.mark.slow
 def test_full_size_openai_batch_streams() -> None:
     with running() as server, openai.OpenAI(base_url=server.openai_base_url, api_key="k", timeout=120) as client:
         file = client.files.create(file=("in.jsonl", openai_lines(50_000)), purpose="batch")

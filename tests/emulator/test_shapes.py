@@ -14,9 +14,7 @@ from google import genai
 
 from batchline.emulator import BatchFault, Emulator
 
-RECORDED = Path("/work/shared/fixtures/recorded")
-if not RECORDED.exists():  # the fixtures may travel with the repository
-    RECORDED = Path(__file__).parent / "recorded"
+RECORDED = Path(__file__).resolve().parent.parent / "fixtures" / "recorded"  # tests/fixtures/recorded/README.md
 
 
 def recorded(name: str) -> Any:
