@@ -228,7 +228,7 @@ def _settled(runtime: Runtime, job_id: str) -> bool:
 
 # -- status ---------------------------------------------------------------------------------------------------------
 def _job_id(model_or_batch: Model | BatchRef, batch: BatchRef | None) -> str:
-    """`f(batch)` and `f(model, batch)` both work: the seeds pass the model first, a saved id is enough."""
+    """`f(batch)` and `f(model, batch)` both work: pydantic-ai's examples pass the model first, a saved id is enough."""
     ref = model_or_batch if batch is None else batch
     if isinstance(ref, Batch):
         return ref.id

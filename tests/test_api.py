@@ -1,4 +1,4 @@
-"""The seed API on the embedded default: what a user calls and what they get back."""
+"""The batch API on the embedded default: what a user calls and what they get back."""
 
 from __future__ import annotations
 

@@ -160,7 +160,7 @@ def test_120000_requests_become_three_batches_and_120000_results(openai_env: Emu
     assert len({p.id for p in final.provider_batches}) == 3
     assert created(openai_env) == (3, 3)
     assert openai_env.stats()["calls"]["POST /v1/batches"] == 3
-    # Decoding is pydantic-ai's and costs ~0.7 ms a result (DESIGN 6): every 100th result, across all three batches,
+    # Decoding is pydantic-ai's and costs ~0.7 ms a result: every 100th result, across all three batches,
     # is decoded here; all 120,000 are counted above from the stored results.
     sample = [f"r{i}" for i in range(0, 120_000, 100)] + ["r119999"]
     results = batch_results_sync(batch.id, custom_ids=sample)
