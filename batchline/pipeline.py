@@ -279,7 +279,7 @@ def fetch(runtime: Runtime, job_id: str, n: int, progress: Callable[[int, int], 
                 log.warning(
                     "job %s part %d: %d result lines were anomalies (%s)", job_id, n, anomalies, screen.seen_kinds
                 )
-            if screen.error is not None:
+            if screen.error is not None and not _all_read(runtime, job_id, n, retry):
                 poison = isinstance(screen.error, MalformedAnswer | BrokenDownload | ProviderRejected)
                 final_now = isinstance(screen.error, HostileAnswer)
                 if not final_now and (not poison or not _poisoned(runtime, job_id, n, "fetch")):
@@ -289,6 +289,8 @@ def fetch(runtime: Runtime, job_id: str, n: int, progress: Callable[[int, int], 
                 snapshot = dataclasses.replace(snapshot, state="failed", error=cause)
                 store.set_part(job_id, n, provider_state="failed", error=cause)
                 retry.clear()  # never run paid requests again after an unreadable download
+            elif screen.error is not None:  # it broke off after the last result it owed (a Content-Length that lied)
+                log.warning("job %s part %d: every result was read before: %s", job_id, n, screen.error)
         unrun_status, unrun_body = provider.unrun(snapshot)
         retry_unrun = resubmit and provider.is_transient(unrun_status, unrun_body)
         missing = list(store.missing_results(job_id, n))
@@ -346,6 +348,11 @@ class Screen:
         if status not in RESULT_TAGS:
             return "unknown status"
         return None
+
+
+def _all_read(runtime: Runtime, job_id: str, n: int, retry: set[str]) -> bool:
+    """Whether every request of part `n` has its result stored, or is set to go again."""
+    return all(cid in retry for cid in runtime.store.missing_results(job_id, n))
 
 
 def _poisoned(runtime: Runtime, job_id: str, n: int, step: str) -> bool:

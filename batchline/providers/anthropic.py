@@ -25,6 +25,7 @@ from ..types import BatchInputError
 from ._jsonl import FileChunks, iter_json_lines, spooled
 from .base import (
     UNUSABLE,
+    BrokenDownload,
     Encoded,
     MalformedAnswer,
     Provider,
@@ -181,12 +182,18 @@ class AnthropicProvider(Provider):
         has_mapped = bool(self.context.redis.exists(key))
         chunk: list[tuple[str, str, bytes]] = []
         # The URL Anthropic names, never one built here; ProviderHTTP refuses it unless it is on a trusted origin.
-        with self.http.stream("GET", url) as response:
-            for line in iter_json_lines(response, f"anthropic: results of {batch.id}"):
-                chunk.append(result_of(line))
-                if len(chunk) == 500:
-                    yield from self._original_ids(key, chunk) if has_mapped else chunk
-                    chunk = []
+        try:
+            with self.http.stream("GET", url) as response:
+                for line in iter_json_lines(response, f"anthropic: results of {batch.id}"):
+                    chunk.append(result_of(line))
+                    if len(chunk) == 500:
+                        yield from self._original_ids(key, chunk) if has_mapped else chunk
+                        chunk = []
+        except BrokenDownload:
+            # What arrived whole is kept: a body that broke off after its last line (a Content-Length that lied)
+            # may have brought every result already.
+            yield from self._original_ids(key, chunk) if has_mapped else chunk
+            raise
         yield from self._original_ids(key, chunk) if has_mapped else chunk
 
     def _original_ids(self, key: str, chunk: list[tuple[str, str, bytes]]) -> list[tuple[str, str, bytes]]:
