@@ -227,7 +227,8 @@ def poll(runtime: Runtime, job_id: str, n: int) -> Next | None:
         store.record_poll(job_id, n)
         _end_part(runtime, job_id, n, snapshot)
         return Next("fetch", n)
-    store.polled(job_id, n, PartState.SUBMITTED, **_snapshot_fields(snapshot))
+    # A readable answer clears the poisoned tries: only answers unreadable one after another end a part.
+    store.polled(job_id, n, PartState.SUBMITTED, **_snapshot_fields(snapshot), poll_poisoned=0)
     return Next("poll", n, countdown=poll_countdown(runtime, job, polls))
 
 

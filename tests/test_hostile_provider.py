@@ -26,6 +26,7 @@ from batchline.runtime import runtime_for
 from batchline.types import Batch, BatchResult
 
 from .conftest import WorkerProcess, make_real_setup, set_embedded_settings, with_settings
+from .example_helpers import wait_for
 from .openai_anthropic_helpers import FAKE_ANTHROPIC_KEY, FAKE_OPENAI_KEY, fresh_runtime, provider_env
 
 OPENAI, ANTHROPIC, GEMINI = "openai:gpt-4o-mini", "anthropic:claude-sonnet-4-5", "google:gemini-2.5-flash"
@@ -109,11 +110,15 @@ def ask(count: int) -> list[tuple[str, list[ModelRequest]]]:
 def run(model: str, count: int = 10, timeout: float = 60.0) -> tuple[Batch, list[BatchResult]]:
     """Create a job and wait for it to end (failing the test if it never does)."""
     job = batch_create_sync(model, ask(count), poll_interval=0.1, max_resubmissions=0)
+    return run_to_end(job.id, timeout)
+
+
+def run_to_end(job_id: str, timeout: float = 60.0) -> tuple[Batch, list[BatchResult]]:
     deadline = time.monotonic() + timeout
-    while not (state := batch_status_sync(job.id)).is_complete:
+    while not (state := batch_status_sync(job_id)).is_complete:
         assert time.monotonic() < deadline, f"the job is still {state.status} after {timeout}s: it does not end"
         time.sleep(0.05)
-    return state, batch_results_sync(job.id)
+    return state, batch_results_sync(job_id)
 
 
 def accounted(batch: Batch, results: list[BatchResult], total: int = 10) -> None:
@@ -345,6 +350,23 @@ def test_a_status_body_that_is_not_a_batch_ends_the_part(
     (message,) = errors(results)
     assert "not" in message and ("object" in message or "Batch" in message)
     assert created(emulator, model.partition(":")[0].replace("google", "gemini")) == 1
+
+
+def test_unreadable_answers_apart_from_each_other_do_not_end_a_part(hostile: Callable[..., Emulator]) -> None:
+    """Only answers unreadable one after another are poison: a readable one between them clears the count."""
+    emulator = hostile()
+    emulator.configure(stage_seconds=3.0)
+    status_path = r"/v1/messages/batches/[^/]+$"
+    emulator.add_fault(HttpFault(kind="replace", method="GET", path=status_path, body=["nope"], times=1))
+    job = batch_create_sync(ANTHROPIC, ask(10), poll_interval=1.0, max_resubmissions=0)
+    store = runtime_for(worker.app).store
+    wait_for(lambda: store.part(job.id, 0).get("poll_poisoned") == "0", "a readable poll after the unreadable one")
+    emulator.clear_faults()  # (setting faults starts their use counts again: the spent one would strike twice)
+    emulator.add_fault(HttpFault(kind="replace", method="GET", path=status_path, body=["nope"], times=1))
+    batch, results = run_to_end(job.id)
+    assert batch.status is BatchStatus.COMPLETED
+    accounted(batch, results)
+    assert calls(emulator, "GET /v1/messages/batches/{batch_id}") >= 4  # two unreadable, readable ones between
 
 
 @pytest.mark.parametrize(
