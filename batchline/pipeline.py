@@ -119,7 +119,14 @@ def _create_once(runtime: Runtime, provider: Provider, job_id: str, n: int, part
         if not claimer_gave_up and time.time() - claimed_at < runtime.settings.claim_timeout:
             return None
         # The claimer died between claim and record. Only a listing can say whether it created the batch.
-        found = provider.find(job_id, n)
+        try:
+            found = provider.find(job_id, n)
+        except MalformedAnswer as error:
+            if not _poisoned(runtime, job_id, n, "find"):
+                raise
+            unfound = Snapshot("", "unknown", "failed", error=_UNFOUND.format(name=provider.name, error=error))
+            _end_part(runtime, job_id, n, unfound)
+            return unfound
         if found is not None:
             _record(runtime, job_id, n, found)
             return found
@@ -149,6 +156,12 @@ def _create_once(runtime: Runtime, provider: Provider, job_id: str, n: int, part
 _LOST = (
     "A worker stopped between creating this part's {name} batch and recording its id; {name} batches cannot be "
     "found by listing, so it was not created again to avoid paying twice."
+)
+
+
+_UNFOUND = (
+    "This part's {name} batch may exist, but its create call's answer was lost and listing the batches to find it "
+    "gave answers that could not be read ({error}); it was not created again to avoid paying twice."
 )
 
 

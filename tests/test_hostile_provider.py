@@ -387,6 +387,21 @@ def test_an_unreadable_create_answer_is_found_not_created_again(
     assert (batch.completed_count, batch.failed_count) == (10, 0)
 
 
+def test_a_listing_that_never_ends_ends_the_part_without_paying_twice(hostile: Callable[..., Emulator]) -> None:
+    """The create answer is unreadable, and the listing that should find the batch pages on forever."""
+    emulator = hostile(claim_timeout=0.5)
+    emulator.add_fault(HttpFault(kind="replace", method="POST", path=r"^/v1/batches$", body=["created?"], times=1))
+    stuck = {"object": "list", "data": [], "has_more": True, "last_id": "batch_same"}
+    emulator.add_fault(HttpFault(kind="replace", method="GET", path=r"^/v1/batches$", body=stuck))
+    batch, results = run(OPENAI)
+    assert created(emulator, "openai") == 1
+    assert batch.status is BatchStatus.FAILED
+    accounted(batch, results)
+    (message,) = errors(results)
+    assert "not created again" in message and "does not move" in message
+    assert calls(emulator, "GET /v1/batches") == 2 * ATTEMPTS  # per try: the first page, then the same cursor
+
+
 def test_an_unreadable_anthropic_create_answer_ends_the_part_without_paying_twice(
     hostile: Callable[..., Emulator],
 ) -> None:

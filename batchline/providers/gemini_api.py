@@ -87,9 +87,11 @@ class GeminiAPI:
                 params["pageToken"] = token
             page = _json(self.http.request("GET", f"{API}/batches", params=params))
             yield from (op for op in page.get("operations") or [] if isinstance(op, dict))
-            token = str(page.get("nextPageToken") or "")
+            previous, token = token, str(page.get("nextPageToken") or "")
             if not token:
                 return
+            if token == previous:  # a page token that does not move would list forever
+                raise MalformedAnswer("gemini: the list of batches pages on with a token that does not move")
 
     # -- files ------------------------------------------------------------------------------------------------------
     def upload(self, file: IO[bytes], size: int, display_name: str) -> str:

@@ -183,9 +183,14 @@ class OpenAIProvider(Provider):
                     continue
                 if metadata.get("batchline_job") == job_id and metadata.get("batchline_part") == str(part):
                     return to_snapshot(batch)
-            after = page.get("last_id")
-            if not page.get("has_more") or not after:
+            last = page.get("last_id")
+            if not page.get("has_more") or not last:
                 return None
+            if not isinstance(last, str) or last == after:  # a cursor that does not move would list forever
+                raise MalformedAnswer(
+                    f"openai: the list of batches pages on with a cursor that does not move ({last!r})"
+                )
+            after = last
 
     def results(self, batch: Snapshot) -> Iterator[tuple[str, str, bytes]]:
         if not batch.ended:  # a stale snapshot (a poll raced the one that saw the end): ask again
