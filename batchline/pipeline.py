@@ -302,7 +302,6 @@ def fetch(runtime: Runtime, job_id: str, n: int, progress: Callable[[int, int], 
                 cause = f"The results of {provider.name} batch {snapshot.id} could not be read: {screen.error}"
                 snapshot = dataclasses.replace(snapshot, state="failed", error=cause)
                 store.set_part(job_id, n, provider_state="failed", error=cause)
-                retry.clear()  # never run paid requests again after an unreadable download
             elif screen.error is not None:  # it broke off after the last result it owed (a Content-Length that lied)
                 log.warning("job %s part %d: every result was read before: %s", job_id, n, screen.error)
         unrun_status, unrun_body = provider.unrun(snapshot)
