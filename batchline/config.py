@@ -41,6 +41,9 @@ class Settings:
     sweep_interval: float = 300.0
     allowed_callbacks: frozenset[str] = field(default_factory=frozenset)
     """Task names a job may name as its callback or on_complete task; any other name is refused."""
+    trusted_result_hosts: frozenset[str] = field(default_factory=frozenset)
+    """Origins (`https://files.example.com:443`, comma-separated) besides each provider's base URL that URLs the
+    provider hands back (results, uploads) may point to. The API key goes to no other origin."""
     cleanup_files: bool = True
     """Delete a batch's input and result files at the provider once its results are stored."""
     claim_timeout: float = 600.0

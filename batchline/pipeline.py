@@ -6,6 +6,7 @@ step, and says what comes next, so that a redelivered message repeats nothing th
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 import uuid
@@ -16,15 +17,30 @@ from typing import Any, Literal
 import orjson
 
 from .providers import Provider, Snapshot
-from .providers.base import ProviderRejected, TransientProviderError
+from .providers.base import (
+    BrokenDownload,
+    HostileAnswer,
+    MalformedAnswer,
+    ProviderRejected,
+    TransientProviderError,
+)
 from .runtime import Runtime
-from .store import PartState
+from .store import RESULT_TAGS, PartState
 from .types import BatchStatus
 
 log = logging.getLogger("batchline")
 
 NOT_FOUND = "not_found"
 """The provider status batchline gives a batch the provider answers 404 for: it has no results to read."""
+
+UNREADABLE = "unreadable"
+"""The provider status batchline gives a batch whose status answers could not be read (or pointed somewhere they
+must not): there are no results to look for."""
+
+POISON_ATTEMPTS = 5
+"""How often a poll or fetch of one part may meet poison (an unreadable answer, a refused download, one that breaks
+off) before the part ends failed with that cause. The task's own back-off (1, 2, 4, 8 s) runs between tries; a
+provider that is busy (429, 5xx, no connection) is not poison and is waited for as before."""
 
 _ACTIVE = (BatchStatus.PENDING, BatchStatus.IN_PROGRESS, BatchStatus.CANCELLING)
 
@@ -103,12 +119,20 @@ def _create_once(runtime: Runtime, provider: Provider, job_id: str, n: int, part
         if not claimer_gave_up and time.time() - claimed_at < runtime.settings.claim_timeout:
             return None
         # The claimer died between claim and record. Only a listing can say whether it created the batch.
-        found = provider.find(job_id, n)
+        try:
+            found = provider.find(job_id, n)
+        except MalformedAnswer as error:
+            if not _poisoned(runtime, job_id, n, "find"):
+                raise
+            unfound = Snapshot("", "unknown", "failed", error=_UNFOUND.format(name=provider.name, error=error))
+            _end_part(runtime, job_id, n, unfound)
+            return unfound
         if found is not None:
             _record(runtime, job_id, n, found)
             return found
         if not provider.can_find:
-            lost = Snapshot("", "unknown", "failed", error=_LOST.format(name=provider.name))
+            cause = f" The create call's answer: {part['create_error']}" if part.get("create_error") else ""
+            lost = Snapshot("", "unknown", "failed", error=_LOST.format(name=provider.name) + cause)
             _end_part(runtime, job_id, n, lost)
             return lost
         store.set_part(job_id, n, claim=token)
@@ -119,9 +143,10 @@ def _create_once(runtime: Runtime, provider: Provider, job_id: str, n: int, part
         rejected = Snapshot("", "rejected", "failed", total=total, error=str(error))
         _end_part(runtime, job_id, n, rejected)
         return rejected
-    except TransientProviderError:
-        # The answer was lost or an error: the batch may exist. The retry lists the provider's batches first.
-        store.set_part(job_id, n, create_failed_at=time.time())
+    except TransientProviderError as error:
+        # The answer was lost, an error or unreadable: the batch may exist. The retry lists the provider's batches
+        # first; where they cannot be listed, the part ends failed with this cause rather than paying twice.
+        store.set_part(job_id, n, create_failed_at=time.time(), create_error=str(error))
         raise
     _record(runtime, job_id, n, snapshot)
     log.info("job %s part %d: created provider batch %s", job_id, n, snapshot.id)
@@ -131,6 +156,12 @@ def _create_once(runtime: Runtime, provider: Provider, job_id: str, n: int, part
 _LOST = (
     "A worker stopped between creating this part's {name} batch and recording its id; {name} batches cannot be "
     "found by listing, so it was not created again to avoid paying twice."
+)
+
+
+_UNFOUND = (
+    "This part's {name} batch may exist, but its create call's answer was lost and listing the batches to find it "
+    "gave answers that could not be read ({error}); it was not created again to avoid paying twice."
 )
 
 
@@ -188,6 +219,13 @@ def poll(runtime: Runtime, job_id: str, n: int) -> Next | None:
     provider = runtime.provider(job["model"])
     try:
         snapshot = provider.status(part["provider_id"])
+    except (MalformedAnswer, HostileAnswer) as error:
+        # An answer that cannot be read, or that points where batchline must not go: tried a few times, then the
+        # part ends failed with the cause, so the job ends and each of its requests carries it.
+        if not isinstance(error, HostileAnswer) and not _poisoned(runtime, job_id, n, "poll"):
+            raise
+        _end_part(runtime, job_id, n, Snapshot(part["provider_id"], UNREADABLE, "failed", error=str(error)))
+        return Next("fetch", n)
     except ProviderRejected as error:
         if error.status_code != 404:
             raise
@@ -202,7 +240,8 @@ def poll(runtime: Runtime, job_id: str, n: int) -> Next | None:
         store.record_poll(job_id, n)
         _end_part(runtime, job_id, n, snapshot)
         return Next("fetch", n)
-    store.polled(job_id, n, PartState.SUBMITTED, **_snapshot_fields(snapshot))
+    # A readable answer clears the poisoned tries: only answers unreadable one after another end a part.
+    store.polled(job_id, n, PartState.SUBMITTED, **_snapshot_fields(snapshot), poll_poisoned=0)
     return Next("poll", n, countdown=poll_countdown(runtime, job, polls))
 
 
@@ -242,11 +281,29 @@ def fetch(runtime: Runtime, job_id: str, n: int, progress: Callable[[int, int], 
                 else:
                     yield custom_id, status, body
 
-        if snapshot.id and snapshot.status != NOT_FOUND:
+        anomalies = 0
+        if snapshot.id and snapshot.status not in (NOT_FOUND, UNREADABLE):
             total = int(part.get("total", 0))
             report = None if progress is None else (lambda stored: progress(stored, total))
-            stored = store.add_results(job_id, final(provider.results(snapshot)), progress=report)
+            screen = Screen(set(store.part_ids(job_id, n)))
+            stored = store.add_results(job_id, final(screen(provider.results(snapshot))), progress=report)
             log.info("job %s part %d: stored %d results", job_id, n, stored)
+            anomalies = screen.anomalies
+            if anomalies:
+                log.warning(
+                    "job %s part %d: %d result lines were anomalies (%s)", job_id, n, anomalies, screen.seen_kinds
+                )
+            if screen.error is not None and not _all_read(runtime, job_id, n, retry):
+                poison = isinstance(screen.error, MalformedAnswer | BrokenDownload | ProviderRejected)
+                final_now = isinstance(screen.error, HostileAnswer)
+                if not final_now and (not poison or not _poisoned(runtime, job_id, n, "fetch")):
+                    raise screen.error  # what was read is stored; the task tries again after its back-off
+                # Poison that does not pass: the part ends failed, and each request without a result carries why.
+                cause = f"The results of {provider.name} batch {snapshot.id} could not be read: {screen.error}"
+                snapshot = dataclasses.replace(snapshot, state="failed", error=cause)
+                store.set_part(job_id, n, provider_state="failed", error=cause)
+            elif screen.error is not None:  # it broke off after the last result it owed (a Content-Length that lied)
+                log.warning("job %s part %d: every result was read before: %s", job_id, n, screen.error)
         unrun_status, unrun_body = provider.unrun(snapshot)
         retry_unrun = resubmit and provider.is_transient(unrun_status, unrun_body)
         missing = list(store.missing_results(job_id, n))
@@ -255,12 +312,65 @@ def fetch(runtime: Runtime, job_id: str, n: int, progress: Callable[[int, int], 
         if retry_ids:
             again = store.add_part(job_id, n, retry_ids, generation + 1)
             log.info("job %s part %d: %d requests go again in part %d", job_id, n, len(retry_ids), again)
-        if store.transition(store.part_key(job_id, n), PartState.STORED, PartState.ENDED) and snapshot.id:
-            provider.cleanup(snapshot)
+        if store.transition(store.part_key(job_id, n), PartState.STORED, PartState.ENDED, anomalies=anomalies):
+            if anomalies:
+                store.count_anomalies(job_id, anomalies)
+            if snapshot.id:
+                provider.cleanup(snapshot)
         store.forget_poll(job_id, n)
         if retry_ids:
             return [Next("submit")]
     return [Next("deliver")] if finish(runtime, job_id) else []
+
+
+class Screen:
+    """Lets through only results that belong to the part, once each; counts the rest as anomalies.
+
+    A line that is not JSON, has no usable custom_id (the adapters give `UNUSABLE`), names an id outside the part or
+    repeats one is never stored under a made-up key, so a job's counts never exceed its requests. An error raised
+    while reading ends the stream quietly and is kept in `error`: what was read before it is still stored.
+    """
+
+    def __init__(self, owned: set[str]) -> None:
+        self.owned = owned
+        self.seen: set[str] = set()
+        self.anomalies = 0
+        self.seen_kinds: dict[str, int] = {}
+        self.error: TransientProviderError | ProviderRejected | None = None
+
+    def __call__(self, results: Iterable[tuple[str, str, bytes]]) -> Iterator[tuple[str, str, bytes]]:
+        try:
+            for custom_id, status, body in results:
+                kind = self._anomaly(custom_id, status)
+                if kind is None:
+                    self.seen.add(custom_id)
+                    yield custom_id, status, body
+                else:
+                    self.anomalies += 1
+                    self.seen_kinds[kind] = self.seen_kinds.get(kind, 0) + 1
+        except (TransientProviderError, ProviderRejected) as error:
+            self.error = error
+
+    def _anomaly(self, custom_id: object, status: object) -> str | None:
+        if not isinstance(custom_id, str) or not custom_id:
+            return "unreadable line"
+        if custom_id not in self.owned:
+            return "id outside the part"
+        if custom_id in self.seen:
+            return "repeated id"
+        if status not in RESULT_TAGS:
+            return "unknown status"
+        return None
+
+
+def _all_read(runtime: Runtime, job_id: str, n: int, retry: set[str]) -> bool:
+    """Whether every request of part `n` has its result stored, or is set to go again."""
+    return all(cid in retry for cid in runtime.store.missing_results(job_id, n))
+
+
+def _poisoned(runtime: Runtime, job_id: str, n: int, step: str) -> bool:
+    """Count one more poisoned try of `step` on part `n`; True once the tries are spent."""
+    return runtime.store.strike(job_id, n, f"{step}_poisoned") >= POISON_ATTEMPTS
 
 
 def finish(runtime: Runtime, job_id: str) -> bool:
@@ -347,4 +457,5 @@ def summary(runtime: Runtime, job_id: str) -> dict[str, Any]:
         "total": int(job["total"]),
         "succeeded": int(job.get("succeeded", 0)),
         "failed": int(job.get("failed", 0)),
+        "anomalies": int(job.get("anomalies", 0)),
     }

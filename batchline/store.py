@@ -280,6 +280,15 @@ class Store:
         """Forget the request bodies of a finished job: nothing reads them again, and they hold the prompts."""
         self.redis.delete(self.job_key(job_id, ":req"))
 
+    def strike(self, job_id: str, part: int, field: str) -> int:
+        """Add one to a part's counter `field` (a step's poisoned tries); answer the new count."""
+        return int(self.redis.hincrby(self.part_key(job_id, part), field, 1))
+
+    def count_anomalies(self, job_id: str, count: int) -> None:
+        """Add `count` provider result lines that were not stored (unreadable, foreign or repeated ids) to the job's
+        `anomalies`, which the job's summary shows beside its counts."""
+        self.redis.hincrby(self.job_key(job_id), "anomalies", count)
+
     def claim_part(self, job_id: str, part: int, token: str) -> bool:
         """Take the right to create a part's provider batch. Taken once, it is never given back."""
         return bool(self.redis.hsetnx(self.part_key(job_id, part), "claim", token))

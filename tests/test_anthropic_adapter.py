@@ -264,6 +264,7 @@ def test_a_worker_without_anthropic_api_key_refuses_before_any_http_call(
 
 
 def test_results_are_read_from_the_results_url_as_given() -> None:
+    """On an origin the operator trusts (BATCHLINE_TRUSTED_RESULT_HOSTS); others are refused (test_hostile_provider)."""
     seen: list[str] = []
     line = {"custom_id": "a", "result": {"type": "expired"}}
 
@@ -276,7 +277,10 @@ def test_results_are_read_from_the_results_url_as_given() -> None:
 
     adapter = AnthropicProvider("claude-sonnet-4-5", context())
     adapter._http = ProviderHTTP(
-        "anthropic", *client_config({"ANTHROPIC_API_KEY": "k"}), transport=httpx2.MockTransport(anthropic)
+        "anthropic",
+        *client_config({"ANTHROPIC_API_KEY": "k"}),
+        transport=httpx2.MockTransport(anthropic),
+        trusted=["https://files.example"],
     )
     snapshot = adapter.status("msgbatch_1")
     assert (snapshot.state, snapshot.total, snapshot.failed) == ("expired", 1, 1)

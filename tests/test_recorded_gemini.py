@@ -22,6 +22,7 @@ from pydantic_ai.models.batch import BatchRequest
 from batchline.config import Settings
 from batchline.providers import ProviderContext
 from batchline.providers import gemini_wire as wire
+from batchline.providers.base import UNUSABLE
 from batchline.providers.gemini import GeminiProvider
 from batchline.providers.gemini_api import GeminiAPI
 from batchline.store import StoredResult
@@ -117,7 +118,8 @@ def test_an_inline_batch_whose_order_is_lost_is_never_guessed(adapter: GeminiPro
     operation["metadata"]["displayName"] = wire.display_name("gone", 4)
     name = operation["name"]
     _serve(adapter, {f"/v1beta/{name}": (200, json.dumps(operation).encode())})
-    assert list(adapter.results(adapter.status(name))) == []  # the pipeline gives each request the batch's outcome
+    # Each is unusable (the pipeline counts it as an anomaly and gives each request the batch's outcome).
+    assert [cid for cid, _, _ in adapter.results(adapter.status(name))] == [UNUSABLE] * 3
 
 
 def test_a_batch_made_elsewhere_names_its_inline_responses_by_position(adapter: GeminiProvider) -> None:
@@ -210,7 +212,7 @@ def test_a_file_result_error_line_decodes_into_the_api_error(adapter: GeminiProv
         adapter.decode(StoredResult("k7", "errored", parsed[2]), _request("k7"))
     assert raised.value.status_code == 429 and "Resource has been exhausted." in str(raised.value)
     assert adapter.is_transient("errored", parsed[2])
-    assert wire.result_line(b'{"key": "x"}') is None and wire.result_line(b"not json") is None
+    assert wire.result_line(b'{"key": "x"}')[0] == UNUSABLE and wire.result_line(b"not json")[0] == UNUSABLE
 
 
 def test_recorded_fixtures_are_the_ones_documented() -> None:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 Provider = Literal["openai", "anthropic", "gemini"]
-HttpFaultKind = Literal["status", "drop", "slow", "truncate"]
+HttpFaultKind = Literal["status", "drop", "slow", "truncate", "replace", "patch", "lie_length", "inject_lines"]
 BatchOutcome = Literal["fail", "expire", "cancel"]
 RequestErrorKind = Literal["server_error", "rate_limit", "invalid_request", "overloaded", "billing"]
 
@@ -23,6 +23,11 @@ class HttpFault:
     kind: `status` answers `status` (429/500/503...) in the provider's error shape, with `Retry-After: retry_after`
     when given; `drop` closes the connection without an answer; `slow` waits `delay` seconds before answering;
     `truncate` (downloads only) promises the full Content-Length and stops after `fraction` of the body.
+    A hostile or broken provider: `replace` runs the request (a create still creates) and answers 200 with `body`
+    (any JSON value: a list, a string) instead; `patch` runs it and merges `body` (an object, merged key by key into
+    nested objects) into its JSON answer and sets `headers` on it (a foreign `results_url`, a bad file id, an upload
+    URL on another host); `lie_length` (downloads only) sends the whole body under a Content-Length of `length`
+    bytes, then closes; `inject_lines` (downloads only) adds `lines`, as given, after the file's own lines.
     A request matches when `provider`, `method` and the `path` regex (searched in the URL path) all match (None or
     "" matches anything). `times` is how many matching requests it hits before it stops; None means every one.
     """
@@ -36,6 +41,10 @@ class HttpFault:
     method: str | None = None
     path: str = ""
     times: int | None = None
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+    length: int = 2_000_000_000
+    lines: list[str] = field(default_factory=list)
 
 
 @dataclass

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import math
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
@@ -198,7 +199,14 @@ def download(
     media_type: str = "application/octet-stream",
     headers: dict[str, str] | None = None,
 ) -> Response:
-    """Stream a file; under a `truncate` fault, promise its whole size and stop short."""
+    """Stream a file; under a `truncate` fault, promise its whole size and stop short; under `lie_length`, promise
+    a size it does not have; under `inject_lines`, add the fault's lines after the file's own."""
+    hostile: HttpFault | None = getattr(request.state, "hostile_download", None)
+    if hostile is not None and hostile.kind == "inject_lines":
+        extra = b"\n" + b"".join(line.encode() + b"\n" for line in hostile.lines)
+        return StreamingResponse(_chunked(itertools.chain(make_chunks(), [extra])), media_type=media_type)
+    if hostile is not None and hostile.kind == "lie_length":
+        return Truncated(_chunked(make_chunks()), hostile.length, hostile.length, media_type)
     fraction = getattr(request.state, "truncate", None)
     if fraction is not None and size is not None:
         length = size()
@@ -215,6 +223,24 @@ def _fault_answer(provider: Provider | None, fault: HttpFault) -> JSON:
     message = _DEFAULT_MESSAGES.get(fault.status, f"Injected error {fault.status}.")
     code = "rate_limit_exceeded" if fault.status == 429 and provider == "openai" else None
     return provider_error(provider, fault.status, message, code=code, headers=headers)
+
+
+def _hostile_answer(response: Response, fault: HttpFault) -> Response:
+    """The handler's answer, replaced by or merged with the fault's body, with the fault's headers."""
+    headers = {k: v for k, v in response.headers.items() if k.lower() not in ("content-length", "content-type")}
+    headers.update(fault.headers)
+    if fault.kind == "replace":
+        return Response(orjson.dumps(fault.body), 200, headers=headers, media_type="application/json")
+    body: bytes = bytes(response.body) if not isinstance(response, StreamingResponse) else b""
+    if fault.body is not None and body:
+        body = orjson.dumps(_merged(orjson.loads(body), fault.body))
+    return Response(body, response.status_code, headers=headers, media_type=response.media_type or "application/json")
+
+
+def _merged(answer: Any, patch: Any) -> Any:
+    if not isinstance(answer, dict) or not isinstance(patch, dict):
+        return patch
+    return {**answer, **{key: _merged(answer.get(key), value) for key, value in patch.items()}}
 
 
 def route(
@@ -244,9 +270,13 @@ def route(
                 await asyncio.sleep(fault.delay)
             if fault.kind == "truncate":
                 request.state.truncate = fault.fraction
+            if fault.kind in ("lie_length", "inject_lines"):
+                request.state.hostile_download = fault
         if auth and not authorized(provider, request):
             return _auth_error(provider)
         response = await handler(request, state)
+        if fault is not None and fault.kind in ("replace", "patch"):
+            response = _hostile_answer(response, fault)
         if provider in _REQUEST_ID_HEADERS and _REQUEST_ID_HEADERS[provider] not in response.headers:
             response.headers[_REQUEST_ID_HEADERS[provider]] = request_id(state)
         return response

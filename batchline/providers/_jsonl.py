@@ -3,6 +3,7 @@ they arrive. Neither ever holds a whole batch in memory."""
 
 from __future__ import annotations
 
+import logging
 import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -11,7 +12,7 @@ from typing import IO, Any
 import httpx2
 import orjson
 
-from .base import TransientProviderError
+log = logging.getLogger("batchline")
 
 READ_SIZE = 1 << 20
 
@@ -71,12 +72,15 @@ def iter_lines(response: httpx2.Response) -> Iterator[bytes]:
         yield last
 
 
-def iter_json_lines(response: httpx2.Response, what: str) -> Iterator[dict[str, Any]]:
-    """Each line of a JSONL download as a dict. A line that is not JSON means the download broke off: try again."""
+def iter_json_lines(response: httpx2.Response, what: str) -> Iterator[Any]:
+    """Each line of a JSONL download, parsed: whatever JSON value it holds, or None for a line that is not JSON.
+
+    A download that broke off is caught below this (a body shorter than its Content-Length raises), so a line that
+    is not JSON is the provider's own: reading it again gives it again. The caller counts it as an anomaly.
+    """
     for line in iter_lines(response):
         try:
-            value = orjson.loads(line)
+            yield orjson.loads(line)
         except orjson.JSONDecodeError:
-            raise TransientProviderError(f"{what}: a line of the download is not JSON; it is read again") from None
-        if isinstance(value, dict):
-            yield value
+            log.warning("%s: a line of %d bytes is not JSON; it is counted as an anomaly", what, len(line))
+            yield None

@@ -23,7 +23,18 @@ from .._json import dumps
 from ..raw import RawRequest
 from ..types import BatchInputError
 from ._jsonl import FileChunks, iter_json_lines, spooled
-from .base import Encoded, Provider, ProviderContext, ProviderRejected, Snapshot, State
+from .base import (
+    UNUSABLE,
+    BrokenDownload,
+    Encoded,
+    MalformedAnswer,
+    Provider,
+    ProviderContext,
+    ProviderRejected,
+    Snapshot,
+    State,
+    path_id,
+)
 from .http import ProviderHTTP
 
 if TYPE_CHECKING:  # the codec side (anthropic_codec) imports them; a worker moving bytes never does
@@ -115,7 +126,8 @@ class AnthropicProvider(Provider):
     def http(self) -> ProviderHTTP:
         """The worker's client, made on first use from `ANTHROPIC_API_KEY` and `ANTHROPIC_BASE_URL`."""
         if self._http is None:
-            self._http = ProviderHTTP("anthropic", *client_config(os.environ))
+            trusted = self._context.settings.trusted_result_hosts if self._context is not None else ()
+            self._http = ProviderHTTP("anthropic", *client_config(os.environ), trusted=trusted)
         return self._http
 
     def _ids_key(self, batch_id: str) -> str:
@@ -132,7 +144,7 @@ class AnthropicProvider(Provider):
             if betas:
                 headers["anthropic-beta"] = betas[0]
             answer = http.request("POST", BATCHES, content=FileChunks(file), headers=headers, idempotent=False)
-        snapshot = to_snapshot(answer.json())
+        snapshot = created_snapshot(answer.content)
         if mapped:
             self._save_ids(snapshot.id, mapped)
         return snapshot
@@ -147,11 +159,13 @@ class AnthropicProvider(Provider):
         pipe.execute()
 
     def status(self, batch_id: str) -> Snapshot:
-        return to_snapshot(self.http.request("GET", f"{BATCHES}/{batch_id}").json())
+        batch_id = path_id(batch_id, "batch id", self.name)
+        return to_snapshot(_json(self.http.request("GET", f"{BATCHES}/{batch_id}").content))
 
     def cancel(self, batch_id: str) -> Snapshot:
         try:
-            return to_snapshot(self.http.request("POST", f"{BATCHES}/{batch_id}/cancel").json())
+            batch_id = path_id(batch_id, "batch id", self.name)
+            return to_snapshot(_json(self.http.request("POST", f"{BATCHES}/{batch_id}/cancel").content))
         except ProviderRejected as error:
             snapshot = self.status(batch_id)
             if snapshot.ended or snapshot.state == "cancelling":
@@ -167,12 +181,19 @@ class AnthropicProvider(Provider):
         key = self._ids_key(batch.id)
         has_mapped = bool(self.context.redis.exists(key))
         chunk: list[tuple[str, str, bytes]] = []
-        with self.http.stream("GET", url) as response:  # the URL Anthropic names, never one built here
-            for line in iter_json_lines(response, f"anthropic: results of {batch.id}"):
-                chunk.append(result_of(line))
-                if len(chunk) == 500:
-                    yield from self._original_ids(key, chunk) if has_mapped else chunk
-                    chunk = []
+        # The URL Anthropic names, never one built here; ProviderHTTP refuses it unless it is on a trusted origin.
+        try:
+            with self.http.stream("GET", url) as response:
+                for line in iter_json_lines(response, f"anthropic: results of {batch.id}"):
+                    chunk.append(result_of(line))
+                    if len(chunk) == 500:
+                        yield from self._original_ids(key, chunk) if has_mapped else chunk
+                        chunk = []
+        except BrokenDownload:
+            # What arrived whole is kept: a body that broke off after its last line (a Content-Length that lied)
+            # may have brought every result already.
+            yield from self._original_ids(key, chunk) if has_mapped else chunk
+            raise
         yield from self._original_ids(key, chunk) if has_mapped else chunk
 
     def _original_ids(self, key: str, chunk: list[tuple[str, str, bytes]]) -> list[tuple[str, str, bytes]]:
@@ -230,9 +251,40 @@ def _create_body(requests: Iterable[tuple[str, bytes]], mapped: dict[str, str], 
     yield b"]}"
 
 
-def to_snapshot(batch: dict[str, Any]) -> Snapshot:
-    status = str(batch.get("processing_status") or "")
-    counts = {k: int(v or 0) for k, v in (batch.get("request_counts") or {}).items()}
+def _json(content: bytes) -> Any:
+    try:
+        return orjson.loads(content)
+    except orjson.JSONDecodeError:
+        raise MalformedAnswer("anthropic: a batch answer is not JSON") from None
+
+
+def created_snapshot(content: bytes) -> Snapshot:
+    """The create call's answer. Once it names the batch's id, nothing else in it can fail the create: the id is
+    what must reach the store (the batch is paid for), and the rest is read again by the first poll."""
+    answer = _json(content)
+    try:
+        return to_snapshot(answer)
+    except MalformedAnswer:
+        batch_id = answer.get("id") if isinstance(answer, dict) else None
+        if not isinstance(batch_id, str) or not batch_id:
+            raise
+        return Snapshot(id=batch_id, status="unreadable", state="running")
+
+
+def _count(value: object) -> int:
+    """A count as sent; anything but a non-negative whole number counts as none."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+
+
+def to_snapshot(batch: object) -> Snapshot:
+    """A Message Batch as a `Snapshot`; `MalformedAnswer` when it is not one (not an object, no id, no status)."""
+    if not isinstance(batch, dict) or not isinstance(batch.get("id"), str) or not batch["id"]:
+        raise MalformedAnswer(f"anthropic: a batch answer is not a Message Batch object ({type(batch).__name__})")
+    status = batch.get("processing_status")
+    if not isinstance(status, str):
+        raise MalformedAnswer(f"anthropic: batch {batch['id'][:80]!r} answered without a processing_status")
+    raw_counts = batch.get("request_counts")
+    counts = {str(k): _count(v) for k, v in raw_counts.items()} if isinstance(raw_counts, dict) else {}
     state: State = STATES.get(status, "running")
     if status == "ended":
         if counts.get("canceled") or batch.get("cancel_initiated_at"):
@@ -241,7 +293,8 @@ def to_snapshot(batch: dict[str, Any]) -> Snapshot:
             state = "expired"  # the work done is returned; the rest expired
         else:
             state = "completed"
-    details = {"results_url": batch["results_url"]} if batch.get("results_url") else {}
+    url = batch.get("results_url")
+    details = {"results_url": url} if isinstance(url, str) and url else {}
     return Snapshot(
         id=str(batch["id"]),
         status=status,
@@ -253,10 +306,18 @@ def to_snapshot(batch: dict[str, Any]) -> Snapshot:
     )
 
 
-def result_of(line: dict[str, Any]) -> tuple[str, str, bytes]:
-    """A results line as `(custom_id, status, body)`: the `result` object is what `batch_decode` reads."""
-    result: dict[str, Any] = line["result"] if isinstance(line.get("result"), dict) else {}
+def result_of(line: object) -> tuple[str, str, bytes]:
+    """A results line as `(custom_id, status, body)`: the `result` object is what `batch_decode` reads.
+
+    A line with no string custom_id, or no `result` object, is `UNUSABLE`: stored under no made-up key."""
+    if (
+        not isinstance(line, dict)
+        or not isinstance(line.get("custom_id"), str)
+        or not isinstance(line.get("result"), dict)
+    ):
+        return UNUSABLE, "no result", b""
+    result: dict[str, Any] = line["result"]
     kind = str(result.get("type"))
     status = kind if kind in RESULT_STATUSES else "errored"
     body = dumps(result) if status in ("succeeded", "errored") else b""
-    return str(line.get("custom_id")), status, body
+    return line["custom_id"], status, body

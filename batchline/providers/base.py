@@ -9,6 +9,7 @@ is spent, and turns stored results back into `ModelResponse`s on read. The trans
 from __future__ import annotations
 
 import abc
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
@@ -218,3 +219,37 @@ class ProviderRejected(Exception):
     def __init__(self, message: str, status_code: int) -> None:
         super().__init__(message)
         self.status_code = status_code
+
+
+class MalformedAnswer(TransientProviderError):
+    """The provider answered something batchline cannot read (not JSON, a list, no id). It may be a proxy's passing
+    glitch, so the step is tried again, a bounded number of times: then the part ends failed, naming this."""
+
+
+class BrokenDownload(TransientProviderError):
+    """A results download broke off after its answer began (a body shorter than its Content-Length, a dropped
+    connection). Tried again a bounded number of times: a download that always breaks the same way is poison."""
+
+
+class HostileAnswer(ProviderRejected):
+    """The provider pointed batchline somewhere it must not go: a URL on a foreign origin, or an id that would change
+    the path it is put in. Nothing is sent; retrying cannot help."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, 0)
+
+
+UNUSABLE = ""
+"""The custom_id `Provider.results` gives a line it could not read (not JSON, no usable id): the pipeline counts it
+as an anomaly and stores nothing for it. No request has it: custom_ids are never empty."""
+
+_PATH_ID = re.compile(r"[A-Za-z0-9_-]{1,256}")
+
+
+def path_id(value: object, what: str, provider: str) -> str:
+    """`value` if it is safe to put in a URL path as one segment; a `HostileAnswer` naming it otherwise, so that
+    `../`, `?` or `/` in an id the provider handed back can never change which path is asked for."""
+    if isinstance(value, str) and _PATH_ID.fullmatch(value):
+        return value
+    shown = repr(value)[:80]
+    raise HostileAnswer(f"{provider}: the provider gave {what} {shown}, which is not a plain id; it is not followed")

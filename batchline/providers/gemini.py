@@ -54,7 +54,7 @@ class GeminiProvider(Provider):
 
     def __init__(self, model_name: str, context: ProviderContext | None = None) -> None:
         super().__init__(model_name.removeprefix("models/"), context)
-        self.api = GeminiAPI()
+        self.api = GeminiAPI(trusted=context.settings.trusted_result_hosts if context is not None else ())
 
     # -- codec ------------------------------------------------------------------------------------------------------
     def encode(self, request: BatchRequest) -> Encoded:
@@ -164,13 +164,12 @@ class GeminiProvider(Provider):
         file_name = wire.responses_file(operation)
         if file_name is not None:
             for line in self.api.file_lines(file_name):
-                if (result := wire.result_line(line)) is not None:
-                    yield result
+                yield wire.result_line(line)
             return
         items = wire.inline_responses(operation)
         if items is None:
             return  # failed, or expired or cancelled before any result: the pipeline gives each its outcome
-        owner = wire.parse_display_name((operation.get("metadata") or {}).get("displayName"))
+        owner = wire.parse_display_name(wire.as_dict(operation.get("metadata")).get("displayName"))
         if owner is None:  # not batchline's: its requests are known only by position
             yield from wire.inline_results(items, None, by_index=True)
             return

@@ -8,14 +8,13 @@ message or log line can show one. `GOOGLE_GEMINI_BASE_URL` points the calls else
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import IO, Any
-from urllib.parse import urlsplit, urlunsplit
 
 import httpx2
 import orjson
 
-from .base import ProviderRejected, TransientProviderError
+from .base import MalformedAnswer, ProviderRejected, TransientProviderError, path_id
 from .http import ProviderHTTP
 
 KEY_VARIABLES = ("GOOGLE_API_KEY", "GEMINI_API_KEY")
@@ -45,8 +44,10 @@ def credentials(environ: Mapping[str, str] | None = None) -> tuple[str, str]:
 class GeminiAPI:
     """One HTTP client per process; it is made again when the environment's key or base URL changes."""
 
-    def __init__(self, transport: httpx2.BaseTransport | None = None) -> None:
+    def __init__(self, transport: httpx2.BaseTransport | None = None, trusted: Iterable[str] = ()) -> None:
         self._transport = transport
+        self._trusted = tuple(trusted)
+        """Origins besides the base URL's that upload URLs may name (`BATCHLINE_TRUSTED_RESULT_HOSTS`)."""
         self._http: ProviderHTTP | None = None
         self._made_for: tuple[str, str] | None = None
 
@@ -57,7 +58,9 @@ class GeminiAPI:
             if self._http is not None:
                 self._http.close()
             key, base_url = wanted
-            self._http = ProviderHTTP("gemini", base_url, {"x-goog-api-key": key}, transport=self._transport)
+            self._http = ProviderHTTP(
+                "gemini", base_url, {"x-goog-api-key": key}, transport=self._transport, trusted=self._trusted
+            )
             self._made_for = wanted
         return self._http
 
@@ -70,10 +73,10 @@ class GeminiAPI:
         return _json(response)
 
     def get_batch(self, name: str) -> dict[str, Any]:
-        return _json(self.http.request("GET", f"{API}/{name}"))
+        return _json(self.http.request("GET", f"{API}/{resource(name, 'batches')}"))
 
     def cancel_batch(self, name: str) -> None:
-        self.http.request("POST", f"{API}/{name}:cancel", content=b"{}", headers=_JSON_BODY)
+        self.http.request("POST", f"{API}/{resource(name, 'batches')}:cancel", content=b"{}", headers=_JSON_BODY)
 
     def batches(self) -> Iterator[dict[str, Any]]:
         """Every batch the key's project has, newest first, a page at a time."""
@@ -84,9 +87,11 @@ class GeminiAPI:
                 params["pageToken"] = token
             page = _json(self.http.request("GET", f"{API}/batches", params=params))
             yield from (op for op in page.get("operations") or [] if isinstance(op, dict))
-            token = str(page.get("nextPageToken") or "")
+            previous, token = token, str(page.get("nextPageToken") or "")
             if not token:
                 return
+            if token == previous:  # a page token that does not move would list forever
+                raise MalformedAnswer("gemini: the list of batches pages on with a token that does not move")
 
     # -- files ------------------------------------------------------------------------------------------------------
     def upload(self, file: IO[bytes], size: int, display_name: str) -> str:
@@ -116,7 +121,7 @@ class GeminiAPI:
         url = start.headers.get("x-goog-upload-url")
         if not url:
             raise TransientProviderError("gemini: the upload start answered without an upload URL")
-        url = _same_origin(url, str(http.client.base_url))
+        # Followed only on the base URL's origin or a trusted one (ProviderHTTP refuses others, sending nothing).
         file.seek(0)
         offset = 0
         while True:
@@ -144,12 +149,13 @@ class GeminiAPI:
         return name
 
     def delete_file(self, name: str) -> None:
-        self.http.request("DELETE", f"{API}/{name}")
+        self.http.request("DELETE", f"{API}/{resource(name, 'files')}")
 
     def file_lines(self, name: str) -> Iterator[bytes]:
         """The lines of a results file, streamed. A download that breaks off is a transient error, and a last line
         cut short is one too: it is read again rather than trusted half-read."""
-        with self.http.stream("GET", f"{API}/{name}:download", params={"alt": "media"}) as response:
+        path = f"{API}/{resource(name, 'files')}:download"
+        with self.http.stream("GET", path, params={"alt": "media"}) as response:
             buffer = bytearray()
             for chunk in response.iter_bytes():
                 buffer += chunk
@@ -157,11 +163,7 @@ class GeminiAPI:
                 if end >= 0:
                     yield from (line for line in bytes(buffer[:end]).split(b"\n") if line.strip())
                     del buffer[: end + 1]
-        if bytes(buffer).strip():
-            try:
-                orjson.loads(buffer)
-            except orjson.JSONDecodeError:
-                raise TransientProviderError(f"gemini: the download of {name} ended inside a line") from None
+        if bytes(buffer).strip():  # the body is whole (a short one raises above): a last line is the provider's own
             yield bytes(buffer)
 
 
@@ -169,11 +171,15 @@ def _json(response: httpx2.Response) -> dict[str, Any]:
     try:
         data = orjson.loads(response.content)
     except orjson.JSONDecodeError:
-        raise TransientProviderError(f"gemini: {response.request.url.path} answered with something not JSON") from None
-    return data if isinstance(data, dict) else {}
+        raise MalformedAnswer(f"gemini: {response.request.url.path} answered with something not JSON") from None
+    if not isinstance(data, dict):
+        raise MalformedAnswer(
+            f"gemini: {response.request.url.path} answered a JSON {type(data).__name__}, not an object"
+        )
+    return data
 
 
-def _same_origin(url: str, base_url: str) -> str:
-    """The upload URL on the host batchline talks to, as google-genai does: a proxy in between keeps seeing it."""
-    base = urlsplit(base_url)
-    return urlunsplit(urlsplit(url)._replace(scheme=base.scheme, netloc=base.netloc))
+def resource(name: object, collection: str) -> str:
+    """`batches/<id>` or `files/<id>` as a path, the id checked: `../`, `?` or `/` in it cannot change the path."""
+    tail = name.removeprefix(f"{collection}/") if isinstance(name, str) else name
+    return f"{collection}/{path_id(tail, f'a {collection[:-1]} name', 'gemini')}"

@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 
 from .._json import dumps
-from .base import Snapshot, State
+from .base import UNUSABLE, MalformedAnswer, Snapshot, State
 
 log = logging.getLogger("batchline.gemini")
 
@@ -110,11 +110,16 @@ def file_batch(name: str, file_name: str) -> bytes:
 
 
 # -- operations -------------------------------------------------------------------------------------------------------
+def as_dict(value: object) -> Mapping[str, Any]:
+    """`value` when it is a JSON object, else an empty one: a field of the wrong shape is read as absent."""
+    return value if isinstance(value, dict) else {}
+
+
 def count(stats: Mapping[str, Any], name: str) -> int:
     """A `batchStats` count: an int64 sent as a string, and absent when zero."""
     try:
-        return int(stats.get(name) or 0)
-    except (TypeError, ValueError):
+        return max(0, int(stats.get(name) or 0))
+    except (TypeError, ValueError, OverflowError):
         return 0
 
 
@@ -128,7 +133,7 @@ def output_of(operation: Mapping[str, Any]) -> Mapping[str, Any]:
     response = operation.get("response")
     if isinstance(response, dict) and ("inlinedResponses" in response or "responsesFile" in response):
         return response
-    output = (operation.get("metadata") or {}).get("output")
+    output = as_dict(operation.get("metadata")).get("output")
     return output if isinstance(output, dict) else {}
 
 
@@ -158,21 +163,25 @@ def snapshot_of(operation: Mapping[str, Any], known_total: int = 0) -> Snapshot:
     A batch that SUCCEEDED with every request failed is reported as failed, with the reason, so the job and its part
     say what happened instead of "completed" (its per-request errors are still read and stored).
     """
-    metadata = operation.get("metadata") or {}
+    metadata = as_dict(operation.get("metadata"))
+    name = operation.get("name") or metadata.get("name")
+    if not isinstance(name, str) or not name:
+        raise MalformedAnswer("gemini: a batch answer names no batch (no `name`)")
     word = str(metadata.get("state") or "BATCH_STATE_UNSPECIFIED")
     state = state_of(word)
-    stats = metadata.get("batchStats") or {}
+    stats = as_dict(metadata.get("batchStats"))
     total = count(stats, "requestCount") or known_total
     succeeded, failed = count(stats, "successfulRequestCount"), count(stats, "failedRequestCount")
     error = error_text(operation.get("error"))
     if state == "completed" and total and not succeeded and failed >= total:
         state = "failed"
         error = f"Gemini reported the batch as {word}, but every one of its {total} requests failed."
-    details: dict[str, Any] = {"display_name": metadata.get("displayName") or ""}
+    shown = metadata.get("displayName")
+    details: dict[str, Any] = {"display_name": shown if isinstance(shown, str) else ""}
     if (file_name := responses_file(operation)) is not None:
         details["responses_file"] = file_name
     return Snapshot(
-        id=str(operation.get("name") or metadata.get("name") or ""),
+        id=name,
         status=word,
         state=state,
         total=total,
@@ -196,19 +205,20 @@ def outcome(item: Mapping[str, Any]) -> tuple[str, bytes] | None:
     return None
 
 
-def result_line(line: bytes) -> tuple[str, str, bytes] | None:
-    """`(custom_id, status, body)` of a results-file line; None for a line that is not one (logged, never shown)."""
+def result_line(line: bytes) -> tuple[str, str, bytes]:
+    """`(custom_id, status, body)` of a results-file line; `UNUSABLE` for a line that is not one (logged, never
+    shown): not JSON, or without a string key and a response or error. A numeric key is not a custom_id."""
     try:
         item = orjson.loads(line)
     except orjson.JSONDecodeError:
         log.error("gemini: a results-file line is not JSON (%d bytes); its request gets no result from it", len(line))
-        return None
+        return UNUSABLE, "not JSON", b""
     key = item.get("key", item.get("custom_id")) if isinstance(item, dict) else None
     found = outcome(item) if isinstance(item, dict) else None
-    if not isinstance(key, str | int) or found is None:
+    if not isinstance(key, str) or found is None:
         log.error("gemini: a results-file line has no key, response or error; it is skipped")
-        return None
-    return (str(key), *found)
+        return UNUSABLE, "no key, response or error", b""
+    return (key, *found)
 
 
 def inline_results(
@@ -227,9 +237,10 @@ def inline_results(
     skipped = 0
     for index, item in enumerate(items):
         found = outcome(item) if isinstance(item, dict) else None
-        key = ((item.get("metadata") or {}) if isinstance(item, dict) else {}).get("key")
+        key = as_dict(item.get("metadata") if isinstance(item, dict) else None).get("key")
         if found is None:
             skipped += 1
+            yield UNUSABLE, "no response or error", b""
         elif isinstance(key, str) and (known is None or key in known):
             yield (key, *found)
         elif by_position:
@@ -239,6 +250,7 @@ def inline_results(
             yield (str(index), *found)
         else:
             skipped += 1
+            yield UNUSABLE, "not matched to a request", b""
     if skipped:
         log.warning("gemini: %d inline responses could not be matched to a request and were left out", skipped)
 

@@ -3,19 +3,26 @@
 Retried: 408, 409, 429, 5xx and dropped connections, as the providers' SDKs retry them. A request that creates
 something paid (`idempotent=False`) is never retried here: it may have gone through before the connection dropped,
 so the pipeline's claim-and-find decides instead. Errors never carry a header, so never the API key.
+
+The headers (the API key) go only to the base URL's origin and the origins the operator trusts
+(`BATCHLINE_TRUSTED_RESULT_HOSTS`): a URL the provider hands back that points elsewhere is refused before anything
+is sent. Redirects are never followed (httpx's default), so a 3xx cannot lead the key away either.
 """
 
 from __future__ import annotations
 
 import email.utils
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx2
 
-from .base import ProviderRejected, TransientProviderError
+from .base import BrokenDownload, HostileAnswer, ProviderRejected, TransientProviderError
+
+TRUSTED_SETTING = "BATCHLINE_TRUSTED_RESULT_HOSTS"
 
 RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
 TIMEOUT = httpx2.Timeout(120.0, connect=10.0)
@@ -33,8 +40,11 @@ class ProviderHTTP:
         attempts: int = 4,
         backoff: float = 0.5,
         transport: httpx2.BaseTransport | None = None,
+        trusted: Iterable[str] = (),
     ) -> None:
         self.provider = provider
+        self.origin = origin_of(base_url)
+        self.trusted = frozenset({self.origin, *(origin_of(o) for o in trusted)})
         self.attempts = attempts
         self.backoff = backoff
         self.client = httpx2.Client(
@@ -43,6 +53,7 @@ class ProviderHTTP:
 
     def request(self, method: str, url: str, *, idempotent: bool = True, **kwargs: Any) -> httpx2.Response:
         """Send a request and return its successful response, retrying what the provider asks to be retried."""
+        self.check_origin(url)
         attempts = self.attempts if idempotent else 1
         for attempt in range(1, attempts + 1):
             try:
@@ -64,17 +75,37 @@ class ProviderHTTP:
 
     @contextmanager
     def stream(self, method: str, url: str, **kwargs: Any) -> Iterator[httpx2.Response]:
-        """A streamed response; a body that ends before its `Content-Length` is a transient error, never trusted."""
+        """A streamed response; a body that ends before its `Content-Length` is a `BrokenDownload`, never trusted.
+
+        A failure before the answer began (no connection) is an ordinary transient error; one after it began, in the
+        body, is a `BrokenDownload`, which the pipeline retries only a bounded number of times.
+        """
+        self.check_origin(url)
+        began = False
         try:
             with self.client.stream(method, url, **kwargs) as response:
+                began = True
                 if not response.is_success:
                     response.read()
                     self.raise_for(response, method, url, last=True)
                 yield response
         except (httpx2.TransportError, httpx2.StreamError) as error:
-            raise TransientProviderError(
+            kind = BrokenDownload if began else TransientProviderError
+            raise kind(
                 f"{self.provider}: the download of {url} broke off ({type(error).__name__}); it is read again"
             ) from None
+
+    def check_origin(self, url: str) -> None:
+        """Refuse, before anything is sent, a URL on an origin that is neither the base URL's nor a trusted one."""
+        parts = urlsplit(url)
+        if not parts.netloc and not parts.scheme:
+            return  # a path: it joins the base URL
+        origin = origin_of(url)
+        if origin not in self.trusted:
+            raise HostileAnswer(
+                f"{self.provider}: the provider pointed batchline at {origin}, which is not the origin of its base URL "
+                f"({self.origin}) nor listed in {TRUSTED_SETTING}; nothing was sent there"
+            )
 
     def raise_for(self, response: httpx2.Response, method: str, url: str, *, last: bool) -> None:
         """Raise for a failed response: rejected for good, or transient once the retries are spent."""
@@ -87,6 +118,17 @@ class ProviderHTTP:
 
     def close(self) -> None:
         self.client.close()
+
+
+def origin_of(url: str) -> str:
+    """`scheme://host:port` of a URL, the port spelled out, so `https://h` and `https://h:443/x` are one origin."""
+    parts = urlsplit(url.strip())
+    scheme = (parts.scheme or "https").lower()
+    try:
+        port = parts.port or {"http": 80, "https": 443}.get(scheme, 0)
+    except ValueError:
+        port = -1  # a port that is not a number: an origin nothing else has
+    return f"{scheme}://{(parts.hostname or '').lower()}:{port}"
 
 
 def retry_after(response: httpx2.Response) -> float | None:

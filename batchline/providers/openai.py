@@ -20,7 +20,18 @@ from .._json import dumps
 from ..raw import RawRequest
 from ..types import BatchInputError
 from ._jsonl import iter_json_lines, spooled
-from .base import Encoded, Provider, ProviderContext, ProviderRejected, Snapshot, State, TransientProviderError
+from .base import (
+    UNUSABLE,
+    Encoded,
+    MalformedAnswer,
+    Provider,
+    ProviderContext,
+    ProviderRejected,
+    Snapshot,
+    State,
+    TransientProviderError,
+    path_id,
+)
 from .http import ProviderHTTP
 
 if TYPE_CHECKING:  # the codec side (openai_codec) imports them; a worker moving bytes never does
@@ -115,7 +126,8 @@ class OpenAIProvider(Provider):
     def http(self) -> ProviderHTTP:
         """The worker's client, made on first use from `OPENAI_API_KEY` and `OPENAI_BASE_URL`."""
         if self._http is None:
-            self._http = ProviderHTTP("openai", *client_config(os.environ))
+            trusted = self._context.settings.trusted_result_hosts if self._context is not None else ()
+            self._http = ProviderHTTP("openai", *client_config(os.environ), trusted=trusted)
         return self._http
 
     def create(
@@ -125,7 +137,8 @@ class OpenAIProvider(Provider):
         endpoint = group.partition(" ")[0] if group.startswith("/v1/") else ENDPOINT  # raw parts name theirs
         with spooled(input_lines(requests, endpoint)) as (file, _):
             upload = {"file": (f"batchline-{job_id}-{part}.jsonl", file, "application/jsonl")}
-            file_id = str(http.request("POST", "/files", data={"purpose": "batch"}, files=upload).json()["id"])
+            uploaded = _json(http.request("POST", "/files", data={"purpose": "batch"}, files=upload).content)
+        file_id = path_id(uploaded.get("id") if isinstance(uploaded, dict) else None, "an input file id", self.name)
         body = {
             "input_file_id": file_id,
             "endpoint": endpoint,
@@ -133,7 +146,7 @@ class OpenAIProvider(Provider):
             "metadata": {"batchline_job": job_id, "batchline_part": str(part)},
         }
         try:
-            created = to_snapshot(http.request("POST", "/batches", json=body, idempotent=False).json())
+            created = created_snapshot(http.request("POST", "/batches", json=body, idempotent=False).content)
         except ProviderRejected:
             self._delete_file(file_id)  # refused: no batch will ever read it
             raise
@@ -144,11 +157,13 @@ class OpenAIProvider(Provider):
             return created
 
     def status(self, batch_id: str) -> Snapshot:
-        return to_snapshot(self.http.request("GET", f"/batches/{batch_id}").json())
+        batch_id = path_id(batch_id, "batch id", self.name)
+        return to_snapshot(_json(self.http.request("GET", f"/batches/{batch_id}").content))
 
     def cancel(self, batch_id: str) -> Snapshot:
         try:
-            return to_snapshot(self.http.request("POST", f"/batches/{batch_id}/cancel").json())
+            batch_id = path_id(batch_id, "batch id", self.name)
+            return to_snapshot(_json(self.http.request("POST", f"/batches/{batch_id}/cancel").content))
         except ProviderRejected as error:
             snapshot = self.status(batch_id)
             if snapshot.ended or snapshot.state == "cancelling":
@@ -159,14 +174,23 @@ class OpenAIProvider(Provider):
         after: str | None = None
         while True:
             params: dict[str, str | int] = {"limit": FIND_PAGE, **({"after": after} if after else {})}
-            page = self.http.request("GET", "/batches", params=params).json()
+            page = _json(self.http.request("GET", "/batches", params=params).content)
+            if not isinstance(page, dict):
+                raise MalformedAnswer("openai: the list of batches is not a JSON object")
             for batch in page.get("data") or []:
-                metadata = batch.get("metadata") or {}
+                metadata = batch.get("metadata") if isinstance(batch, dict) else None
+                if not isinstance(metadata, dict):
+                    continue
                 if metadata.get("batchline_job") == job_id and metadata.get("batchline_part") == str(part):
                     return to_snapshot(batch)
-            after = page.get("last_id")
-            if not page.get("has_more") or not after:
+            last = page.get("last_id")
+            if not page.get("has_more") or not last:
                 return None
+            if not isinstance(last, str) or last == after:  # a cursor that does not move would list forever
+                raise MalformedAnswer(
+                    f"openai: the list of batches pages on with a cursor that does not move ({last!r})"
+                )
+            after = last
 
     def results(self, batch: Snapshot) -> Iterator[tuple[str, str, bytes]]:
         if not batch.ended:  # a stale snapshot (a poll raced the one that saw the end): ask again
@@ -175,6 +199,7 @@ class OpenAIProvider(Provider):
             file_id = batch.details.get(key)
             if not file_id:  # `""` is no file too
                 continue
+            file_id = path_id(file_id, f"an {key.removesuffix('_id').replace('_', ' ')} id", self.name)
             with self.http.stream("GET", f"/files/{file_id}/content") as response:
                 for line in iter_json_lines(response, f"openai: file {file_id}"):
                     yield result_of(line)
@@ -203,7 +228,7 @@ class OpenAIProvider(Provider):
     def _delete_file(self, file_id: str) -> None:
         # Best effort: a file left behind costs storage only, and OpenAI deletes it after 30 days.
         with suppress(TransientProviderError, ProviderRejected):
-            self.http.request("DELETE", f"/files/{file_id}")
+            self.http.request("DELETE", f"/files/{path_id(file_id, 'file id', self.name)}")
 
 
 def client_config(environ: Mapping[str, str]) -> tuple[str, dict[str, str]]:
@@ -232,13 +257,47 @@ def input_lines(requests: Iterable[tuple[str, bytes]], endpoint: str = ENDPOINT)
         yield b"".join((_LINE_HEAD, orjson.dumps(custom_id), middle, body, b"}\n"))
 
 
-def to_snapshot(batch: dict[str, Any]) -> Snapshot:
-    status = str(batch.get("status") or "")
+def _json(content: bytes) -> Any:
+    try:
+        return orjson.loads(content)
+    except orjson.JSONDecodeError:
+        raise MalformedAnswer("openai: an answer is not JSON") from None
+
+
+def created_snapshot(content: bytes) -> Snapshot:
+    """The create call's answer. Once it names the batch's id, nothing else in it can fail the create: the id is
+    what must reach the store (the batch is paid for), and the rest is read again by the next status call."""
+    answer = _json(content)
+    try:
+        return to_snapshot(answer)
+    except MalformedAnswer:
+        batch_id = answer.get("id") if isinstance(answer, dict) else None
+        if not isinstance(batch_id, str) or not batch_id:
+            raise
+        return Snapshot(id=batch_id, status="unreadable", state="running")
+
+
+def _count(value: object) -> int:
+    """A count as sent; anything but a non-negative whole number (`"lots"`) counts as none."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+
+
+def to_snapshot(batch: object) -> Snapshot:
+    """A Batch object as a `Snapshot`; `MalformedAnswer` when it is not one (not an object, no id, no status)."""
+    if not isinstance(batch, dict) or not isinstance(batch.get("id"), str) or not batch["id"]:
+        raise MalformedAnswer(f"openai: a batch answer is not a Batch object ({type(batch).__name__})")
+    status = batch.get("status")
+    if not isinstance(status, str):
+        raise MalformedAnswer(f"openai: batch {batch['id'][:80]!r} answered without a status")
     state = STATES.get(status, "running")  # a status added later is one the batch has not ended in
-    counts = batch.get("request_counts") or {}
-    errors = (batch.get("errors") or {}).get("data") or []
+    raw_counts = batch.get("request_counts")
+    counts: dict[str, Any] = raw_counts if isinstance(raw_counts, dict) else {}
+    box = batch.get("errors")
+    errors = [e for e in (box.get("data") or []) if isinstance(e, dict)] if isinstance(box, dict) else []
     details: dict[str, Any] = {
-        key: batch[key] for key in ("input_file_id", "output_file_id", "error_file_id") if batch.get(key)
+        key: batch[key]
+        for key in ("input_file_id", "output_file_id", "error_file_id")
+        if isinstance(batch.get(key), str) and batch[key]
     }
     if errors:
         details["errors"] = errors
@@ -249,17 +308,21 @@ def to_snapshot(batch: dict[str, Any]) -> Snapshot:
         id=str(batch["id"]),
         status=status,
         state=state,
-        total=int(counts.get("total") or 0),
-        completed=int(counts.get("completed") or 0),
-        failed=int(counts.get("failed") or 0),
+        total=_count(counts.get("total")),
+        completed=_count(counts.get("completed")),
+        failed=_count(counts.get("failed")),
         error=error,
         details=details,
     )
 
 
-def result_of(line: dict[str, Any]) -> tuple[str, str, bytes]:
-    """An output or error file line as `(custom_id, status, body)`, the body being what `batch_decode` reads."""
-    custom_id = str(line.get("custom_id"))
+def result_of(line: object) -> tuple[str, str, bytes]:
+    """An output or error file line as `(custom_id, status, body)`, the body being what `batch_decode` reads.
+
+    A line with no string custom_id is `UNUSABLE`: stored under no made-up key."""
+    if not isinstance(line, dict) or not isinstance(line.get("custom_id"), str):
+        return UNUSABLE, "no custom_id", b""
+    custom_id: str = line["custom_id"]
     response = line.get("response")
     if isinstance(response, dict):
         code = response.get("status_code")
