@@ -276,6 +276,7 @@ def test_unusable_result_lines_are_anomalies_never_results(
     accounted(batch, results)
     assert (batch.completed_count, batch.failed_count) == (10, 0)  # the real results, each stored once
     assert anomalies(batch) == 6
+    assert batch_status_sync(batch).anomaly_count == 6  # what a user sees
     assert not errors(results)
 
 
