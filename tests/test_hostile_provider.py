@@ -309,6 +309,17 @@ def test_a_download_that_keeps_failing_ends_the_part(
     assert created(emulator, model.partition(":")[0].replace("google", "gemini")) == 1
 
 
+def test_a_refused_download_is_waited_for_not_poison(hostile: Callable[..., Emulator]) -> None:
+    """A 403 (a key being rotated, a proxy's rule) more often than the poison bound allows: the job still completes."""
+    emulator = hostile()
+    emulator.add_fault(HttpFault(kind="status", status=403, method="GET", path=r"/content$", times=ATTEMPTS + 1))
+    batch, results = run(OPENAI, timeout=120)
+    assert batch.status is BatchStatus.COMPLETED
+    accounted(batch, results)
+    assert (batch.completed_count, batch.failed_count) == (10, 0)
+    assert calls(emulator, "GET /v1/files/{file_id}/content") == ATTEMPTS + 2
+
+
 @pytest.mark.parametrize(
     ("model", "download", "name"),
     [
