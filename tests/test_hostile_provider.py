@@ -18,7 +18,15 @@ from typing import Any
 import pytest
 from pydantic_ai import ModelRequest
 
-from batchline import BatchStatus, batch_create_sync, batch_results_sync, batch_status_sync, pipeline, worker
+from batchline import (
+    BatchStatus,
+    batch_cancel_sync,
+    batch_create_sync,
+    batch_results_sync,
+    batch_status_sync,
+    pipeline,
+    worker,
+)
 from batchline.config import Settings
 from batchline.emulator import Emulator, HttpFault
 from batchline.providers.gemini import GeminiProvider
@@ -491,3 +499,16 @@ def test_poison_and_a_foreign_results_url_through_a_real_worker(
         worker._current = None
         process.stop()
         setup.cleanup()
+
+
+def test_a_cancel_answer_that_cannot_be_read_does_not_stop_the_job_ending(hostile: Callable[..., Emulator]) -> None:
+    """The provider cancels but answers the cancel call with something unreadable: the polls see the batch end."""
+    emulator = hostile()
+    emulator.configure(stage_seconds=2.0)  # the batch is still running when the cancel comes
+    emulator.add_fault(HttpFault(kind="replace", method="POST", path=r"/cancel$", body=["not", "a", "batch"]))
+    job = batch_create_sync(OPENAI, ask(10), poll_interval=0.1, max_resubmissions=0)
+    batch_cancel_sync(job)
+    batch, results = run_to_end(job.id, timeout=60)
+    assert batch.status is BatchStatus.CANCELLED
+    accounted(batch, results)
+    assert calls(emulator, "POST /v1/batches/{batch_id}/cancel") >= 1
