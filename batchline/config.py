@@ -185,9 +185,10 @@ def _number(source: str, raw: Any, rule: _Rule, *, integer: bool) -> int | float
             number = raw if isinstance(raw, int) else int(str(raw).strip())
         else:
             number = float(raw) if isinstance(raw, int | float) else float(str(raw).strip())
+        finite = math.isfinite(number)  # an integer too large for a float overflows here
     except (TypeError, ValueError, OverflowError):
         raise error from None
-    if not math.isfinite(number) or number > rule.high or number < rule.low or (rule.low_open and number == rule.low):
+    if not finite or number > rule.high or number < rule.low or (rule.low_open and number == rule.low):
         raise error
     return number
 

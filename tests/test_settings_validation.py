@@ -151,3 +151,8 @@ def test_the_celery_config_a_worker_shows_holds_no_password() -> None:
     app = Celery("bltest-conf", set_as_current=False)
     worker.configure(app, Settings.load({}, {"BATCHLINE_BROKER_URL": secret, "BATCHLINE_RESULT_BACKEND": secret}))
     assert "s3cret-pw" not in repr(app.conf.table(with_defaults=True, censored=True))
+
+
+def test_a_number_too_large_for_a_float_is_named_not_a_crash() -> None:
+    with pytest.raises(SettingsError, match="BATCHLINE_TTL_SECONDS"):
+        Settings.load({}, {"BATCHLINE_TTL_SECONDS": "9" * 400})
