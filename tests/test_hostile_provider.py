@@ -30,6 +30,7 @@ from batchline import (
 from batchline.config import Settings
 from batchline.emulator import Emulator, HttpFault
 from batchline.providers.gemini import GeminiProvider
+from batchline.providers.openai import to_snapshot as openai_to_snapshot
 from batchline.runtime import runtime_for
 from batchline.types import Batch, BatchResult
 
@@ -418,8 +419,35 @@ def test_a_listing_that_never_ends_ends_the_part_without_paying_twice(hostile: C
     assert batch.status is BatchStatus.FAILED
     accounted(batch, results)
     (message,) = errors(results)
-    assert "not created again" in message and "does not move" in message
+    assert "not created again" in message and "seen before" in message
     assert calls(emulator, "GET /v1/batches") == 2 * ATTEMPTS  # per try: the first page, then the same cursor
+
+
+def test_a_listing_whose_cursors_go_round_ends_the_part_without_paying_twice(hostile: Callable[..., Emulator]) -> None:
+    """Cursors A, B, A, ...: no two pages in a row repeat one, and still the listing would never end."""
+    emulator = hostile(claim_timeout=0.5)
+    emulator.add_fault(HttpFault(kind="replace", method="POST", path=r"^/v1/batches$", body=["created?"], times=1))
+    for cursor, times in (("batch_a", 1), ("batch_b", 1), ("batch_a", None)):
+        page = {"object": "list", "data": [], "has_more": True, "last_id": cursor}
+        emulator.add_fault(HttpFault(kind="replace", method="GET", path=r"^/v1/batches$", body=page, times=times))
+    batch, results = run(OPENAI)
+    assert created(emulator, "openai") == 1
+    assert batch.status is BatchStatus.FAILED
+    accounted(batch, results)
+    assert "seen before" in next(iter(errors(results)))
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        {"id": "batch_x", "status": "failed", "errors": {"data": 5}},
+        {"id": "batch_x", "status": "failed", "errors": {"data": {"code": "x"}}},
+        {"id": "batch_x", "status": "failed", "errors": "boom"},
+    ],
+)
+def test_an_openai_status_with_errors_of_the_wrong_shape_is_read(answer: dict[str, object]) -> None:
+    snapshot = openai_to_snapshot(answer)
+    assert (snapshot.id, snapshot.state) == ("batch_x", "failed")
 
 
 def test_an_unreadable_anthropic_create_answer_ends_the_part_without_paying_twice(
