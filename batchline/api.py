@@ -261,6 +261,7 @@ def _status(runtime: Runtime, job_id: str) -> Batch:
         request_count=int(job["total"]),
         completed_count=int(job.get("succeeded", 0)),
         failed_count=int(job.get("failed", 0)),
+        anomaly_count=int(job.get("anomalies", 0)),
         provider_batches=[
             ProviderBatch(
                 part=n,

@@ -258,6 +258,8 @@ def status_table(batch: Batch, stored: list[dict[str, str]] | None = None) -> Ta
     table.caption = (
         f"{ok} succeeded, {failed} failed, {not_run} not run (cancelled or expired) of {batch.request_count}"
     )
+    if batch.anomaly_count:
+        table.caption += f"; {batch.anomaly_count} result lines from the provider matched no request and were skipped"
     return table
 
 

@@ -20,11 +20,13 @@ DAY = 24 * 3600
 
 @dataclass(frozen=True)
 class Settings:
-    broker_url: str | None = None
+    # The URLs may hold passwords and stay out of the repr: the settings live in the Celery config, which
+    # `celery inspect conf` and Flower's config page show (Celery censors only the keys it knows).
+    broker_url: str | None = field(default=None, repr=False)
     """The Celery broker. Unset: the embedded default (an in-process broker, worker and Redis)."""
-    redis_url: str | None = None
+    redis_url: str | None = field(default=None, repr=False)
     """The store. Unset: the broker's URL when that is a Redis one, else the embedded in-process Redis."""
-    result_backend: str | None = None
+    result_backend: str | None = field(default=None, repr=False)
     key_prefix: str = "batchline:"
     celery_key_prefix: str = ""
     """Put before every key Celery's Redis broker and result backend write (their `global_keyprefix`), so several
@@ -183,9 +185,10 @@ def _number(source: str, raw: Any, rule: _Rule, *, integer: bool) -> int | float
             number = raw if isinstance(raw, int) else int(str(raw).strip())
         else:
             number = float(raw) if isinstance(raw, int | float) else float(str(raw).strip())
+        finite = math.isfinite(number)  # an integer too large for a float overflows here
     except (TypeError, ValueError, OverflowError):
         raise error from None
-    if not math.isfinite(number) or number > rule.high or number < rule.low or (rule.low_open and number == rule.low):
+    if not finite or number > rule.high or number < rule.low or (rule.low_open and number == rule.low):
         raise error
     return number
 

@@ -294,7 +294,7 @@ def fetch(runtime: Runtime, job_id: str, n: int, progress: Callable[[int, int], 
                     "job %s part %d: %d result lines were anomalies (%s)", job_id, n, anomalies, screen.seen_kinds
                 )
             if screen.error is not None and not _all_read(runtime, job_id, n, retry):
-                poison = isinstance(screen.error, MalformedAnswer | BrokenDownload | ProviderRejected)
+                poison = isinstance(screen.error, MalformedAnswer | BrokenDownload) or _gone(screen.error)
                 final_now = isinstance(screen.error, HostileAnswer)
                 if not final_now and (not poison or not _poisoned(runtime, job_id, n, "fetch")):
                     raise screen.error  # what was read is stored; the task tries again after its back-off
@@ -321,6 +321,12 @@ def fetch(runtime: Runtime, job_id: str, n: int, progress: Callable[[int, int], 
         if retry_ids:
             return [Next("submit")]
     return [Next("deliver")] if finish(runtime, job_id) else []
+
+
+def _gone(error: Exception) -> bool:
+    """A results file the provider says is not there (404, 410): poison. Any other refusal (401, 403: a key being
+    rotated, a proxy's rule) is waited for, slowly, as the task does with every refusal."""
+    return isinstance(error, ProviderRejected) and error.status_code in (404, 410)
 
 
 class Screen:

@@ -46,13 +46,20 @@ def _requeue_on_outage(step: F) -> F:
     """
 
     @functools.wraps(step)
-    def run(self: Task[Any, Any], *args: Any) -> Any:
+    def run(self: Task[Any, Any], *args: Any, **kwargs: Any) -> Any:
         try:
-            return step(self, *args)
-        except _OUTAGE as error:
-            log.warning("%s for job %s: Redis unreachable (%s); the message goes back", self.name, args[0], error)
-            time.sleep(_OUTAGE_PAUSE)  # a store that stays down while the broker is up: no busy loop of redeliveries
-            raise Reject(f"Redis unreachable: {error}", requeue=True) from None
+            return step(self, *args, **kwargs)
+        except Reject as rejected:
+            # `self.retry` rejects without requeue when it cannot publish the retry: the same outage.
+            reason = getattr(rejected, "reason", None)  # not in the type stubs
+            if not isinstance(reason, _OUTAGE):
+                raise
+            error: Exception = reason
+        except _OUTAGE as outage:
+            error = outage
+        log.warning("%s: Redis unreachable (%s); the message goes back", self.name, error)
+        time.sleep(_OUTAGE_PAUSE)  # a store that stays down while the broker is up: no busy loop of redeliveries
+        raise Reject(f"Redis unreachable: {error}", requeue=True) from None
 
     return run  # type: ignore[return-value]
 

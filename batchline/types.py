@@ -69,6 +69,9 @@ class Batch(BaseModel):
     """Requests with a successful result."""
     failed_count: int = 0
     """Requests with an error result, including those the provider never ran."""
+    anomaly_count: int = 0
+    """Result lines the provider sent that match no request of the job (not JSON, no custom_id, an id outside the
+    part, a repeat): never stored or counted as results, so the counts above never exceed `request_count`."""
     provider_batches: list[ProviderBatch] = []
 
     @property

@@ -459,3 +459,18 @@ def test_a_step_that_cannot_reach_redis_is_requeued_not_acknowledged(
     with pytest.raises(Reject) as rejected:
         tasks.poll.run("batch_x", 0)
     assert rejected.value.requeue is True  # Celery would have acknowledged a failure, losing the step
+
+
+def test_a_retry_the_broker_could_not_take_is_requeued_not_dropped(
+    embedded: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`Task.retry` rejects without requeue when it cannot publish the retry; during an outage that loses the step."""
+
+    def retry_not_published(*args: object, **kwargs: object) -> None:
+        raise Reject(OperationalError("Error 111 connecting to 127.0.0.1:6390."), requeue=False)
+
+    monkeypatch.setattr(tasks, "_OUTAGE_PAUSE", 0.0)
+    monkeypatch.setattr(pipeline, "poll", retry_not_published)
+    with pytest.raises(Reject) as rejected:
+        tasks.poll.run(job_id="batch_x", part=0)  # keyword arguments, as a canvas may send them
+    assert rejected.value.requeue is True

@@ -18,10 +18,19 @@ from typing import Any
 import pytest
 from pydantic_ai import ModelRequest
 
-from batchline import BatchStatus, batch_create_sync, batch_results_sync, batch_status_sync, pipeline, worker
+from batchline import (
+    BatchStatus,
+    batch_cancel_sync,
+    batch_create_sync,
+    batch_results_sync,
+    batch_status_sync,
+    pipeline,
+    worker,
+)
 from batchline.config import Settings
 from batchline.emulator import Emulator, HttpFault
 from batchline.providers.gemini import GeminiProvider
+from batchline.providers.openai import to_snapshot as openai_to_snapshot
 from batchline.runtime import runtime_for
 from batchline.types import Batch, BatchResult
 
@@ -276,6 +285,7 @@ def test_unusable_result_lines_are_anomalies_never_results(
     accounted(batch, results)
     assert (batch.completed_count, batch.failed_count) == (10, 0)  # the real results, each stored once
     assert anomalies(batch) == 6
+    assert batch_status_sync(batch).anomaly_count == 6  # what a user sees
     assert not errors(results)
 
 
@@ -306,6 +316,17 @@ def test_a_download_that_keeps_failing_ends_the_part(
     assert ("404" in message) if fault == "404" else ("broke off" in message)
     assert calls(emulator, name) == ATTEMPTS  # bounded: tried, backed off, tried again, then ended
     assert created(emulator, model.partition(":")[0].replace("google", "gemini")) == 1
+
+
+def test_a_refused_download_is_waited_for_not_poison(hostile: Callable[..., Emulator]) -> None:
+    """A 403 (a key being rotated, a proxy's rule) more often than the poison bound allows: the job still completes."""
+    emulator = hostile()
+    emulator.add_fault(HttpFault(kind="status", status=403, method="GET", path=r"/content$", times=ATTEMPTS + 1))
+    batch, results = run(OPENAI, timeout=120)
+    assert batch.status is BatchStatus.COMPLETED
+    accounted(batch, results)
+    assert (batch.completed_count, batch.failed_count) == (10, 0)
+    assert calls(emulator, "GET /v1/files/{file_id}/content") == ATTEMPTS + 2
 
 
 @pytest.mark.parametrize(
@@ -398,8 +419,35 @@ def test_a_listing_that_never_ends_ends_the_part_without_paying_twice(hostile: C
     assert batch.status is BatchStatus.FAILED
     accounted(batch, results)
     (message,) = errors(results)
-    assert "not created again" in message and "does not move" in message
+    assert "not created again" in message and "seen before" in message
     assert calls(emulator, "GET /v1/batches") == 2 * ATTEMPTS  # per try: the first page, then the same cursor
+
+
+def test_a_listing_whose_cursors_go_round_ends_the_part_without_paying_twice(hostile: Callable[..., Emulator]) -> None:
+    """Cursors A, B, A, ...: no two pages in a row repeat one, and still the listing would never end."""
+    emulator = hostile(claim_timeout=0.5)
+    emulator.add_fault(HttpFault(kind="replace", method="POST", path=r"^/v1/batches$", body=["created?"], times=1))
+    for cursor, times in (("batch_a", 1), ("batch_b", 1), ("batch_a", None)):
+        page = {"object": "list", "data": [], "has_more": True, "last_id": cursor}
+        emulator.add_fault(HttpFault(kind="replace", method="GET", path=r"^/v1/batches$", body=page, times=times))
+    batch, results = run(OPENAI)
+    assert created(emulator, "openai") == 1
+    assert batch.status is BatchStatus.FAILED
+    accounted(batch, results)
+    assert "seen before" in next(iter(errors(results)))
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        {"id": "batch_x", "status": "failed", "errors": {"data": 5}},
+        {"id": "batch_x", "status": "failed", "errors": {"data": {"code": "x"}}},
+        {"id": "batch_x", "status": "failed", "errors": "boom"},
+    ],
+)
+def test_an_openai_status_with_errors_of_the_wrong_shape_is_read(answer: dict[str, object]) -> None:
+    snapshot = openai_to_snapshot(answer)
+    assert (snapshot.id, snapshot.state) == ("batch_x", "failed")
 
 
 def test_an_unreadable_anthropic_create_answer_ends_the_part_without_paying_twice(
@@ -479,3 +527,16 @@ def test_poison_and_a_foreign_results_url_through_a_real_worker(
         worker._current = None
         process.stop()
         setup.cleanup()
+
+
+def test_a_cancel_answer_that_cannot_be_read_does_not_stop_the_job_ending(hostile: Callable[..., Emulator]) -> None:
+    """The provider cancels but answers the cancel call with something unreadable: the polls see the batch end."""
+    emulator = hostile()
+    emulator.configure(stage_seconds=2.0)  # the batch is still running when the cancel comes
+    emulator.add_fault(HttpFault(kind="replace", method="POST", path=r"/cancel$", body=["not", "a", "batch"]))
+    job = batch_create_sync(OPENAI, ask(10), poll_interval=0.1, max_resubmissions=0)
+    batch_cancel_sync(job)
+    batch, results = run_to_end(job.id, timeout=60)
+    assert batch.status is BatchStatus.CANCELLED
+    accounted(batch, results)
+    assert calls(emulator, "POST /v1/batches/{batch_id}/cancel") >= 1

@@ -257,7 +257,8 @@ def test_worker_beat_and_flower_commands_start(readme_setup: RealSetup, emulator
 
 
 def queued(setup: RealSetup) -> list[bytes]:
-    return setup.client.lrange(setup.settings.queue or "", 0, -1)  # type: ignore[return-value]
+    key = setup.settings.celery_key_prefix + (setup.settings.queue or "")  # kombu puts its prefix on the queue's list
+    return setup.client.lrange(key, 0, -1)  # type: ignore[return-value]
 
 
 def free_port() -> int:

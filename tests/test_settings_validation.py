@@ -10,9 +10,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from celery import Celery
 from hypothesis import given
 from hypothesis import strategies as st
 
+from batchline import worker
 from batchline.config import DAY, Settings, SettingsError
 
 from .conftest import ROOT
@@ -141,3 +143,16 @@ def test_submit_with_a_bad_setting_says_so_in_one_line(clean_env: dict[str, str]
     assert result.returncode == 1
     lines = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
     assert len(lines) == 1 and f"SettingsError: {says}" in lines[0], result.stdout + result.stderr
+
+
+def test_the_celery_config_a_worker_shows_holds_no_password() -> None:
+    """`celery inspect conf` and Flower's config page show the app's config, censored only where Celery knows."""
+    secret = "redis://:s3cret-pw@127.0.0.1:6379/9"
+    app = Celery("bltest-conf", set_as_current=False)
+    worker.configure(app, Settings.load({}, {"BATCHLINE_BROKER_URL": secret, "BATCHLINE_RESULT_BACKEND": secret}))
+    assert "s3cret-pw" not in repr(app.conf.table(with_defaults=True, censored=True))
+
+
+def test_a_number_too_large_for_a_float_is_named_not_a_crash() -> None:
+    with pytest.raises(SettingsError, match="BATCHLINE_TTL_SECONDS"):
+        Settings.load({}, {"BATCHLINE_TTL_SECONDS": "9" * 400})

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import abc
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
@@ -211,6 +211,11 @@ class TransientProviderError(Exception):
     def __init__(self, message: str, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+def as_dict(value: object) -> Mapping[str, Any]:
+    """`value` when it is a JSON object, else an empty one: a field of the wrong shape is read as absent."""
+    return value if isinstance(value, dict) else {}
 
 
 class ProviderRejected(Exception):

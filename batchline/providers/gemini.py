@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from ..store import CHUNK
 from . import gemini_wire as wire
-from .base import Encoded, Provider, ProviderContext, ProviderRejected, Snapshot, TransientProviderError
+from .base import Encoded, Provider, ProviderContext, ProviderRejected, Snapshot, TransientProviderError, as_dict
 from .gemini_api import GeminiAPI, credentials
 from .gemini_input import PartInput
 
@@ -155,7 +155,7 @@ class GeminiProvider(Provider):
     def find(self, job_id: str, part: int) -> Snapshot | None:
         wanted = wire.display_name(job_id, part)
         for operation in self.api.batches():
-            if (operation.get("metadata") or {}).get("displayName") == wanted:
+            if as_dict(operation.get("metadata")).get("displayName") == wanted:
                 return self._snapshot(operation)
         return None
 
@@ -169,7 +169,7 @@ class GeminiProvider(Provider):
         items = wire.inline_responses(operation)
         if items is None:
             return  # failed, or expired or cancelled before any result: the pipeline gives each its outcome
-        owner = wire.parse_display_name(wire.as_dict(operation.get("metadata")).get("displayName"))
+        owner = wire.parse_display_name(as_dict(operation.get("metadata")).get("displayName"))
         if owner is None:  # not batchline's: its requests are known only by position
             yield from wire.inline_results(items, None, by_index=True)
             return

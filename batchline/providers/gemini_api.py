@@ -14,7 +14,7 @@ from typing import IO, Any
 import httpx2
 import orjson
 
-from .base import MalformedAnswer, ProviderRejected, TransientProviderError, path_id
+from .base import MalformedAnswer, ProviderRejected, TransientProviderError, as_dict, path_id
 from .http import ProviderHTTP
 
 KEY_VARIABLES = ("GOOGLE_API_KEY", "GEMINI_API_KEY")
@@ -80,18 +80,20 @@ class GeminiAPI:
 
     def batches(self) -> Iterator[dict[str, Any]]:
         """Every batch the key's project has, newest first, a page at a time."""
-        token = ""
+        token, seen = "", set[str]()
         while True:
             params: dict[str, str | int] = {"pageSize": LIST_PAGE}
             if token:
                 params["pageToken"] = token
             page = _json(self.http.request("GET", f"{API}/batches", params=params))
-            yield from (op for op in page.get("operations") or [] if isinstance(op, dict))
-            previous, token = token, str(page.get("nextPageToken") or "")
+            listed = page.get("operations")
+            yield from (op for op in (listed if isinstance(listed, list) else []) if isinstance(op, dict))
+            token = str(page.get("nextPageToken") or "")
             if not token:
                 return
-            if token == previous:  # a page token that does not move would list forever
-                raise MalformedAnswer("gemini: the list of batches pages on with a token that does not move")
+            if token in seen:  # a page token that comes round again would list forever
+                raise MalformedAnswer("gemini: the list of batches pages on with a token seen before")
+            seen.add(token)
 
     # -- files ------------------------------------------------------------------------------------------------------
     def upload(self, file: IO[bytes], size: int, display_name: str) -> str:
@@ -143,7 +145,7 @@ class GeminiAPI:
                 break
             if answer.headers.get("x-goog-upload-status") not in (None, "active"):
                 raise TransientProviderError("gemini: the upload session ended before the file was complete")
-        name = (_json(answer).get("file") or {}).get("name")
+        name = as_dict(_json(answer).get("file")).get("name")
         if answer.headers.get("x-goog-upload-status", "final") != "final" or not isinstance(name, str):
             raise TransientProviderError("gemini: the upload did not end with a stored file")
         return name

@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 
 from .._json import dumps
-from .base import UNUSABLE, MalformedAnswer, Snapshot, State
+from .base import UNUSABLE, MalformedAnswer, Snapshot, State, as_dict
 
 log = logging.getLogger("batchline.gemini")
 
@@ -110,11 +110,6 @@ def file_batch(name: str, file_name: str) -> bytes:
 
 
 # -- operations -------------------------------------------------------------------------------------------------------
-def as_dict(value: object) -> Mapping[str, Any]:
-    """`value` when it is a JSON object, else an empty one: a field of the wrong shape is read as absent."""
-    return value if isinstance(value, dict) else {}
-
-
 def count(stats: Mapping[str, Any], name: str) -> int:
     """A `batchStats` count: an int64 sent as a string, and absent when zero."""
     try:

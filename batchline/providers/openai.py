@@ -30,6 +30,7 @@ from .base import (
     Snapshot,
     State,
     TransientProviderError,
+    as_dict,
     path_id,
 )
 from .http import ProviderHTTP
@@ -172,12 +173,14 @@ class OpenAIProvider(Provider):
 
     def find(self, job_id: str, part: int) -> Snapshot | None:
         after: str | None = None
+        seen: set[str] = set()
         while True:
             params: dict[str, str | int] = {"limit": FIND_PAGE, **({"after": after} if after else {})}
             page = _json(self.http.request("GET", "/batches", params=params).content)
             if not isinstance(page, dict):
                 raise MalformedAnswer("openai: the list of batches is not a JSON object")
-            for batch in page.get("data") or []:
+            listed = page.get("data")
+            for batch in listed if isinstance(listed, list) else []:
                 metadata = batch.get("metadata") if isinstance(batch, dict) else None
                 if not isinstance(metadata, dict):
                     continue
@@ -186,10 +189,9 @@ class OpenAIProvider(Provider):
             last = page.get("last_id")
             if not page.get("has_more") or not last:
                 return None
-            if not isinstance(last, str) or last == after:  # a cursor that does not move would list forever
-                raise MalformedAnswer(
-                    f"openai: the list of batches pages on with a cursor that does not move ({last!r})"
-                )
+            if not isinstance(last, str) or last in seen:  # a cursor that comes round again would list forever
+                raise MalformedAnswer(f"openai: the list of batches pages on with a cursor seen before ({last!r})")
+            seen.add(last)
             after = last
 
     def results(self, batch: Snapshot) -> Iterator[tuple[str, str, bytes]]:
@@ -292,8 +294,8 @@ def to_snapshot(batch: object) -> Snapshot:
     state = STATES.get(status, "running")  # a status added later is one the batch has not ended in
     raw_counts = batch.get("request_counts")
     counts: dict[str, Any] = raw_counts if isinstance(raw_counts, dict) else {}
-    box = batch.get("errors")
-    errors = [e for e in (box.get("data") or []) if isinstance(e, dict)] if isinstance(box, dict) else []
+    data = as_dict(batch.get("errors")).get("data")
+    errors = [e for e in data if isinstance(e, dict)] if isinstance(data, list) else []
     details: dict[str, Any] = {
         key: batch[key]
         for key in ("input_file_id", "output_file_id", "error_file_id")
