@@ -39,8 +39,9 @@ must not): there are no results to look for."""
 
 POISON_ATTEMPTS = 5
 """How often a poll or fetch of one part may meet poison (an unreadable answer, a refused download, one that breaks
-off) before the part ends failed with that cause. The task's own back-off (1, 2, 4, 8 s) runs between tries; a
-provider that is busy (429, 5xx, no connection) is not poison and is waited for as before."""
+off) before the part ends failed with that cause. The task's own back-off runs between tries: 1, 2, 4, 8 s for a
+fetch; for a poll, whose regular re-polls are retries too, up to 300 s each. A provider that is busy (429, 5xx, no
+connection) is not poison and is waited for as before."""
 
 _ACTIVE = (BatchStatus.PENDING, BatchStatus.IN_PROGRESS, BatchStatus.CANCELLING)
 

@@ -75,8 +75,9 @@ def iter_lines(response: httpx2.Response) -> Iterator[bytes]:
 def iter_json_lines(response: httpx2.Response, what: str) -> Iterator[Any]:
     """Each line of a JSONL download, parsed: whatever JSON value it holds, or None for a line that is not JSON.
 
-    A download that broke off is caught below this (a body shorter than its Content-Length raises), so a line that
-    is not JSON is the provider's own: reading it again gives it again. The caller counts it as an anomaly.
+    A download shorter than its Content-Length raises below this; one sent without a length cannot be told from a
+    whole one, so a line that is not JSON is taken as the provider's own (reading it again would give it again) and
+    the caller counts it as an anomaly; the requests it held end without a result, with the batch's error.
     """
     for line in iter_lines(response):
         try:

@@ -154,8 +154,9 @@ class GeminiAPI:
         self.http.request("DELETE", f"{API}/{resource(name, 'files')}")
 
     def file_lines(self, name: str) -> Iterator[bytes]:
-        """The lines of a results file, streamed. A download that breaks off is a transient error, and a last line
-        cut short is one too: it is read again rather than trusted half-read."""
+        """The lines of a results file, streamed. A download shorter than its Content-Length raises (a transient
+        error: it is read again); a body that is whole gives its last line as it is, counted as an anomaly by the
+        caller if it is not a result."""
         path = f"{API}/{resource(name, 'files')}:download"
         with self.http.stream("GET", path, params={"alt": "media"}) as response:
             buffer = bytearray()
