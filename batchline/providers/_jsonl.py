@@ -77,7 +77,7 @@ def iter_json_lines(response: httpx2.Response, what: str) -> Iterator[Any]:
 
     A download shorter than its Content-Length raises below this; one sent without a length cannot be told from a
     whole one, so a line that is not JSON is taken as the provider's own (reading it again would give it again) and
-    the caller counts it as an anomaly; the requests it held end without a result, with the batch's error.
+    the caller counts it as an anomaly, and a request it held ends as one the batch did not run.
     """
     for line in iter_lines(response):
         try:
