@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-DAY = 24 * 3600
+from .validation import DAY, plain_number
 
 
 @dataclass(frozen=True)
@@ -172,9 +172,9 @@ def _number(source: str, raw: Any, rule: _Rule, *, integer: bool) -> int | float
     kind = "a whole number" if integer else "a number"
     bounds = []
     if rule.low > -math.inf:
-        bounds.append(f"{'above' if rule.low_open else 'at least'} {_plain(rule.low)}")
+        bounds.append(f"{'above' if rule.low_open else 'at least'} {plain_number(rule.low)}")
     if rule.high < math.inf:
-        bounds.append(f"at most {_plain(rule.high)}")
+        bounds.append(f"at most {plain_number(rule.high)}")
     takes = f"{kind}{', ' + ' and '.join(bounds) if bounds else ''}{rule.unit}"
     error = SettingsError(f"{source} must be {takes}{f' ({rule.why})' if rule.why else ''}, not {raw!r}.")
     number: float
@@ -193,10 +193,6 @@ def _number(source: str, raw: Any, rule: _Rule, *, integer: bool) -> int | float
     return number
 
 
-def _plain(number: float) -> str:
-    return str(int(number)) if number == int(number) else f"{number:g}"
-
-
 def _boolean(source: str, raw: Any) -> bool:
     if isinstance(raw, bool):
         return raw
@@ -213,7 +209,7 @@ def _check_together(settings: Settings, sources: Mapping[str, str]) -> None:
     poll, visibility, ttl = (sources[n] for n in ("max_poll_interval", "visibility_timeout", "ttl_seconds"))
     if settings.max_poll_interval >= settings.visibility_timeout:
         raise SettingsError(
-            f"{poll} ({_plain(settings.max_poll_interval)}s) must stay below {visibility} "
+            f"{poll} ({plain_number(settings.max_poll_interval)}s) must stay below {visibility} "
             f"({settings.visibility_timeout}s): a poll waits that long unacknowledged, and the broker would redeliver "
             "it."
         )

@@ -30,11 +30,12 @@ class Range:
     def describe(self) -> str:
         kind = "a whole number" if self.integer else "a number"
         if self.low_open:
-            return f"{kind} above {_plain(self.low)} and at most {_plain(self.high)}{self.unit}"
-        return f"{kind} from {_plain(self.low)} to {_plain(self.high)}{self.unit}"
+            return f"{kind} above {plain_number(self.low)} and at most {plain_number(self.high)}{self.unit}"
+        return f"{kind} from {plain_number(self.low)} to {plain_number(self.high)}{self.unit}"
 
 
-def _plain(number: float) -> str:
+def plain_number(number: float) -> str:
+    """12.0 as 12, 0.5 as 0.5: a bound as a person writes it."""
     return str(int(number)) if number == int(number) else f"{number:g}"
 
 
