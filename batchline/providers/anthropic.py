@@ -33,6 +33,9 @@ from .base import (
     ProviderRejected,
     Snapshot,
     State,
+    count_of,
+    created_snapshot_of,
+    json_answer,
     path_id,
 )
 from .http import ProviderHTTP
@@ -252,28 +255,11 @@ def _create_body(requests: Iterable[tuple[str, bytes]], mapped: dict[str, str], 
 
 
 def _json(content: bytes) -> Any:
-    try:
-        return orjson.loads(content)
-    except orjson.JSONDecodeError:
-        raise MalformedAnswer("anthropic: a batch answer is not JSON") from None
+    return json_answer(content, "anthropic")
 
 
 def created_snapshot(content: bytes) -> Snapshot:
-    """The create call's answer. Once it names the batch's id, nothing else in it can fail the create: the id is
-    what must reach the store (the batch is paid for), and the rest is read again by the first poll."""
-    answer = _json(content)
-    try:
-        return to_snapshot(answer)
-    except MalformedAnswer:
-        batch_id = answer.get("id") if isinstance(answer, dict) else None
-        if not isinstance(batch_id, str) or not batch_id:
-            raise
-        return Snapshot(id=batch_id, status="unreadable", state="running")
-
-
-def _count(value: object) -> int:
-    """A count as sent; anything but a non-negative whole number counts as none."""
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+    return created_snapshot_of(content, "anthropic", to_snapshot)
 
 
 def to_snapshot(batch: object) -> Snapshot:
@@ -284,7 +270,7 @@ def to_snapshot(batch: object) -> Snapshot:
     if not isinstance(status, str):
         raise MalformedAnswer(f"anthropic: batch {batch['id'][:80]!r} answered without a processing_status")
     raw_counts = batch.get("request_counts")
-    counts = {str(k): _count(v) for k, v in raw_counts.items()} if isinstance(raw_counts, dict) else {}
+    counts = {str(k): count_of(v) for k, v in raw_counts.items()} if isinstance(raw_counts, dict) else {}
     state: State = STATES.get(status, "running")
     if status == "ended":
         if counts.get("canceled") or batch.get("cancel_initiated_at"):

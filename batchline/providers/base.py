@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import abc
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
@@ -258,3 +258,29 @@ def path_id(value: object, what: str, provider: str) -> str:
         return value
     shown = repr(value)[:80]
     raise HostileAnswer(f"{provider}: the provider gave {what} {shown}, which is not a plain id; it is not followed")
+
+
+def json_answer(content: bytes, provider: str) -> Any:
+    """A JSON answer, or `MalformedAnswer` naming the provider."""
+    try:
+        return orjson.loads(content)
+    except orjson.JSONDecodeError:
+        raise MalformedAnswer(f"{provider}: an answer is not JSON") from None
+
+
+def created_snapshot_of(content: bytes, provider: str, to_snapshot: Callable[[object], Snapshot]) -> Snapshot:
+    """A create call's answer. Once it names the batch's id, nothing else in it can fail the create: the id is what
+    must reach the store (the batch is paid for), and the rest is read again by the next status call."""
+    answer = json_answer(content, provider)
+    try:
+        return to_snapshot(answer)
+    except MalformedAnswer:
+        batch_id = answer.get("id") if isinstance(answer, dict) else None
+        if not isinstance(batch_id, str) or not batch_id:
+            raise
+        return Snapshot(id=batch_id, status="unreadable", state="running")
+
+
+def count_of(value: object) -> int:
+    """A count as sent; anything but a non-negative whole number (`"lots"`) counts as none."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0

@@ -31,6 +31,9 @@ from .base import (
     State,
     TransientProviderError,
     as_dict,
+    count_of,
+    created_snapshot_of,
+    json_answer,
     path_id,
 )
 from .http import ProviderHTTP
@@ -260,28 +263,11 @@ def input_lines(requests: Iterable[tuple[str, bytes]], endpoint: str = ENDPOINT)
 
 
 def _json(content: bytes) -> Any:
-    try:
-        return orjson.loads(content)
-    except orjson.JSONDecodeError:
-        raise MalformedAnswer("openai: an answer is not JSON") from None
+    return json_answer(content, "openai")
 
 
 def created_snapshot(content: bytes) -> Snapshot:
-    """The create call's answer. Once it names the batch's id, nothing else in it can fail the create: the id is
-    what must reach the store (the batch is paid for), and the rest is read again by the next status call."""
-    answer = _json(content)
-    try:
-        return to_snapshot(answer)
-    except MalformedAnswer:
-        batch_id = answer.get("id") if isinstance(answer, dict) else None
-        if not isinstance(batch_id, str) or not batch_id:
-            raise
-        return Snapshot(id=batch_id, status="unreadable", state="running")
-
-
-def _count(value: object) -> int:
-    """A count as sent; anything but a non-negative whole number (`"lots"`) counts as none."""
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+    return created_snapshot_of(content, "openai", to_snapshot)
 
 
 def to_snapshot(batch: object) -> Snapshot:
@@ -310,9 +296,9 @@ def to_snapshot(batch: object) -> Snapshot:
         id=str(batch["id"]),
         status=status,
         state=state,
-        total=_count(counts.get("total")),
-        completed=_count(counts.get("completed")),
-        failed=_count(counts.get("failed")),
+        total=count_of(counts.get("total")),
+        completed=count_of(counts.get("completed")),
+        failed=count_of(counts.get("failed")),
         error=error,
         details=details,
     )
