@@ -153,6 +153,7 @@ def _send_submit(app: Celery, runtime: Runtime, job_id: str, parts: int) -> None
             pipe = store.redis.pipeline(transaction=True)
             pipe.delete(*store.job_keys(job_id, parts))
             pipe.zrem(f"{store.prefix}jobs", job_id)
+            pipe.zrem(store.pending_key(), job_id)  # the sweep has nothing to re-send
             pipe.execute()
         except RedisError as lost:
             raise OperationalError(

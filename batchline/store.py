@@ -15,6 +15,7 @@ Per job `J` (with prefix `P`):
 | `P:job:J:delivered` | set | delivery chunks whose effect has happened |
 | `P:jobs` | sorted set | job ids by creation time |
 | `P:polls` | sorted set | `J:N` -> time of the part's last poll, for the sweep |
+| `P:pending` | sorted set | `J` -> when a submit of the still `pending` job was last sent or ran, for the sweep |
 
 Results are stored once: a result for a custom_id that already has one is ignored, so a fetch that runs again
 after a crash duplicates nothing and counts nothing twice.
@@ -76,15 +77,17 @@ end
 return missing
 """
 
-# Move a hash's `state` to ARGV[1] only from one of the ARGV[2] states that follow, setting the field/value pairs
-# after them in the same step; answer whether it moved.
+# Move a hash's `state` to ARGV[1] only from one of the ARGV[3] states that follow, setting the field/value pairs
+# after them in the same step; answer whether it moved. Given a sorted set KEYS[2], a move also takes ARGV[2] out of
+# it: a job that leaves `pending` leaves the sweep's list of jobs waiting for their submit in the same step.
 _TRANSITION = """
 local current = redis.call('HGET', KEYS[1], 'state')
-local count = tonumber(ARGV[2])
-for i = 3, 2 + count do
+local count = tonumber(ARGV[3])
+for i = 4, 3 + count do
   if current == ARGV[i] then
     redis.call('HSET', KEYS[1], 'state', ARGV[1])
-    for j = 3 + count, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[j], ARGV[j + 1]) end
+    for j = 4 + count, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[j], ARGV[j + 1]) end
+    if KEYS[2] then redis.call('ZREM', KEYS[2], ARGV[2]) end
     return 1
   end
 end
@@ -155,6 +158,10 @@ class Store:
     def part_key(self, job_id: str, part: int, suffix: str = "") -> str:
         return f"{self.prefix}job:{job_id}:part:{part}{suffix}"
 
+    def pending_key(self) -> str:
+        """The sorted set of jobs still `pending`, shared by all jobs of this prefix."""
+        return f"{self.prefix}pending"
+
     def job_keys(self, job_id: str, parts: int) -> list[str]:
         keys = [self.job_key(job_id, s) for s in ("", ":ids", ":req", ":opt", ":res", ":stream", ":delivered")]
         for n in range(parts):
@@ -188,8 +195,12 @@ class Store:
         initial = {"state": BatchStatus.PENDING.value, "parts": len(parts), "succeeded": 0, "failed": 0}
         pipe.hset(self.job_key(job_id), mapping=_fields({**fields, **initial}))
         pipe.zadd(f"{self.prefix}jobs", {job_id: float(fields["created_at"])})
+        # In the same transaction as the job: a job that survives a crash is always one the sweep can find.
+        pipe.zadd(self.pending_key(), {job_id: float(fields["created_at"])})
         for key in self.job_keys(job_id, len(parts)):
             pipe.expire(key, ttl)
+        # The set lives as long as its newest job: every entry's job is gone by then (the sweep trims older ones).
+        pipe.expire(self.pending_key(), ttl)
         pipe.execute()
 
     def job(self, job_id: str) -> dict[str, str]:
@@ -202,13 +213,21 @@ class Store:
     def transition(self, key: str, to: str, *from_states: str, **also: str | int | float) -> bool:
         """Move `key`'s state to `to` if it is in one of `from_states`, and set `also` in the same atomic step;
         exactly one caller wins a race."""
-        pairs = [item for field, value in also.items() for item in (field, value)]
-        return bool(self._transition(keys=[key], args=[to, len(from_states), *from_states, *pairs]))
+        return self._move([key], "", to, from_states, also)
 
     def transition_job(
         self, job_id: str, to: BatchStatus, *from_states: BatchStatus, **also: str | int | float
     ) -> bool:
-        return self.transition(self.job_key(job_id), to.value, *(s.value for s in from_states), **also)
+        """`transition` for a job. A job never moves back to `pending`: one that moves leaves the pending set in the
+        same step."""
+        keys = [self.job_key(job_id), self.pending_key()]
+        return self._move(keys, job_id, to.value, tuple(s.value for s in from_states), also)
+
+    def _move(
+        self, keys: list[str], member: str, to: str, from_states: Sequence[str], also: Mapping[str, str | int | float]
+    ) -> bool:
+        pairs = [item for field, value in also.items() for item in (field, value)]
+        return bool(self._transition(keys=keys, args=[to, member, len(from_states), *from_states, *pairs]))
 
     def touch(self, job_id: str, parts: int) -> None:
         """Restart the TTL of every key of a job, so that a finished job lives `ttl` from its end."""
@@ -303,6 +322,35 @@ class Store:
 
     def forget_poll(self, job_id: str, part: int) -> None:
         self.redis.zrem(f"{self.prefix}polls", f"{job_id}:{part}")
+
+    def submit_seen(self, job_id: str, at: float | None = None) -> None:
+        """Note that a submit of the job was sent or runs now (`at`), while the job is still in the pending set."""
+        self.redis.zadd(self.pending_key(), {job_id: time.time() if at is None else at}, xx=True)
+
+    def stale_pending(self, older_than: float, limit: int, expired_before: float) -> list[str]:
+        """Up to `limit` jobs still `pending` whose submit was last seen before `older_than`, oldest first.
+
+        Entries seen before `expired_before` (their job's TTL has run out) are trimmed first, and an entry whose job
+        is gone or has left `pending` without its entry (a crash between two writes cannot do that, a hand can) is
+        dropped on the way, so the set only ever holds jobs waiting for a submit.
+        """
+        key = self.pending_key()
+        self.redis.zremrangebyscore(key, "-inf", f"({expired_before}")
+        raw = cast(list[bytes], self.redis.zrangebyscore(key, "-inf", older_than, start=0, num=limit))
+        ids = [i.decode() for i in raw]
+        pipe = self.redis.pipeline(transaction=False)
+        for job_id in ids:
+            pipe.hget(self.job_key(job_id), "state")
+        states = cast(list[bytes | None], pipe.execute()) if ids else []
+        pending = BatchStatus.PENDING.value.encode()
+        waiting = [job_id for job_id, state in zip(ids, states, strict=True) if state == pending]
+        gone = [job_id for job_id, state in zip(ids, states, strict=True) if state != pending]
+        if gone:
+            self.redis.zrem(key, *gone)
+        return waiting
+
+    def forget_pending(self, job_id: str) -> None:
+        self.redis.zrem(self.pending_key(), job_id)
 
     def stale_polls(self, older_than: float) -> list[tuple[str, int]]:
         raw = cast(list[bytes], self.redis.zrangebyscore(f"{self.prefix}polls", "-inf", older_than))

@@ -167,8 +167,14 @@ def deliver(self: Task[Any, Any], job_id: str) -> dict[str, Any]:
 
 @shared_task(name="batchline.sweep", bind=True)
 def sweep(self: Task[Any, Any]) -> int:
-    """Re-enqueue the poll of every part whose poll chain was lost (a worker died holding it)."""
-    stale = pipeline.stale_polls(runtime_for(self.app))
+    """Re-enqueue the poll of every part whose poll chain was lost (a worker died holding it), and the submit of every
+    job left `pending` with no submit (its message was lost); answer how many steps it sent."""
+    runtime = runtime_for(self.app)
+    stale = pipeline.stale_polls(runtime)
     for job_id, part in stale:
         self.app.send_task("batchline.poll", args=(job_id, part))
-    return len(stale)
+    resubmit = pipeline.stale_submits(runtime)
+    for job_id in resubmit:
+        log.warning("job %s: still pending with no submit seen; the sweep sends one", job_id)
+        self.app.send_task("batchline.submit", args=(job_id,))
+    return len(stale) + len(resubmit)
