@@ -98,21 +98,22 @@ class RealSetup:
         return sorted({url for url in urls if url and url.startswith(("redis://", "rediss://"))})
 
     def leftover_keys(self) -> list[bytes]:
-        keys: list[bytes] = []
-        for url in self.databases():
-            try:
-                keys += redis.Redis.from_url(url).scan_iter(self.pattern, 1000)
-            except redis.ConnectionError:  # a Redis server a test started and stopped: its keys went with it
-                continue
-        return keys
+        return [key for url in self.databases() for key in _keys(redis.Redis.from_url(url), self.pattern)]
 
     def cleanup(self) -> None:
         """Delete every key of this setup (its store, queues, bindings and task results), and no other."""
         for url in self.databases():
             client = redis.Redis.from_url(url)
-            keys = list(client.scan_iter(match=self.pattern, count=1000))
+            keys = _keys(client, self.pattern)
             for start in range(0, len(keys), 1000):
                 client.delete(*keys[start : start + 1000])
+
+
+def _keys(client: redis.Redis, pattern: str) -> list[bytes]:
+    try:
+        return list(client.scan_iter(match=pattern, count=1000))
+    except redis.ConnectionError:  # a Redis server a test started and stopped: its keys went with it
+        return []
 
 
 _made: list[RealSetup] = []
