@@ -137,12 +137,15 @@ def readme_setup(redis_url: str) -> Iterator[RealSetup]:
 
 
 @pytest.fixture
-def clone_left_clean() -> Iterator[None]:
-    """Blocks run in the clone's folder, as a reader runs them; the files they write there are removed afterwards."""
+def clone_left_clean() -> Iterator[set[Path]]:
+    """Blocks run in the clone's folder, as a reader runs them; the files they name and write there are removed
+    afterwards (only those: other tests may run at the same time)."""
     before = set(ROOT.iterdir())
-    yield
+    written: set[Path] = set()
+    yield written
     for path in set(ROOT.iterdir()) - before:
-        path.unlink()
+        if path in written:
+            path.unlink()
 
 
 class Background:
@@ -179,7 +182,7 @@ def test_readme_block_runs(
     block: Block,
     readme_setup: RealSetup,
     emulator: Emulator,
-    clone_left_clean: None,
+    clone_left_clean: set[Path],
     tmp_path: Path,
 ) -> None:
     env = reader_env(readme_setup, emulator)
@@ -197,6 +200,7 @@ def test_readme_block_runs(
             )
         else:
             command = ["bash", "-ec", prepared(block, readme_setup)]
+        clone_left_clean.update(ROOT / name for name in re.findall(r"[\w.-]+\.jsonl", block.code))
         result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
         assert result.returncode == 0, f"README line {block.line}:\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}"
         check_outcome(block, result.stdout)
