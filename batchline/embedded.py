@@ -39,15 +39,8 @@ def ensure_worker(app: Celery) -> None:
 
         thread = threading.Thread(target=run, name="batchline-embedded-worker", daemon=True)
         thread.start()
-        atexit.register(_stop, worker)
+        atexit.register(worker.stop, in_sighandler=False)
         _workers[id(app)] = thread
     if not started.wait(30):
         raise RuntimeError("The embedded batchline worker did not start within 30 seconds.")
 
-
-def _stop(worker: object) -> None:
-    """Stop the worker at exit, waiting a few seconds at most: a stop that hangs (a thread the worker still waits on)
-    must not keep the process from ending once its work is done."""
-    stopper = threading.Thread(target=worker.stop, kwargs={"in_sighandler": False}, daemon=True)  # type: ignore[attr-defined]
-    stopper.start()
-    stopper.join(5)

@@ -226,10 +226,17 @@ def with_settings(settings: Settings, **changes: object) -> Settings:
     return replace(settings, **changes)  # type: ignore[arg-type]
 
 
+_SESSION_ENV = dict(os.environ)
+"""The environment as the session began: a session fixture first asked for inside a test that patches the
+environment (the Django and Flask examples set CELERY_BROKER_URL) must not keep that test's values."""
+
+
 @pytest.fixture(scope="session")
 def clean_env() -> dict[str, str]:
-    """The environment without any batchline setting: a subprocess then runs on the embedded default."""
-    return {k: v for k, v in os.environ.items() if not k.startswith("BATCHLINE_")}
+    """The environment without any batchline, Celery or example-app setting: a subprocess runs on the embedded
+    default."""
+    app_settings = ("BATCHLINE_", "CELERY_", "DJANGO_", "FLASK_")
+    return {k: v for k, v in _SESSION_ENV.items() if not k.startswith(app_settings)}
 
 
 def announced(client: redis.Redis, job_key: str) -> list[str]:
