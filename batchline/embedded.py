@@ -43,4 +43,3 @@ def ensure_worker(app: Celery) -> None:
         _workers[id(app)] = thread
     if not started.wait(30):
         raise RuntimeError("The embedded batchline worker did not start within 30 seconds.")
-
