@@ -32,7 +32,9 @@ def test_a_configured_app_uses_it_and_keeps_the_redis_scheme_flower_reads(setup:
 
 def test_one_client_serves_a_channel_and_follows_a_new_pool(setup: RealSetup) -> None:
     transport.use_shared_client_transport()
-    with Connection(setup.settings.broker_url) as connection:
+    # Under the setup's Celery key prefix, so that its cleanup removes the exchange's bindings too.
+    options = {"global_keyprefix": setup.settings.celery_key_prefix}
+    with Connection(setup.settings.broker_url, transport_options=options) as connection:
         assert isinstance(connection.transport, transport.Transport)
         channel = connection.default_channel
         with channel.conn_or_acquire() as first, channel.conn_or_acquire() as second:
@@ -49,7 +51,9 @@ def test_messages_go_through_it(setup: RealSetup) -> None:
     transport.use_shared_client_transport()
     queue = Queue(f"{setup.settings.queue}-transport", Exchange(f"{setup.settings.queue}-transport"), "k")
     received: list[object] = []
-    with Connection(setup.settings.broker_url) as connection:
+    # Under the setup's Celery key prefix, so that its cleanup removes the exchange's bindings too.
+    options = {"global_keyprefix": setup.settings.celery_key_prefix}
+    with Connection(setup.settings.broker_url, transport_options=options) as connection:
         assert isinstance(connection.transport, transport.Transport)
         with connection.Producer() as producer:
             for n in range(3):
