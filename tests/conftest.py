@@ -20,6 +20,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -242,3 +243,26 @@ def clean_env() -> dict[str, str]:
 def announced(client: redis.Redis, job_key: str) -> list[str]:
     """The custom_ids a job's arrival stream announced, in order (an entry per stored chunk, a field per result)."""
     return [cid.decode() for _, fields in client.xrange(f"{job_key}:stream") for cid in fields]
+
+
+def store_job(into: runtime.Runtime, model: str, requests: Sequence[Any], created_at: float | None = None) -> str:
+    """A job written into the store as `batch_create` writes it (defaults for every option), with no submit sent."""
+    from batchline.api import plan_parts
+
+    provider = into.provider(model)
+    encoded = provider.encode_many(requests)
+    job_id = f"batch_{uuid.uuid4().hex}"
+    fields: dict[str, str | int | float] = {
+        "model": model,
+        "total": len(encoded),
+        "created_at": time.time() if created_at is None else created_at,
+        "poll_interval": 1,
+        "deadline": 0,
+        "chunk_size": 500,
+        "max_resubmissions": 0,
+        "params": "{}",
+        "settings": "{}",
+    }
+    rows = [(e.custom_id, e.body, None) for e in encoded]
+    into.store.create_job(job_id, fields, rows, plan_parts(provider, encoded))
+    return job_id

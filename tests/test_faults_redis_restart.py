@@ -18,7 +18,6 @@ import signal
 import socket
 import subprocess
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -49,13 +48,12 @@ from batchline import (
     transport,
     worker,
 )
-from batchline.api import plan_parts
 from batchline.config import Settings
 from batchline.emulator import BatchFault, Emulator, HttpFault
 from batchline.runtime import Runtime, runtime_for
 from batchline.store import PartState, Store
 
-from .conftest import ROOT, WorkerProcess, announced, make_real_setup
+from .conftest import ROOT, WorkerProcess, announced, make_real_setup, store_job
 from .openai_anthropic_helpers import ask, fresh_runtime, provider_env
 
 MODEL = "openai:gpt-4o-mini"
@@ -266,23 +264,7 @@ def test_soak_redis_restarts(via: Cluster, stage: str) -> None:
 
 # -- what a Redis that lost its last second of writes costs ------------------------------------------------------------
 def _job_with_one_part(runtime: Runtime, model: str, count: int) -> str:
-    provider = runtime.provider(model)
-    encoded = provider.encode_many([BatchRequest(custom_id=f"r{i}", messages=ask(f"q {i}")) for i in range(count)])
-    job_id = f"batch_{uuid.uuid4().hex}"
-    fields: dict[str, str | int | float] = {
-        "model": model,
-        "total": count,
-        "created_at": time.time(),
-        "poll_interval": 1,
-        "deadline": 0,
-        "chunk_size": 500,
-        "max_resubmissions": 0,
-        "params": "{}",
-        "settings": "{}",
-    }
-    rows = [(e.custom_id, e.body, None) for e in encoded]
-    runtime.store.create_job(job_id, fields, rows, plan_parts(provider, encoded))
-    return job_id
+    return store_job(runtime, model, [BatchRequest(custom_id=f"r{i}", messages=ask(f"q {i}")) for i in range(count)])
 
 
 def _lose_the_record(store: Store, job_id: str) -> None:

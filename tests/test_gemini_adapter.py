@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import time
-import uuid
 from pathlib import Path
 
 import fakeredis
@@ -29,7 +28,6 @@ from batchline import (
     pipeline,
     worker,
 )
-from batchline.api import plan_parts
 from batchline.config import Settings
 from batchline.emulator import BatchFault, Emulator, HttpFault
 from batchline.providers import ProviderContext
@@ -42,7 +40,7 @@ from batchline.runtime import Runtime
 from batchline.store import PartState, Store, StoredResult
 from batchline.types import Batch
 
-from .conftest import WorkerProcess, make_real_setup, set_embedded_settings, with_settings
+from .conftest import WorkerProcess, make_real_setup, set_embedded_settings, store_job, with_settings
 
 MODEL = "google:gemini-2.5-flash"
 KEY = "gemini-test-key-not-a-secret-7f3a"
@@ -329,20 +327,7 @@ def test_a_worker_that_died_after_create_is_healed_by_listing(gemini: Emulator) 
     store = Store(fakeredis.FakeRedis(), "heal:")
     runtime = Runtime(Settings(), store)
     provider = runtime.provider(MODEL)
-    encoded = provider.encode_many([_request(cid) for cid in ("a", "b", "c")])
-    job_id = f"batch_{uuid.uuid4().hex}"
-    fields: dict[str, str | int | float] = {
-        "model": MODEL,
-        "total": 3,
-        "created_at": time.time(),
-        "poll_interval": 1,
-        "deadline": 0,
-        "chunk_size": 500,
-        "max_resubmissions": 0,
-        "params": "{}",
-        "settings": "{}",
-    }
-    store.create_job(job_id, fields, [(e.custom_id, e.body, None) for e in encoded], plan_parts(provider, encoded))
+    job_id = store_job(runtime, MODEL, [_request(cid) for cid in ("a", "b", "c")])
     # A worker claimed the part long ago, created the batch, and died before recording its id.
     store.claim_part(job_id, 0, f"dead-worker:{time.time() - 3600}")
     lost = provider.create(job_id, 0, store.part_requests(job_id, 0), 3)

@@ -9,7 +9,6 @@ count their creates); the last test runs a real worker with beat on the real Red
 from __future__ import annotations
 
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
@@ -20,14 +19,13 @@ from pydantic_ai import ModelRequest
 from pydantic_ai.models.batch import BatchRequest
 
 from batchline import BatchStatus, batch_status_sync, pipeline, worker
-from batchline.api import plan_parts
 from batchline.config import Settings
 from batchline.pipeline import Next
 from batchline.providers.base import TransientProviderError
 from batchline.runtime import Runtime, runtime_for
 from batchline.store import Store
 
-from .conftest import WorkerProcess, make_real_setup
+from .conftest import WorkerProcess, make_real_setup, store_job
 from .example_helpers import wait_for
 
 TTL = 3600
@@ -42,24 +40,8 @@ def runtime() -> Runtime:
 
 def new_job(runtime: Runtime, age: float = 0.0, count: int = 3) -> str:
     """A `test` job written as `batch_create` writes it, `age` seconds ago, with no submit sent."""
-    provider = runtime.provider("test")
     asks = [BatchRequest(custom_id=f"r{i}", messages=[ModelRequest.user_text_prompt(f"q {i}")]) for i in range(count)]
-    encoded = provider.encode_many(asks)
-    job_id = f"batch_{uuid.uuid4().hex}"
-    fields: dict[str, str | int | float] = {
-        "model": "test",
-        "total": count,
-        "created_at": time.time() - age,
-        "poll_interval": 1,
-        "deadline": 0,
-        "chunk_size": 500,
-        "max_resubmissions": 0,
-        "params": "{}",
-        "settings": "{}",
-    }
-    rows = [(e.custom_id, e.body, None) for e in encoded]
-    runtime.store.create_job(job_id, fields, rows, plan_parts(provider, encoded))
-    return job_id
+    return store_job(runtime, "test", asks, created_at=time.time() - age)
 
 
 def creates(runtime: Runtime, job_id: str) -> int:
