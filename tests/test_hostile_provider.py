@@ -290,7 +290,8 @@ def test_unusable_result_lines_are_anomalies_never_results(
 
 
 # -- item 6: poison from a provider ends, it does not loop ------------------------------------------------------------
-@pytest.mark.parametrize(
+# Each provider's results download: its model, the emulator path a fault matches, and the name its statistics use.
+each_download = pytest.mark.parametrize(
     ("model", "download", "name"),
     [
         (OPENAI, r"/content$", "GET /v1/files/{file_id}/content"),
@@ -299,6 +300,9 @@ def test_unusable_result_lines_are_anomalies_never_results(
     ],
     ids=["openai", "anthropic", "gemini"],
 )
+
+
+@each_download
 @pytest.mark.parametrize("fault", ["404", "truncated-every-time"])
 def test_a_download_that_keeps_failing_ends_the_part(
     hostile: Callable[..., Emulator], file_mode: None, model: str, download: str, name: str, fault: str
@@ -329,15 +333,7 @@ def test_a_refused_download_is_waited_for_not_poison(hostile: Callable[..., Emul
     assert calls(emulator, "GET /v1/files/{file_id}/content") == ATTEMPTS + 2
 
 
-@pytest.mark.parametrize(
-    ("model", "download", "name"),
-    [
-        (OPENAI, r"/content$", "GET /v1/files/{file_id}/content"),
-        (ANTHROPIC, r"/results$", "GET /v1/messages/batches/{batch_id}/results"),
-        (GEMINI, r":download$", "GET /v1beta/files/{name}:download"),
-    ],
-    ids=["openai", "anthropic", "gemini"],
-)
+@each_download
 def test_a_content_length_that_lies_is_not_read_again_once_every_result_is_in(
     hostile: Callable[..., Emulator], file_mode: None, model: str, download: str, name: str
 ) -> None:
