@@ -27,12 +27,12 @@ if TYPE_CHECKING:
         model_request_batch,
         model_request_batch_sync,
     )
-    from .pipeline import JobNotFound
+    from .errors import BatchInputError, BatchlineError, JobNotFound
     from .raw import RawRequest
-    from .types import Batch, BatchError, BatchInputError, BatchResult, BatchStatus, ProviderBatch
+    from .types import Batch, BatchError, BatchResult, BatchStatus, ProviderBatch
 
-_HOMES = {"JobNotFound": "pipeline", "RawRequest": "raw"}
-_TYPES = {"Batch", "BatchError", "BatchInputError", "BatchResult", "BatchStatus", "ProviderBatch"}
+_HOMES = {"JobNotFound": "errors", "BatchInputError": "errors", "BatchlineError": "errors", "RawRequest": "raw"}
+_TYPES = {"Batch", "BatchError", "BatchResult", "BatchStatus", "ProviderBatch"}
 
 
 def __getattr__(name: str) -> Any:
@@ -54,6 +54,7 @@ __all__ = [
     "BatchInputError",
     "BatchResult",
     "BatchStatus",
+    "BatchlineError",
     "JobNotFound",
     "ProviderBatch",
     "RawRequest",

@@ -26,11 +26,12 @@ from . import worker
 from ._gc import gc_paused
 from .codec import PARAMS, RawBatchRequest, decode_request, request_model, to_batch_requests
 from .delivery import check_tasks, completion_spec
+from .errors import BatchInputError
 from .pipeline import load_job, request_cancel
 from .providers import Encoded, Provider, get_provider
+from .records import PartState
 from .runtime import Runtime, runtime_for
-from .store import PartState
-from .types import Batch, BatchError, BatchInputError, BatchResult, BatchStatus, ProviderBatch
+from .types import Batch, BatchError, BatchResult, BatchStatus, ProviderBatch
 from .validation import check_model, check_numbers
 
 __all__ = [

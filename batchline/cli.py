@@ -81,7 +81,7 @@ def _main(argv: list[str]) -> int:
         raise
     except Exception as error:  # one clear line, never a traceback
         err = Console(stderr=True, soft_wrap=True, highlight=False)
-        from .types import BatchInputError  # here, not at the top: `batchline worker` starts without pydantic
+        from .errors import BatchInputError  # here, not at the top: `batchline worker` starts without pydantic
 
         # A mistake in the user's input says what is wrong; anything else names its kind too.
         kind = "" if isinstance(error, BatchInputError) else f"{type(error).__name__}: "

@@ -18,9 +18,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from .cli import positive_float, positive_int
+from .errors import BatchInputError
 from .raw import RawRequest, from_line, json_lines, parse_lines
-from .store import PartState
-from .types import Batch, BatchInputError, BatchResult
+from .records import PartState
+from .types import Batch, BatchResult
 
 _RESPONSE = TypeAdapter(ModelResponse)
 

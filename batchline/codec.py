@@ -18,8 +18,8 @@ from pydantic_ai.models.batch import BatchRequest
 from pydantic_ai.settings import ModelSettings
 
 from ._json import dumps
+from .errors import BatchInputError
 from .raw import RawRequest
-from .types import BatchInputError
 
 PARAMS = TypeAdapter(ModelRequestParameters)
 OPTION_KEYS = frozenset({"model_request_parameters", "model_settings", "model"})

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from .errors import SettingsError
 from .validation import DAY, plain_number
 
 
@@ -92,10 +93,6 @@ class Settings:
         settings = cls(**values)
         _check_together(settings, sources)
         return settings
-
-
-class SettingsError(ValueError):
-    """A batchline setting has a value batchline cannot run with; the message names the setting and what it takes."""
 
 
 def _convert(source: str, name: str, kind: object, raw: Any) -> Any:

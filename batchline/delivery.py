@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from celery import Celery, Signature, signature
 
-from .types import BatchInputError
+from .errors import CallbackNotAllowed
 
 if TYPE_CHECKING:
     from .runtime import Runtime
@@ -67,10 +67,6 @@ _PLAIN_OPTIONS = frozenset(
     }
 )
 _SCALAR = (str, int, float, bool, type(None))
-
-
-class CallbackNotAllowed(BatchInputError):
-    """A job names a task (or a canvas) the workers' `allowed_callbacks` does not allow, or one it cannot read."""
 
 
 def completion_spec(on_complete: str | Signature | None) -> str | None:

@@ -16,16 +16,18 @@ from typing import Any, Literal
 
 import orjson
 
-from .providers import Provider, Snapshot
-from .providers.base import (
+from .errors import (
     BrokenDownload,
     HostileAnswer,
+    JobNotFound,
     MalformedAnswer,
     ProviderRejected,
     TransientProviderError,
 )
+from .providers import Provider, Snapshot
+from .records import PartState
 from .runtime import Runtime
-from .store import RESULT_TAGS, PartState
+from .store import RESULT_TAGS
 from .types import BatchStatus
 
 log = logging.getLogger("batchline")
@@ -53,10 +55,6 @@ class Next:
     step: Literal["submit", "poll", "fetch", "deliver"]
     part: int = 0
     countdown: float = 0.0
-
-
-class JobNotFound(LookupError):
-    pass
 
 
 def load_job(runtime: Runtime, job_id: str) -> dict[str, str]:

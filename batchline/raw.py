@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from .types import BatchInputError
+from .errors import BatchInputError
 
 
 @dataclass(frozen=True)

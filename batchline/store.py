@@ -31,6 +31,7 @@ from typing import Any, TypeVar, cast
 
 import redis
 
+from .records import PartState, StoredResult
 from .types import BatchStatus
 
 T = TypeVar("T")
@@ -123,21 +124,16 @@ return n
 """
 
 
-class PartState:
-    """A provider batch's life inside batchline."""
+@dataclass(frozen=True)
+class Scratch:
+    """One adapter's corner of the store: its keys begin with `prefix`, and it sets `ttl` on what it writes."""
 
-    PENDING = "pending"  # planned, not created
-    SUBMITTED = "submitted"  # created at the provider, not ended
-    ENDED = "ended"  # the provider ended it; results not yet stored
-    STORED = "stored"  # every request of the part has its result stored
+    redis: redis.Redis
+    prefix: str
+    ttl: int
 
-
-@dataclass(frozen=True, slots=True)
-class StoredResult:
-    custom_id: str
-    status: str
-    """pydantic-ai's `BatchResultStatus`: succeeded, errored, expired or canceled."""
-    body: bytes
+    def key(self, *parts: object) -> str:
+        return self.prefix + ":".join(str(part) for part in parts)
 
 
 class Store:
@@ -157,6 +153,10 @@ class Store:
 
     def part_key(self, job_id: str, part: int, suffix: str = "") -> str:
         return f"{self.prefix}job:{job_id}:part:{part}{suffix}"
+
+    def scratch(self, owner: str) -> Scratch:
+        """Keys an adapter may keep its own state under (`P:owner:...`), expiring with the store's TTL."""
+        return Scratch(self.redis, f"{self.prefix}{owner}:", self.ttl)
 
     def pending_key(self) -> str:
         """The sorted set of jobs still `pending`, shared by all jobs of this prefix."""

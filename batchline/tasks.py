@@ -20,8 +20,8 @@ from kombu.exceptions import OperationalError
 
 from . import pipeline
 from .delivery import refuse_delivery, send_completion
+from .errors import ProviderRejected, TransientProviderError
 from .pipeline import Next
-from .providers.base import ProviderRejected, TransientProviderError
 from .runtime import runtime_for
 
 log = logging.getLogger("batchline")

@@ -104,7 +104,3 @@ class BatchResult:
     @property
     def is_successful(self) -> bool:
         return self.response is not None
-
-
-class BatchInputError(ValueError):
-    """The requests of a job are not valid; raised before anything is stored or sent."""

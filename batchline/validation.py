@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from numbers import Integral, Real
 
-from .types import BatchInputError
+from .errors import BatchInputError
 
 DAY = 24 * 3600
 

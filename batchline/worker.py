@@ -14,7 +14,8 @@ from datetime import timedelta
 from celery import Celery
 from celery import _state as celery_state
 
-from .config import Settings, SettingsError, exit_if_celery_command
+from .config import Settings, exit_if_celery_command
+from .errors import SettingsError
 from .transport import use_shared_client_transport
 
 

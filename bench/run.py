@@ -116,7 +116,8 @@ class Bench:
 
         from batchline.codec import PARAMS
         from batchline.providers.openai import to_snapshot
-        from batchline.store import PartState, Store
+        from batchline.records import PartState
+        from batchline.store import Store
 
         store = Store(self.redis, self.prefix)
         job_id = f"batch_{uuid.uuid4().hex}"

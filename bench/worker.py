@@ -151,8 +151,8 @@ def poll_scale(bench: Bench, jobs: int, window: float) -> dict[str, Any]:
     from pydantic_ai.messages import ModelRequest
 
     from batchline import batch_create_sync
+    from batchline.records import PartState
     from batchline.runtime import runtime_for
-    from batchline.store import PartState
 
     emulator = EmulatorProcess(stage_seconds=3600.0)
     env = bench.env(emulator.openai_url, BATCHLINE_MAX_POLL_INTERVAL="10")

@@ -15,7 +15,8 @@ from pydantic_ai import ModelRequest
 
 from batchline import BatchInputError, batch_create_sync, batch_status_sync, worker
 from batchline.config import Settings
-from batchline.delivery import CallbackNotAllowed, check_tasks, completion_spec, refuse_delivery
+from batchline.delivery import check_tasks, completion_spec, refuse_delivery
+from batchline.errors import CallbackNotAllowed
 from batchline.runtime import runtime_for
 
 from .conftest import RealSetup, WorkerProcess, make_real_setup, set_embedded_settings, with_settings

@@ -26,8 +26,8 @@ from batchline import (
 )
 from batchline.config import Settings
 from batchline.emulator import BatchFault, Emulator, HttpFault
+from batchline.errors import ProviderRejected
 from batchline.providers.anthropic import AnthropicProvider, client_config, safe_id
-from batchline.providers.base import ProviderRejected
 from batchline.providers.http import ProviderHTTP
 
 from .conftest import WorkerProcess, make_real_setup

@@ -25,9 +25,9 @@ from pydantic_ai.tools import ToolDefinition
 from pydantic_core import to_json
 
 from batchline.codec import to_batch_requests
+from batchline.errors import BatchInputError
 from batchline.providers import Encoded, get_provider
 from batchline.providers._pydantic_codec import encode_all
-from batchline.types import BatchInputError
 
 TEXTS = [
     "What is the capital of France?",

@@ -36,7 +36,7 @@ from batchline.providers import get_provider
 from batchline.providers.openai import result_of
 from batchline.providers.openai_codec import codec_model
 from batchline.providers.openai_fastdecode import fast_decode
-from batchline.store import StoredResult
+from batchline.records import StoredResult
 
 from .conftest import RECORDED
 

@@ -50,8 +50,9 @@ from batchline import (
 )
 from batchline.config import Settings
 from batchline.emulator import BatchFault, Emulator, HttpFault
+from batchline.records import PartState
 from batchline.runtime import Runtime, runtime_for
-from batchline.store import PartState, Store
+from batchline.store import Store
 
 from .conftest import ROOT, WorkerProcess, announced, make_real_setup, store_job
 from .openai_anthropic_helpers import ask, fresh_runtime, provider_env

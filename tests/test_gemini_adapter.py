@@ -30,14 +30,15 @@ from batchline import (
 )
 from batchline.config import Settings
 from batchline.emulator import BatchFault, Emulator, HttpFault
+from batchline.errors import ProviderRejected, TransientProviderError
 from batchline.providers import ProviderContext
 from batchline.providers import gemini_api as api_module
-from batchline.providers.base import ProviderRejected, TransientProviderError
 from batchline.providers.gemini import GeminiProvider
 from batchline.providers.gemini_api import GeminiAPI, credentials
 from batchline.providers.gemini_input import PartInput
+from batchline.records import PartState, StoredResult
 from batchline.runtime import Runtime
-from batchline.store import PartState, Store, StoredResult
+from batchline.store import Store
 from batchline.types import Batch
 
 from .conftest import WorkerProcess, make_real_setup, set_embedded_settings, store_job, with_settings

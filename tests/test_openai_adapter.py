@@ -29,8 +29,8 @@ from batchline import (
 from batchline.codec import ModelBatchRequest
 from batchline.config import Settings
 from batchline.emulator import BatchFault, Emulator, HttpFault
+from batchline.errors import ProviderRejected, TransientProviderError
 from batchline.providers import openai as openai_adapter
-from batchline.providers.base import ProviderRejected, TransientProviderError
 from batchline.providers.http import ProviderHTTP
 from batchline.providers.openai import OpenAIProvider
 

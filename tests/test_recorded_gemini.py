@@ -25,7 +25,7 @@ from batchline.providers import gemini_wire as wire
 from batchline.providers.base import UNUSABLE
 from batchline.providers.gemini import GeminiProvider
 from batchline.providers.gemini_api import GeminiAPI
-from batchline.store import StoredResult
+from batchline.records import StoredResult
 
 from .conftest import RECORDED as ALL_RECORDED
 

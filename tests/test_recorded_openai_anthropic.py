@@ -21,7 +21,7 @@ from batchline.providers.anthropic import AnthropicProvider
 from batchline.providers.base import Snapshot
 from batchline.providers.http import ProviderHTTP
 from batchline.providers.openai import OpenAIProvider
-from batchline.store import StoredResult
+from batchline.records import StoredResult
 from batchline.types import BatchError
 
 from .conftest import RECORDED
@@ -328,7 +328,7 @@ def test_a_long_retry_after_is_left_to_the_task_countdown_not_slept_in_the_worke
 
     import httpx2
 
-    from batchline.providers.base import TransientProviderError
+    from batchline.errors import TransientProviderError
     from batchline.providers.http import ProviderHTTP
 
     calls: list[int] = []

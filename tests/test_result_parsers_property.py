@@ -20,13 +20,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from batchline.config import Settings
+from batchline.errors import MalformedAnswer, ProviderRejected, TransientProviderError
 from batchline.pipeline import Screen
 from batchline.providers import ProviderContext, Snapshot
 from batchline.providers import anthropic as anthropic_module
 from batchline.providers import gemini_wire as wire
 from batchline.providers import openai as openai_module
 from batchline.providers.anthropic import AnthropicProvider
-from batchline.providers.base import UNUSABLE, MalformedAnswer, ProviderRejected, TransientProviderError
+from batchline.providers.base import UNUSABLE
 from batchline.providers.gemini import GeminiProvider
 from batchline.providers.gemini_api import GeminiAPI
 from batchline.providers.http import ProviderHTTP

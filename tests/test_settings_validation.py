@@ -15,7 +15,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from batchline import worker
-from batchline.config import DAY, Settings, SettingsError
+from batchline.config import DAY, Settings
+from batchline.errors import SettingsError
 
 from .conftest import ROOT
 

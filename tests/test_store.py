@@ -7,7 +7,8 @@ import threading
 import fakeredis
 import pytest
 
-from batchline.store import PartState, Store
+from batchline.records import PartState
+from batchline.store import Store
 from batchline.types import BatchStatus
 
 from .conftest import announced

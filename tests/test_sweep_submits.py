@@ -20,8 +20,8 @@ from pydantic_ai.models.batch import BatchRequest
 
 from batchline import BatchStatus, batch_status_sync, pipeline, worker
 from batchline.config import Settings
+from batchline.errors import TransientProviderError
 from batchline.pipeline import Next
-from batchline.providers.base import TransientProviderError
 from batchline.runtime import Runtime, runtime_for
 from batchline.store import Store
 

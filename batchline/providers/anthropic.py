@@ -20,17 +20,14 @@ from typing import TYPE_CHECKING, Any, ClassVar, cast
 import orjson
 
 from .._json import dumps
+from ..errors import BatchInputError, BrokenDownload, MalformedAnswer, ProviderRejected
 from ..raw import RawRequest
-from ..types import BatchInputError
 from ._jsonl import FileChunks, iter_json_lines, spooled
 from .base import (
     UNUSABLE,
-    BrokenDownload,
     Encoded,
-    MalformedAnswer,
     Provider,
     ProviderContext,
-    ProviderRejected,
     Snapshot,
     State,
     count_of,
@@ -44,7 +41,7 @@ if TYPE_CHECKING:  # the codec side (anthropic_codec) imports them; a worker mov
     from pydantic_ai.messages import ModelResponse
     from pydantic_ai.models.batch import BatchRequest
 
-    from ..store import StoredResult
+    from ..records import StoredResult
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 API_VERSION = "2023-06-01"

@@ -16,7 +16,7 @@ from pydantic_ai.models.anthropic import AnthropicModel
 from pydantic_ai.models.batch import BatchRequest, BatchResult
 from pydantic_ai.providers.anthropic import AnthropicProvider as PydanticAIAnthropicProvider
 
-from ..store import StoredResult
+from ..records import StoredResult
 from ._pydantic_codec import PLACEHOLDER_KEY, encode_all, model_of
 from .anthropic import BETAS_MARK
 from .base import Encoded

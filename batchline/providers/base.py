@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import orjson
 
+from ..errors import BatchInputError, HostileAnswer, MalformedAnswer
 from ..raw import RawRequest
-from ..types import BatchInputError
 
 if TYPE_CHECKING:
     import redis
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from pydantic_ai.models.batch import BatchRequest
 
     from ..config import Settings
-    from ..store import StoredResult
+    from ..records import StoredResult
 
 State = Literal["running", "cancelling", "completed", "failed", "expired", "cancelled"]
 ENDED: frozenset[State] = frozenset({"completed", "failed", "expired", "cancelled"})
@@ -205,43 +205,9 @@ def _transient_error(value: Any) -> bool:
     return False
 
 
-class TransientProviderError(Exception):
-    """The provider could not answer now (429, 5xx, a dropped connection): the step is tried again later."""
-
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
 def as_dict(value: object) -> Mapping[str, Any]:
     """`value` when it is a JSON object, else an empty one: a field of the wrong shape is read as absent."""
     return value if isinstance(value, dict) else {}
-
-
-class ProviderRejected(Exception):
-    """The provider refused a request for good (4xx): retrying the same request cannot help."""
-
-    def __init__(self, message: str, status_code: int) -> None:
-        super().__init__(message)
-        self.status_code = status_code
-
-
-class MalformedAnswer(TransientProviderError):
-    """The provider answered something batchline cannot read (not JSON, a list, no id). It may be a proxy's passing
-    glitch, so the step is tried again, a bounded number of times: then the part ends failed, naming this."""
-
-
-class BrokenDownload(TransientProviderError):
-    """A results download broke off after its answer began (a body shorter than its Content-Length, a dropped
-    connection). Tried again a bounded number of times: a download that always breaks the same way is poison."""
-
-
-class HostileAnswer(ProviderRejected):
-    """The provider pointed batchline somewhere it must not go: a URL on a foreign origin, or an id that would change
-    the path it is put in. Nothing is sent; retrying cannot help."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message, 0)
 
 
 UNUSABLE = ""

@@ -26,9 +26,10 @@ import logging
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
+from ..errors import ProviderRejected, TransientProviderError
 from ..store import CHUNK
 from . import gemini_wire as wire
-from .base import Encoded, Provider, ProviderContext, ProviderRejected, Snapshot, TransientProviderError, as_dict
+from .base import Encoded, Provider, ProviderContext, Snapshot, as_dict
 from .gemini_api import GeminiAPI, credentials
 from .gemini_input import PartInput
 
@@ -36,7 +37,7 @@ if TYPE_CHECKING:  # the codec side (gemini_codec) imports them; a worker moving
     from pydantic_ai.messages import ModelResponse
     from pydantic_ai.models.batch import BatchRequest
 
-    from ..store import StoredResult
+    from ..records import StoredResult
 
 log = logging.getLogger("batchline.gemini")
 

@@ -14,7 +14,8 @@ from typing import IO, Any
 import httpx2
 import orjson
 
-from .base import MalformedAnswer, ProviderRejected, TransientProviderError, as_dict, path_id
+from ..errors import MalformedAnswer, ProviderRejected, TransientProviderError
+from .base import as_dict, path_id
 from .http import ProviderHTTP
 
 KEY_VARIABLES = ("GOOGLE_API_KEY", "GEMINI_API_KEY")

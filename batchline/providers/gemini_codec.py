@@ -15,7 +15,7 @@ from pydantic_ai.models.batch import BatchRequest, BatchResult, BatchResultStatu
 from pydantic_ai.models.google import GoogleModel
 from pydantic_ai.providers.google import GoogleProvider
 
-from ..store import StoredResult
+from ..records import StoredResult
 from ._pydantic_codec import encode_all
 from .base import Encoded
 

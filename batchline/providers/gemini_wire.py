@@ -15,7 +15,8 @@ from typing import Any
 import orjson
 
 from .._json import dumps
-from .base import UNUSABLE, MalformedAnswer, Snapshot, State, as_dict
+from ..errors import MalformedAnswer
+from .base import UNUSABLE, Snapshot, State, as_dict
 
 log = logging.getLogger("batchline.gemini")
 

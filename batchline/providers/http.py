@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 import httpx2
 
-from .base import BrokenDownload, HostileAnswer, ProviderRejected, TransientProviderError
+from ..errors import BrokenDownload, HostileAnswer, ProviderRejected, TransientProviderError
 
 TRUSTED_SETTING = "BATCHLINE_TRUSTED_RESULT_HOSTS"
 

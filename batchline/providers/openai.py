@@ -17,19 +17,16 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import orjson
 
 from .._json import dumps
+from ..errors import BatchInputError, MalformedAnswer, ProviderRejected, TransientProviderError
 from ..raw import RawRequest
-from ..types import BatchInputError
 from ._jsonl import iter_json_lines, spooled
 from .base import (
     UNUSABLE,
     Encoded,
-    MalformedAnswer,
     Provider,
     ProviderContext,
-    ProviderRejected,
     Snapshot,
     State,
-    TransientProviderError,
     as_dict,
     count_of,
     created_snapshot_of,
@@ -42,7 +39,7 @@ if TYPE_CHECKING:  # the codec side (openai_codec) imports them; a worker moving
     from pydantic_ai.messages import ModelResponse
     from pydantic_ai.models.batch import BatchRequest, BatchResultStatus
 
-    from ..store import StoredResult
+    from ..records import StoredResult
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 ENDPOINT = "/v1/responses"

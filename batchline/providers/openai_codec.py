@@ -16,7 +16,7 @@ from pydantic_ai.models.batch import BatchRequest, BatchResult
 from pydantic_ai.models.openai import OpenAIChatModel, OpenAIResponsesModel
 from pydantic_ai.providers.openai import OpenAIProvider as PydanticAIOpenAIProvider
 
-from ..store import StoredResult
+from ..records import StoredResult
 from ._pydantic_codec import PLACEHOLDER_KEY, encode_all, model_of
 from .base import Encoded
 from .openai import DEFAULT_BASE_URL

@@ -25,8 +25,10 @@ from pydantic_ai.models import ModelRequestParameters
 from pydantic_ai.models.batch import BatchRequest
 from pydantic_ai.models.test import TestModel
 
-from ..store import CHUNK, StoredResult
-from .base import Encoded, Provider, ProviderRejected, Snapshot
+from ..errors import ProviderRejected
+from ..records import StoredResult
+from ..store import CHUNK
+from .base import Encoded, Provider, Snapshot
 
 _RESPONSE = TypeAdapter(ModelResponse)
 _PARAMS = TypeAdapter(ModelRequestParameters)
