@@ -4,6 +4,9 @@
 `batchline submit|status|wait|results|cancel|jobs` manage jobs, `batchline worker` starts a Celery worker (the same
 as `celery -A batchline.worker worker -E`), and `batchline emulator` serves the three providers' batch APIs for tests
 and demos. Errors are one line and exit 1, never a traceback.
+
+This module builds the one parser and runs the handler each command registers; the commands live in cli_run.py
+(demo, worker, emulator) and cli_jobs.py (the job commands), and nothing imports this module back.
 """
 
 from __future__ import annotations
@@ -16,15 +19,9 @@ from collections.abc import Sequence
 
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
-DEMO_PROMPTS = [
-    ("math-1", "What is 2 + 2?"),
-    ("math-2", "What is the square root of 144?"),
-    ("science-1", "What is photosynthesis?"),
-    ("science-2", "Explain gravity in one sentence."),
-]
-
+from . import cli_jobs, cli_run
+from .cli_args import Handler
 
 DESCRIPTION = (
     "batchline runs LLM requests through the OpenAI, Anthropic and Gemini batch APIs on Celery workers with Redis."
@@ -37,8 +34,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if argv[:1] == ["worker"]:
             # Before argparse: every option after `worker`, `--help` included, is celery's own.
-            return _worker(argv[1:])
-        return _main(argv)
+            return cli_run.run_worker(argv[1:])
+        return _run(build_parser().parse_args(argv))
     except BrokenPipeError:
         # The reader went away (`batchline results JOB | head -1`): stop quietly, as a command in a pipe does.
         devnull = os.open(os.devnull, os.O_WRONLY)
@@ -46,35 +43,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 128 + signal.SIGPIPE
 
 
-def _main(argv: list[str]) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of every command; each sets `handler` (see cli_args.Handler) to the function that runs it."""
     parser = argparse.ArgumentParser(prog="batchline", description=DESCRIPTION, epilog=EPILOG)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    demo = commands.add_parser("demo", help="run a small batch end to end and print the results")
-    demo.add_argument("--model", default="test", help="model string (default: the built-in test provider)")
-    demo.add_argument("--requests", type=positive_int, default=len(DEMO_PROMPTS), help="how many requests to send")
-
-    # Never parsed here (main hands `worker ...` to celery first); listed so that --help names it.
-    commands.add_parser(
-        "worker",
-        help="start a Celery worker: `celery -A batchline.worker worker -E` with every option you give "
-        "(e.g. --concurrency 4 -l INFO; --help shows celery's)",
-    )
-
-    from . import cli_jobs, emulator
-
+    # In the order --help lists them.
+    cli_run.add_demo(commands)
+    cli_run.add_worker(commands)
     cli_jobs.add_commands(commands)
-    emulator.add_arguments(commands.add_parser("emulator", help="serve the providers' batch APIs on one port"))
+    cli_run.add_emulator(commands)
+    return parser
 
-    args = parser.parse_args(argv)
+
+def _run(args: argparse.Namespace) -> int:
+    handler: Handler = args.handler
     console = Console()
     try:
-        if args.command == "demo":
-            return _demo(console, args.model, args.requests)
-        if args.command == "emulator":
-            emulator.run_from_args(args)
-            return 0
-        return cli_jobs.run(args, console)
+        return handler(args, console)
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
@@ -87,65 +72,6 @@ def _main(argv: list[str]) -> int:
         kind = "" if isinstance(error, BatchInputError) else f"{type(error).__name__}: "
         err.print(f"[red]batchline {args.command}:[/red] {kind}{escape(str(error))}")
         return 1
-
-
-def positive_int(text: str) -> int:
-    """An argparse type: a whole number of at least 1 (0 and negatives would silently mean 'all' or 'none')."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number of 1 or more, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number of 1 or more, got {value}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    """An argparse type: a number of seconds above 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds above 0, got {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a number of seconds above 0, got {text}")
-    return value
-
-
-def _demo(console: Console, model: str, count: int) -> int:
-    from pydantic_ai import ModelRequest
-
-    from .api import batch_create_sync, batch_results_sync, batch_wait_sync
-    from .config import Settings
-
-    prompts = [DEMO_PROMPTS[i % len(DEMO_PROMPTS)] for i in range(count)]
-    requests = [
-        (f"{cid}-{i // len(DEMO_PROMPTS)}" if count > len(DEMO_PROMPTS) else cid, [ModelRequest.user_text_prompt(q)])
-        for i, (cid, q) in enumerate(prompts)
-    ]
-    mode = "embedded (in-process broker, worker and Redis)" if Settings.load().embedded else "configured broker"
-    console.print(f"Submitting {len(requests)} requests to [bold]{model}[/bold] on the {mode} ...")
-    batch = batch_create_sync(model, requests, poll_interval=1.0, submit_wait=60)
-    with console.status(f"Waiting for {batch.id} ..."):
-        batch = batch_wait_sync(batch)
-    table = Table(title=f"{batch.id}: {batch.status.name}")
-    table.add_column("custom_id")
-    table.add_column("result")
-    for result in batch_results_sync(batch):
-        if result.response is not None:
-            table.add_row(result.custom_id, result.response.text or repr(result.response.parts))
-        else:
-            assert result.error is not None
-            table.add_row(result.custom_id, f"[red]{result.error.code}: {result.error.message}[/red]")
-    console.print(table)
-    console.print(f"{batch.completed_count} succeeded, {batch.failed_count} failed.")
-    return 0 if batch.is_successful else 1
-
-
-def _worker(celery_args: list[str]) -> int:
-    # This interpreter's celery: the one installed beside batchline, whatever PATH holds.
-    argv = [sys.executable, "-m", "celery", "-A", "batchline.worker", "worker", "-E", *celery_args]
-    os.execv(argv[0], argv)  # replaces this process: signals reach the worker as they would with `celery` itself
-    return 0  # not reached
 
 
 if __name__ == "__main__":

@@ -1,4 +1,8 @@
-"""The job commands of the `batchline` CLI: submit, status, wait, results, cancel, jobs."""
+"""The job commands of the `batchline` CLI: submit, status, wait, results, cancel, jobs.
+
+pydantic and pydantic-ai load inside the handlers, not here: cli.py imports this module, and `batchline worker` and
+`batchline --help` need neither.
+"""
 
 from __future__ import annotations
 
@@ -7,26 +11,24 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import orjson
-from pydantic import TypeAdapter
-from pydantic_ai.messages import ModelMessagesTypeAdapter, ModelRequest, ModelResponse
 from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from .cli import positive_float, positive_int
+from .cli_args import Commands, positive_float, positive_int
 from .errors import BatchInputError
 from .raw import RawRequest, from_line, json_lines, parse_lines
 from .records import PartState
-from .types import Batch, BatchResult
 
-_RESPONSE = TypeAdapter(ModelResponse)
+if TYPE_CHECKING:
+    from .types import Batch, BatchResult
 
 
-def add_commands(commands: Any) -> None:
+def add_commands(commands: Commands) -> None:
     submit = commands.add_parser("submit", help="submit a JSONL file of requests as one job; prints the job id")
     submit.add_argument(
         "file",
@@ -48,11 +50,16 @@ def add_commands(commands: Any) -> None:
         help="seconds between the workers' checks of the provider batch, growing by half each time up to "
         "BATCHLINE_MAX_POLL_INTERVAL (default 60; the first check comes within a second). Use 1-5 with the emulator",
     )
-    for name, text in (("status", "show a job's state"), ("cancel", "cancel a job"), ("wait", "wait for a job")):
+    submit.set_defaults(handler=_submit)
+    for name, text, handler in (
+        ("status", "show a job's state", _status),
+        ("cancel", "cancel a job", _cancel),
+        ("wait", "wait for a job", _wait),
+    ):
         command = commands.add_parser(name, help=text)
         command.add_argument("job_id")
-    wait = commands.choices["wait"]
-    wait.add_argument(
+        command.set_defaults(handler=handler)
+    commands.choices["wait"].add_argument(
         "--timeout", type=positive_float, metavar="SECONDS", help="give up after this many seconds (exit 2)"
     )
     results = commands.add_parser("results", help="write a job's results as JSONL")
@@ -65,14 +72,16 @@ def add_commands(commands: Any) -> None:
         help="provider: the provider's own results file; batchline: decoded ModelResponses (auto: provider for "
         "raw jobs)",
     )
+    results.set_defaults(handler=_results)
     jobs = commands.add_parser("jobs", help="list recent jobs")
     jobs.add_argument(
         "--limit", type=positive_int, default=20, metavar="N", help="how many of the newest jobs to list (default 20)"
     )
+    jobs.set_defaults(handler=_jobs)
 
 
-def run(args: argparse.Namespace, console: Console) -> int:
-    from . import api
+def _need_shared_store() -> None:
+    """Every job command's first step: the job must be in a store this process shares with the workers."""
     from .config import Settings
 
     if Settings.load().embedded:
@@ -81,22 +90,48 @@ def run(args: argparse.Namespace, console: Console) -> int:
             "to your Redis; the embedded default lives inside one process (try `batchline demo`)."
         )
 
-    if args.command == "submit":
-        requests: list[Any] = with_model(list(read_requests(args.file)), args.model)
-        batch = api.batch_create_sync(args.model, requests, poll_interval=args.poll_interval, submit_wait=0)
-        print(batch.id)
-        return 0
-    if args.command == "status":
-        console.print(status_table(api.batch_status_sync(args.job_id)))
-        return 0
-    if args.command == "cancel":
-        batch = api.batch_cancel_sync(args.job_id)
-        console.print(f"{batch.id}: {batch.status.name}")
-        return 0
-    if args.command == "wait":
-        return wait(args.job_id, args.timeout, console)
-    if args.command == "results":
-        return export(args, console)
+
+def _submit(args: argparse.Namespace, console: Console) -> int:
+    from . import api
+
+    _need_shared_store()
+    requests: list[Any] = with_model(list(read_requests(args.file)), args.model)
+    batch = api.batch_create_sync(args.model, requests, poll_interval=args.poll_interval, submit_wait=0)
+    print(batch.id)
+    return 0
+
+
+def _status(args: argparse.Namespace, console: Console) -> int:
+    from . import api
+
+    _need_shared_store()
+    console.print(status_table(api.batch_status_sync(args.job_id)))
+    return 0
+
+
+def _cancel(args: argparse.Namespace, console: Console) -> int:
+    from . import api
+
+    _need_shared_store()
+    batch = api.batch_cancel_sync(args.job_id)
+    console.print(f"{batch.id}: {batch.status.name}")
+    return 0
+
+
+def _wait(args: argparse.Namespace, console: Console) -> int:
+    _need_shared_store()
+    return wait(args.job_id, args.timeout, console)
+
+
+def _results(args: argparse.Namespace, console: Console) -> int:
+    _need_shared_store()
+    return export(args, console)
+
+
+def _jobs(args: argparse.Namespace, console: Console) -> int:
+    from . import api
+
+    _need_shared_store()
     table = Table(box=box.SIMPLE_HEAD)
     # A job id is what a user copies from this table: it is never cut, and on a narrow terminal the other columns
     # wrap (fold) rather than lose characters to an ellipsis.
@@ -202,6 +237,8 @@ def read_requests(path: Path) -> Iterator[tuple[str, list[Any]] | RawRequest]:
         raise BatchInputError(f"{path}: no such file") from None
     except OSError as error:
         raise BatchInputError(f"{path}: cannot read it ({error.strerror})") from None
+    from pydantic_ai.messages import ModelMessagesTypeAdapter, ModelRequest
+
     with lines:
         first = next((line for line in lines if line.strip()), b"")
         lines.seek(0)
@@ -227,11 +264,15 @@ def read_requests(path: Path) -> Iterator[tuple[str, list[Any]] | RawRequest]:
 
 
 def write_results(results: list[BatchResult], out: IO[bytes]) -> None:
+    from pydantic import TypeAdapter
+    from pydantic_ai.messages import ModelResponse
+
+    response = TypeAdapter(ModelResponse)
     for result in results:
         line = {
             "custom_id": result.custom_id,
             "status": "succeeded" if result.is_successful else "errored",
-            "response": None if result.response is None else orjson.Fragment(_RESPONSE.dump_json(result.response)),
+            "response": None if result.response is None else orjson.Fragment(response.dump_json(result.response)),
             "error": None if result.error is None else {"code": result.error.code, "message": result.error.message},
         }
         out.write(orjson.dumps(line) + b"\n")
