@@ -1,7 +1,8 @@
 """The Python API: `model_request_batch`, `batch_create`, `batch_status`, `batch_results`, `batch_cancel`.
 
 Each async function has a `_sync` twin doing the same work. The API only talks to the store and the broker: the
-workers talk to the providers, with the keys in their own environment.
+workers talk to the providers, with the keys in their own environment. The work itself is done by `jobs` (build, plan
+and queue a job), `status` (a job as a `Batch`) and `results` (decode or export what is stored).
 """
 
 from __future__ import annotations
