@@ -9,36 +9,65 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
-    from .api import (
-        batch_cancel,
-        batch_cancel_sync,
-        batch_create,
-        batch_create_sync,
-        batch_export_sync,
-        batch_list,
-        batch_list_sync,
-        batch_results,
-        batch_results_sync,
-        batch_status,
-        batch_status_sync,
-        batch_wait,
-        batch_wait_sync,
-        model_request_batch,
-        model_request_batch_sync,
-    )
-    from .errors import BatchInputError, BatchlineError, JobNotFound
-    from .raw import RawRequest
-    from .types import Batch, BatchError, BatchResult, BatchStatus, ProviderBatch
+if TYPE_CHECKING:  # what a type checker sees at once; `__getattr__` loads each on first use
+    from .api import batch_cancel as batch_cancel
+    from .api import batch_cancel_sync as batch_cancel_sync
+    from .api import batch_create as batch_create
+    from .api import batch_create_sync as batch_create_sync
+    from .api import batch_export_sync as batch_export_sync
+    from .api import batch_list as batch_list
+    from .api import batch_list_sync as batch_list_sync
+    from .api import batch_results as batch_results
+    from .api import batch_results_sync as batch_results_sync
+    from .api import batch_status as batch_status
+    from .api import batch_status_sync as batch_status_sync
+    from .api import batch_wait as batch_wait
+    from .api import batch_wait_sync as batch_wait_sync
+    from .api import model_request_batch as model_request_batch
+    from .api import model_request_batch_sync as model_request_batch_sync
+    from .errors import BatchInputError as BatchInputError
+    from .errors import BatchlineError as BatchlineError
+    from .errors import JobNotFound as JobNotFound
+    from .raw import RawRequest as RawRequest
+    from .types import Batch as Batch
+    from .types import BatchError as BatchError
+    from .types import BatchResult as BatchResult
+    from .types import BatchStatus as BatchStatus
+    from .types import ProviderBatch as ProviderBatch
 
-_HOMES = {"JobNotFound": "errors", "BatchInputError": "errors", "BatchlineError": "errors", "RawRequest": "raw"}
-_TYPES = {"Batch", "BatchError", "BatchResult", "BatchStatus", "ProviderBatch"}
+_EXPORTS = {
+    "api": (
+        "batch_cancel",
+        "batch_cancel_sync",
+        "batch_create",
+        "batch_create_sync",
+        "batch_export_sync",
+        "batch_list",
+        "batch_list_sync",
+        "batch_results",
+        "batch_results_sync",
+        "batch_status",
+        "batch_status_sync",
+        "batch_wait",
+        "batch_wait_sync",
+        "model_request_batch",
+        "model_request_batch_sync",
+    ),
+    "errors": ("BatchInputError", "BatchlineError", "JobNotFound"),
+    "raw": ("RawRequest",),
+    "types": ("Batch", "BatchError", "BatchResult", "BatchStatus", "ProviderBatch"),
+}
+"""Every public name, by the module it lives in: the one list of what `batchline` exports."""
+
+_HOMES = {name: home for home, names in _EXPORTS.items() for name in names}
+
+__all__ = sorted(_HOMES)
 
 
 def __getattr__(name: str) -> Any:
-    if name not in __all__:
+    home = _HOMES.get(name)
+    if home is None:
         raise AttributeError(f"module 'batchline' has no attribute {name!r}")
-    home = _HOMES.get(name) or ("types" if name in _TYPES else "api")
     value = getattr(importlib.import_module(f".{home}", __name__), name)
     globals()[name] = value
     return value
@@ -46,31 +75,3 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted({*globals(), *__all__})
-
-
-__all__ = [
-    "Batch",
-    "BatchError",
-    "BatchInputError",
-    "BatchResult",
-    "BatchStatus",
-    "BatchlineError",
-    "JobNotFound",
-    "ProviderBatch",
-    "RawRequest",
-    "batch_cancel",
-    "batch_cancel_sync",
-    "batch_create",
-    "batch_create_sync",
-    "batch_export_sync",
-    "batch_list",
-    "batch_list_sync",
-    "batch_results",
-    "batch_results_sync",
-    "batch_status",
-    "batch_status_sync",
-    "batch_wait",
-    "batch_wait_sync",
-    "model_request_batch",
-    "model_request_batch_sync",
-]

@@ -22,9 +22,9 @@ from rich.table import Table
 from .cli_args import Commands, positive_float, positive_int
 from .errors import BatchInputError
 from .raw import RawRequest, from_line, json_lines, parse_lines
-from .records import PartState
 
 if TYPE_CHECKING:
+    from .records import PartRecord
     from .types import Batch, BatchResult
 
 
@@ -130,6 +130,7 @@ def _results(args: argparse.Namespace, console: Console) -> int:
 
 def _jobs(args: argparse.Namespace, console: Console) -> int:
     from . import api
+    from .status import job_counts
 
     _need_shared_store()
     table = Table(box=box.SIMPLE_HEAD)
@@ -155,32 +156,12 @@ def _jobs(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
-def _parts(job_id: str, count: int) -> list[dict[str, str]]:
+def _parts(job_id: str, count: int) -> list[PartRecord]:
     from .runtime import runtime_for
+    from .status import stored_parts
     from .worker import current_app
 
-    return runtime_for(current_app()).store.parts(job_id, count)
-
-
-def part_counts(part: dict[str, str]) -> tuple[int, int, int]:
-    """A part's succeeded, failed and not run (cancelled or expired before they ran) requests.
-
-    The provider counts only what it ran; once a part has ended, the rest of its requests are stored as cancelled,
-    expired or failed results, and are counted here the same way as in the job's totals.
-    """
-    total, ok, bad = (int(part.get(name) or 0) for name in ("total", "completed", "failed"))
-    ended = part.get("state") in (PartState.ENDED, PartState.STORED) and not part.get("resubmitted_as")
-    rest = max(0, total - ok - bad) if ended else 0
-    if part.get("provider_state") in ("cancelled", "expired"):
-        return ok, bad, rest
-    return ok, bad + rest, 0
-
-
-def job_counts(batch: Batch, parts: list[dict[str, str]]) -> tuple[int, int, int]:
-    """The job's succeeded, failed and not run results: its stored failures less those that never ran."""
-    not_run = sum(part_counts(part)[2] for part in parts)
-    not_run = min(not_run, batch.failed_count)  # until they are stored, they are in neither count
-    return batch.completed_count, batch.failed_count - not_run, not_run
+    return stored_parts(runtime_for(current_app()), job_id, count)
 
 
 def with_model(requests: list[Any], model: str) -> list[Any]:
@@ -207,11 +188,12 @@ def with_model(requests: list[Any], model: str) -> list[Any]:
 def export(args: argparse.Namespace, console: Console) -> int:
     from . import api
     from .runtime import runtime_for
+    from .status import is_raw
     from .worker import current_app
 
     provider_format = args.format == "provider"
     if args.format == "auto":
-        provider_format = bool(runtime_for(current_app()).store.job(args.job_id).get("raw"))
+        provider_format = is_raw(runtime_for(current_app()), args.job_id)
     out: IO[bytes] = sys.stdout.buffer if args.output is None else args.output.open("wb")
     try:
         if provider_format:
@@ -278,7 +260,9 @@ def write_results(results: list[BatchResult], out: IO[bytes]) -> None:
         out.write(orjson.dumps(line) + b"\n")
 
 
-def status_table(batch: Batch, stored: list[dict[str, str]] | None = None) -> Table:
+def status_table(batch: Batch, stored: list[PartRecord] | None = None) -> Table:
+    from .status import job_counts, part_counts
+
     table = Table(title=f"{batch.id} ({batch.model}): {batch.status.name}")
     table.add_column("part")
     table.add_column("provider batch", overflow="fold")
@@ -350,23 +334,8 @@ def next_poll(job_id: str) -> tuple[float, float] | None:
     A part's next poll is due one countdown after its last one, the countdown its poll computed from the poll count
     it had then (the store keeps the time and the count).
     """
-    from .pipeline import poll_countdown
     from .runtime import runtime_for
+    from .status import next_poll
     from .worker import current_app
 
-    runtime = runtime_for(current_app())
-    store = runtime.store
-    job = store.job(job_id)
-    parts = store.parts(job_id, int(job.get("parts") or 0))
-    now = time.time()
-    soonest: float | None = None
-    for n, part in enumerate(parts):
-        if part.get("state") != PartState.SUBMITTED:
-            continue
-        polls = int(part.get("polls") or 0)
-        last = store.redis.zscore(f"{store.prefix}polls", f"{job_id}:{n}")
-        due = now if polls == 0 or last is None else float(last) + poll_countdown(runtime, job, polls - 1)
-        soonest = due if soonest is None else min(soonest, due)
-    if soonest is None:
-        return None
-    return max(0.0, soonest - now), float(job.get("poll_interval") or 60.0)
+    return next_poll(runtime_for(current_app()), job_id)

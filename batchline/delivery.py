@@ -23,6 +23,7 @@ from celery import Celery, Signature, signature
 from .errors import CallbackNotAllowed
 
 if TYPE_CHECKING:
+    from .records import JobRecord
     from .runtime import Runtime
 
 log = logging.getLogger("batchline")
@@ -197,13 +198,13 @@ def _check_values(value: Any, allowed: frozenset[str], where: str) -> None:
             _check_values(item, allowed, where)
 
 
-def refuse_delivery(runtime: Runtime, job_id: str, job: Mapping[str, str]) -> bool:
+def refuse_delivery(runtime: Runtime, job_id: str, job: JobRecord) -> bool:
     """The worker's own check, right before sending: on refusal, record why on the job and send nothing."""
     try:
-        check_tasks(job.get("callback") or None, job.get("on_complete") or None, runtime.settings.allowed_callbacks)
+        check_tasks(job.callback, job.on_complete, runtime.settings.allowed_callbacks)
     except CallbackNotAllowed as error:
         log.error("job %s: delivery refused: %s", job_id, error)
-        runtime.store.redis.hset(runtime.store.job_key(job_id), "delivery_error", str(error))
+        runtime.store.set_delivery_error(job_id, str(error))
         return True
     return False
 

@@ -23,105 +23,26 @@ after a crash duplicates nothing and counts nothing twice.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, TypeVar, cast
+from typing import Any, cast
 
 import redis
 
-from .records import PartState, StoredResult
+from . import store_scripts as lua
+from ._chunks import chunks as _chunks
+from .errors import JobNotFound
+from .records import RESULT_TAGS, TAG_STATUS, HashValue, JobRecord, PartRecord, PartState, StoredResult
 from .types import BatchStatus
-
-T = TypeVar("T")
 
 CHUNK = 1000
 """Items per Redis round trip when reading or writing many."""
 
 MISSING_SLICE = 5000
 """Part ids checked per script call: a few milliseconds of Redis's time each."""
-
-RESULT_TAGS = {"succeeded": b"s", "errored": b"e", "expired": b"x", "canceled": b"c"}
-"""The one-letter prefix of a stored result, by pydantic-ai's `BatchResultStatus`."""
-TAG_STATUS = {tag: status for status, tag in RESULT_TAGS.items()}
-
-# Store each new result, count it, and announce the chunk's new results in one stream entry, in one atomic step per
-# chunk. A value comes tagged (its status letter first) from the client: joining them here would copy every body once
-# more inside Redis. One entry per chunk, not per result, spares Redis a command per result.
-_ADD_RESULTS = """
-local ok, bad, arrived = 0, 0, {}
-for i = 3, #ARGV, 2 do
-  if redis.call('HSETNX', KEYS[1], ARGV[i], ARGV[i + 1]) == 1 then
-    local tag = string.sub(ARGV[i + 1], 1, 1)
-    arrived[#arrived + 1] = ARGV[i]
-    arrived[#arrived + 1] = tag
-    if tag == 's' then ok = ok + 1 else bad = bad + 1 end
-  end
-end
-if #arrived > 0 then redis.call('XADD', KEYS[2], '*', unpack(arrived)) end
-if ok > 0 then redis.call('HINCRBY', KEYS[3], 'succeeded', ok) end
-if bad > 0 then redis.call('HINCRBY', KEYS[3], 'failed', bad) end
-local ttl = tonumber(ARGV[1])
-redis.call('EXPIRE', KEYS[1], ttl)
-redis.call('EXPIRE', KEYS[2], ttl)
-return ok + bad
-"""
-
-# The custom_ids of the list KEYS[2], from index ARGV[1] to ARGV[2], that have no field in the hash KEYS[1]: the ids
-# never leave Redis, and the answer holds only the missing ones.
-_MISSING = """
-local missing = {}
-for _, id in ipairs(redis.call('LRANGE', KEYS[2], ARGV[1], ARGV[2])) do
-  if redis.call('HEXISTS', KEYS[1], id) == 0 then missing[#missing + 1] = id end
-end
-return missing
-"""
-
-# Move a hash's `state` to ARGV[1] only from one of the ARGV[3] states that follow, setting the field/value pairs
-# after them in the same step; answer whether it moved. Given a sorted set KEYS[2], a move also takes ARGV[2] out of
-# it: a job that leaves `pending` leaves the sweep's list of jobs waiting for their submit in the same step.
-_TRANSITION = """
-local current = redis.call('HGET', KEYS[1], 'state')
-local count = tonumber(ARGV[3])
-for i = 4, 3 + count do
-  if current == ARGV[i] then
-    redis.call('HSET', KEYS[1], 'state', ARGV[1])
-    for j = 4 + count, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[j], ARGV[j + 1]) end
-    if KEYS[2] then redis.call('ZREM', KEYS[2], ARGV[2]) end
-    return 1
-  end
-end
-return 0
-"""
-
-# A poll's record, in one step: count it, note its time for the sweep, and keep the provider's answer on the part
-# while the part is still in state ARGV[3] (a poll that lost a race must not undo an ending).
-_POLLED = """
-redis.call('HINCRBY', KEYS[1], 'polls', 1)
-redis.call('ZADD', KEYS[2], ARGV[1], ARGV[2])
-if redis.call('HGET', KEYS[1], 'state') ~= ARGV[3] then return 0 end
-if #ARGV > 3 then redis.call('HSET', KEYS[1], unpack(ARGV, 4)) end
-return 1
-"""
-
-
-# Allocate part ARGV[2]'s resubmission: a new pending part holding ARGV[5..], once, however often it is asked for.
-_ADD_PART = """
-local existing = redis.call('HGET', KEYS[2], 'resubmitted_as')
-if existing then return tonumber(existing) end
-local n = redis.call('HINCRBY', KEYS[1], 'parts', 1) - 1
-local part = ARGV[1] .. n
-for i = 5, #ARGV, 1000 do
-  redis.call('RPUSH', part .. ':ids', unpack(ARGV, i, math.min(i + 999, #ARGV)))
-end
-redis.call('HSET', part, 'state', 'pending', 'total', #ARGV - 4, 'generation', ARGV[3], 'resubmit_of', ARGV[2],
-  'group', redis.call('HGET', KEYS[2], 'group') or '')
-redis.call('EXPIRE', part, ARGV[4])
-redis.call('EXPIRE', part .. ':ids', ARGV[4])
-redis.call('HSET', KEYS[2], 'resubmitted_as', n)
-return n
-"""
 
 
 @dataclass(frozen=True)
@@ -141,11 +62,11 @@ class Store:
         self.redis = client
         self.prefix = prefix
         self.ttl = ttl_seconds
-        self._add_results = client.register_script(_ADD_RESULTS)
-        self._transition = client.register_script(_TRANSITION)
-        self._add_part = client.register_script(_ADD_PART)
-        self._polled = client.register_script(_POLLED)
-        self._missing = client.register_script(_MISSING)
+        self._add_results = client.register_script(lua.ADD_RESULTS)
+        self._transition = client.register_script(lua.TRANSITION)
+        self._add_part = client.register_script(lua.ADD_PART)
+        self._polled = client.register_script(lua.POLLED)
+        self._missing = client.register_script(lua.MISSING)
 
     # -- keys -------------------------------------------------------------------------------------------------------
     def job_key(self, job_id: str, suffix: str = "") -> str:
@@ -172,12 +93,12 @@ class Store:
     def create_job(
         self,
         job_id: str,
-        fields: Mapping[str, str | int | float],
+        job: JobRecord,
         requests: Iterable[tuple[str, bytes, bytes | None]],
         parts: Sequence[tuple[str, Sequence[str]]],
     ) -> None:
         """Write a job, its requests `(custom_id, body, own options or None)` and its planned parts
-        `(group, custom_ids)` atomically."""
+        `(group, custom_ids)` atomically. The job starts `pending` with no results, whatever `job` says."""
         ttl = self.ttl
         pipe = self.redis.pipeline(transaction=True)
         ids_key, req_key, opt_key = (self.job_key(job_id, s) for s in (":ids", ":req", ":opt"))
@@ -192,39 +113,56 @@ class Store:
                 pipe.rpush(self.part_key(job_id, n, ":ids"), *ids)
             planned = {"state": PartState.PENDING, "total": len(part_ids), "group": group}
             pipe.hset(self.part_key(job_id, n), mapping=_fields(planned))
-        initial = {"state": BatchStatus.PENDING.value, "parts": len(parts), "succeeded": 0, "failed": 0}
-        pipe.hset(self.job_key(job_id), mapping=_fields({**fields, **initial}))
-        pipe.zadd(f"{self.prefix}jobs", {job_id: float(fields["created_at"])})
+        initial = dataclasses.replace(job, state=BatchStatus.PENDING, parts=len(parts), succeeded=0, failed=0)
+        pipe.hset(self.job_key(job_id), mapping=_fields(initial.to_hash()))
+        pipe.zadd(f"{self.prefix}jobs", {job_id: job.created_at})
         # In the same transaction as the job: a job that survives a crash is always one the sweep can find.
-        pipe.zadd(self.pending_key(), {job_id: float(fields["created_at"])})
+        pipe.zadd(self.pending_key(), {job_id: job.created_at})
         for key in self.job_keys(job_id, len(parts)):
             pipe.expire(key, ttl)
         # The set lives as long as its newest job: every entry's job is gone by then (the sweep trims older ones).
         pipe.expire(self.pending_key(), ttl)
         pipe.execute()
 
-    def job(self, job_id: str) -> dict[str, str]:
-        return _decoded(self.redis.hgetall(self.job_key(job_id)))
+    def job(self, job_id: str) -> JobRecord | None:
+        """The job's record; None when the store holds no such job."""
+        return _job(self.redis.hgetall(self.job_key(job_id)))
+
+    def load_job(self, job_id: str) -> JobRecord:
+        """The job's record, or JobNotFound naming it."""
+        return found(self.job(job_id), job_id)
+
+    def delete_job(self, job_id: str, parts: int) -> None:
+        """Remove every key of a job that was never sent (its submit message was refused), atomically."""
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.delete(*self.job_keys(job_id, parts))
+        pipe.zrem(f"{self.prefix}jobs", job_id)
+        pipe.zrem(self.pending_key(), job_id)  # the sweep has nothing to re-send
+        pipe.execute()
+
+    def set_delivery_error(self, job_id: str, message: str) -> None:
+        """Record on the job why its delivery was refused."""
+        self.redis.hset(self.job_key(job_id), "delivery_error", message)
 
     def job_ids(self, limit: int = 100) -> list[str]:
         ids = cast(list[bytes], self.redis.zrevrange(f"{self.prefix}jobs", 0, limit - 1))
         return [i.decode() for i in ids]
 
-    def transition(self, key: str, to: str, *from_states: str, **also: str | int | float) -> bool:
-        """Move `key`'s state to `to` if it is in one of `from_states`, and set `also` in the same atomic step;
-        exactly one caller wins a race."""
-        return self._move([key], "", to, from_states, also)
-
-    def transition_job(
-        self, job_id: str, to: BatchStatus, *from_states: BatchStatus, **also: str | int | float
+    def transition_part(
+        self, job_id: str, part: int, to: PartState, *from_states: PartState, **also: HashValue
     ) -> bool:
+        """Move a part's state to `to` if it is in one of `from_states`, and set `also` in the same atomic step;
+        exactly one caller wins a race."""
+        return self._move([self.part_key(job_id, part)], "", to, from_states, also)
+
+    def transition_job(self, job_id: str, to: BatchStatus, *from_states: BatchStatus, **also: HashValue) -> bool:
         """`transition` for a job. A job never moves back to `pending`: one that moves leaves the pending set in the
         same step."""
         keys = [self.job_key(job_id), self.pending_key()]
         return self._move(keys, job_id, to.value, tuple(s.value for s in from_states), also)
 
     def _move(
-        self, keys: list[str], member: str, to: str, from_states: Sequence[str], also: Mapping[str, str | int | float]
+        self, keys: list[str], member: str, to: str, from_states: Sequence[str], also: Mapping[str, HashValue]
     ) -> bool:
         pairs = [item for field, value in also.items() for item in (field, value)]
         return bool(self._transition(keys=keys, args=[to, member, len(from_states), *from_states, *pairs]))
@@ -263,27 +201,27 @@ class Store:
             start += CHUNK
 
     # -- parts ------------------------------------------------------------------------------------------------------
-    def part(self, job_id: str, part: int) -> dict[str, str]:
-        return _decoded(self.redis.hgetall(self.part_key(job_id, part)))
+    def part(self, job_id: str, part: int) -> PartRecord:
+        return PartRecord.from_hash(_decoded(self.redis.hgetall(self.part_key(job_id, part))))
 
-    def parts(self, job_id: str, count: int) -> list[dict[str, str]]:
+    def parts(self, job_id: str, count: int) -> list[PartRecord]:
         pipe = self.redis.pipeline(transaction=False)
         for n in range(count):
             pipe.hgetall(self.part_key(job_id, n))
-        return [_decoded(raw) for raw in pipe.execute()]
+        return [PartRecord.from_hash(_decoded(raw)) for raw in pipe.execute()]
 
-    def set_part(self, job_id: str, part: int, **values: str | int | float) -> None:
+    def set_part(self, job_id: str, part: int, **values: HashValue) -> None:
         self.redis.hset(self.part_key(job_id, part), mapping=_fields(values))
 
-    def job_and_part(self, job_id: str, part: int) -> tuple[dict[str, str], dict[str, str]]:
-        """A job's fields and one part's, in one round trip."""
+    def job_and_part(self, job_id: str, part: int) -> tuple[JobRecord | None, PartRecord]:
+        """A job's record (None when there is no such job) and one part's, in one round trip."""
         pipe = self.redis.pipeline(transaction=False)
         pipe.hgetall(self.job_key(job_id))
         pipe.hgetall(self.part_key(job_id, part))
         job, part_fields = pipe.execute()
-        return _decoded(job), _decoded(part_fields)
+        return _job(job), PartRecord.from_hash(_decoded(part_fields))
 
-    def polled(self, job_id: str, part: int, state: str, **values: str | int | float) -> bool:
+    def polled(self, job_id: str, part: int, state: PartState, **values: HashValue) -> bool:
         """Record a poll of a part (see `record_poll`) and set `values` on it only while it is in `state`."""
         pairs = [item for field, value in values.items() for item in (field, value)]
         keys = [self.part_key(job_id, part), f"{self.prefix}polls"]
@@ -319,6 +257,12 @@ class Store:
             pipe.hincrby(self.part_key(job_id, part), "polls", 1)
         pipe.zadd(f"{self.prefix}polls", {f"{job_id}:{part}": time.time()})
         pipe.execute()
+
+    def last_poll(self, job_id: str, part: int) -> float | None:
+        """When the part was last polled (or its poll chain started), as the sweep sees it; None if it is not
+        waiting for a poll."""
+        last = self.redis.zscore(f"{self.prefix}polls", f"{job_id}:{part}")
+        return None if last is None else float(last)
 
     def forget_poll(self, job_id: str, part: int) -> None:
         self.redis.zrem(f"{self.prefix}polls", f"{job_id}:{part}")
@@ -426,6 +370,18 @@ class Store:
         return bool(self.redis.sismember(self.job_key(job_id, ":delivered"), marker))
 
 
+def found(job: JobRecord | None, job_id: str) -> JobRecord:
+    """`job`, or JobNotFound naming `job_id` when there is none."""
+    if job is None:
+        raise JobNotFound(f"No job {job_id!r} in the store (finished longer ago than its TTL, or another store).")
+    return job
+
+
+def _job(raw: Any) -> JobRecord | None:
+    fields = _decoded(raw)
+    return JobRecord.from_hash(fields) if fields else None
+
+
 def _decoded(raw: Any) -> dict[str, str]:
     """A hash as HGETALL returns it (bytes to bytes), as text."""
     return {k.decode(): v.decode() for k, v in cast(dict[bytes, bytes], raw).items()}
@@ -434,14 +390,3 @@ def _decoded(raw: Any) -> dict[str, str]:
 def _fields(mapping: Mapping[str, Any]) -> Any:
     """A hash mapping as redis-py's (invariant) typing wants it."""
     return mapping
-
-
-def _chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
-    chunk: list[T] = []
-    for item in items:
-        chunk.append(item)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk

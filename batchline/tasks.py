@@ -6,10 +6,11 @@ Every task is named `batchline.<step>`, so Flower shows clear names and nothing 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import redis
@@ -72,6 +73,15 @@ def _retry_later(task: Task[Any, Any], job_id: str, error: TransientProviderErro
     return task.retry(countdown=countdown)
 
 
+@contextlib.contextmanager
+def _provider_errors_retry(task: Task[Any, Any], job_id: str) -> Iterator[None]:
+    """Turn a provider that is busy or refused into a retry of the step (see `_retry_later`)."""
+    try:
+        yield
+    except (TransientProviderError, ProviderRejected) as error:
+        raise _retry_later(task, job_id, error) from None
+
+
 def _schedule(task: Task[Any, Any], job_id: str, nexts: list[Next]) -> None:
     """Send the next steps through the app running `task` (a shared task alone would pick Celery's current app)."""
     for nxt in nexts:
@@ -95,11 +105,9 @@ def _progress_reporter(task: Task[Any, Any]) -> Callable[[int, int], None]:
 @_requeue_on_outage
 def submit(self: Task[Any, Any], job_id: str) -> dict[str, Any]:
     runtime = runtime_for(self.app)
-    try:
+    with _provider_errors_retry(self, job_id):
         for nxt in pipeline.submit(runtime, job_id):
             _schedule(self, job_id, [nxt])
-    except (TransientProviderError, ProviderRejected) as error:
-        raise _retry_later(self, job_id, error) from None
     return pipeline.summary(runtime, job_id)
 
 
@@ -109,10 +117,8 @@ def submit(self: Task[Any, Any], job_id: str) -> dict[str, Any]:
 @_requeue_on_outage
 def poll(self: Task[Any, Any], job_id: str, part: int) -> dict[str, Any] | None:
     runtime = runtime_for(self.app)
-    try:
+    with _provider_errors_retry(self, job_id):
         nxt = pipeline.poll(runtime, job_id, part)
-    except (TransientProviderError, ProviderRejected) as error:
-        raise _retry_later(self, job_id, error) from None
     if nxt is not None and nxt.step == "poll":
         # Waiting never holds a worker slot: the message comes back after the countdown. `throw=False` ends this run
         # normally instead of raising Retry, which would capture a traceback and pickle it to the main process.
@@ -126,10 +132,8 @@ def poll(self: Task[Any, Any], job_id: str, part: int) -> dict[str, Any] | None:
 @_requeue_on_outage
 def fetch(self: Task[Any, Any], job_id: str, part: int) -> dict[str, Any]:
     runtime = runtime_for(self.app)
-    try:
+    with _provider_errors_retry(self, job_id):
         _schedule(self, job_id, pipeline.fetch(runtime, job_id, part, progress=_progress_reporter(self)))
-    except (TransientProviderError, ProviderRejected) as error:
-        raise _retry_later(self, job_id, error) from None
     return pipeline.summary(runtime, job_id)
 
 
@@ -137,10 +141,8 @@ def fetch(self: Task[Any, Any], job_id: str, part: int) -> dict[str, Any]:
 @_requeue_on_outage
 def cancel(self: Task[Any, Any], job_id: str) -> dict[str, Any]:
     runtime = runtime_for(self.app)
-    try:
+    with _provider_errors_retry(self, job_id):
         _schedule(self, job_id, pipeline.cancel(runtime, job_id))
-    except (TransientProviderError, ProviderRejected) as error:
-        raise _retry_later(self, job_id, error) from None
     return pipeline.summary(runtime, job_id)
 
 
@@ -150,12 +152,12 @@ def deliver(self: Task[Any, Any], job_id: str) -> dict[str, Any]:
     """Send the job's results to its callback task in chunks of ids, then its summary to on_complete, once each."""
     runtime = runtime_for(self.app)
     store = runtime.store
-    job = store.job(job_id)
-    callback, on_complete = job.get("callback"), job.get("on_complete")
+    job = store.load_job(job_id)
+    callback, on_complete = job.callback, job.on_complete
     if refuse_delivery(runtime, job_id, job):  # checked again here: the job record may not have come from the API
         return pipeline.summary(runtime, job_id)
     if callback:
-        for marker, custom_ids in pipeline.delivery_chunks(runtime, job_id, int(job.get("chunk_size", 500))):
+        for marker, custom_ids in pipeline.delivery_chunks(runtime, job_id, job.chunk_size):
             if not store.is_delivered(job_id, marker):
                 self.app.send_task(callback, args=(job_id, custom_ids))
                 store.mark_delivered(job_id, marker)

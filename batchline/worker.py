@@ -2,8 +2,8 @@
 
 Configured from the environment (`BATCHLINE_BROKER_URL`, `BATCHLINE_REDIS_URL`, ...; see `config.Settings`). With no
 broker configured it is the embedded default: Celery's in-memory broker, and an in-process worker that the API starts
-on first use. A Django or Flask project uses its own Celery app instead: `batchline.worker.configure(app)` applies
-batchline's settings to it and `use_app(app)` makes the API send through it.
+on first use. A Django or Flask project uses its own Celery app instead: `batchline.worker.install(app)` applies
+batchline's settings to it and makes the API send through it.
 """
 
 from __future__ import annotations
@@ -19,8 +19,19 @@ from .errors import SettingsError
 from .transport import use_shared_client_transport
 
 
+def install(app: Celery, settings: Settings | None = None) -> Settings:
+    """Run batchline on a project's own Celery app: apply batchline's settings to it (see `configure`), and send the
+    API's tasks through it. `settings` default to those in the app's config and the environment."""
+    settings = configure(app, settings)
+    use_app(app)
+    return settings
+
+
 def configure(app: Celery, settings: Settings | None = None, *, own: bool = False) -> Settings:
     """Apply batchline's broker, events, transport and beat settings to a Celery app.
+
+    Deprecated for a project's own app, use `install`, which also sends the API's tasks through it; `configure` stays
+    for one release.
 
     A project's app keeps its own defaults: its queues (batchline's tasks go to `queue` only when one is named), its
     serializers and its beat schedule, to which the sweep is added. `own` is batchline's own app, whose default queue
@@ -111,7 +122,9 @@ _current: Celery | None = None
 
 
 def use_app(app: Celery) -> None:
-    """Send batchline's tasks through `app` (a project's own Celery app) instead of batchline's own."""
+    """Send batchline's tasks through `app` (a project's own Celery app) instead of batchline's own.
+
+    Deprecated, use `install`, which also configures the app; `use_app` stays for one release."""
     global _current
     _current = app
 

@@ -116,24 +116,22 @@ class Bench:
 
         from batchline.codec import PARAMS
         from batchline.providers.openai import to_snapshot
-        from batchline.records import PartState
+        from batchline.records import JobRecord, PartState
         from batchline.store import Store
 
         store = Store(self.redis, self.prefix)
         job_id = f"batch_{uuid.uuid4().hex}"
         ids = custom_ids(batch.count)
-        fields = {
-            "model": MODEL_STRING,
-            "total": batch.count,
-            "created_at": time.time(),
-            "poll_interval": 60.0,
-            "deadline": 0,
-            "chunk_size": 500,
-            "max_resubmissions": 2,
-            "params": PARAMS.dump_json(ModelRequestParameters()).decode(),
-            "settings": "{}",
-        }
-        store.create_job(job_id, fields, ((cid, b"", None) for cid in ids), [(MODEL, ids)])
+        record = JobRecord(
+            model=MODEL_STRING,
+            total=batch.count,
+            created_at=time.time(),
+            poll_interval=60.0,
+            chunk_size=500,
+            max_resubmissions=2,
+            params=PARAMS.dump_json(ModelRequestParameters()).decode(),
+        )
+        store.create_job(job_id, record, ((cid, b"", None) for cid in ids), [(MODEL, ids)])
         snapshot = to_snapshot(
             {
                 "id": batch.id,

@@ -197,7 +197,7 @@ def submit_batchline(args: dict[str, Any]) -> dict[str, Any]:
         nexts = list(pipeline.submit(runtime, batch.id))
     assert nexts, "the part was not created"
     part = runtime.store.part(batch.id, 0)
-    return clock.figures(args["count"]) | {"create_s": created, "provider_id": part.get("provider_id")}
+    return clock.figures(args["count"]) | {"create_s": created, "provider_id": part.provider_id or None}
 
 
 def submit_pydantic(args: dict[str, Any]) -> dict[str, Any]:

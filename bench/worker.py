@@ -92,8 +92,7 @@ def _app(env: dict[str, str]) -> Any:
 
     settings = Settings.load({}, env)
     app = Celery("blbench", set_as_current=False)
-    worker.configure(app, settings)
-    worker.use_app(app)
+    worker.install(app, settings)
     return app
 
 
@@ -170,7 +169,7 @@ def poll_scale(bench: Bench, jobs: int, window: float) -> dict[str, Any]:
             ids.append(batch.id)
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline:
-            submitted = sum(1 for job_id in ids if store.part(job_id, 0).get("state") == PartState.SUBMITTED)
+            submitted = sum(1 for job_id in ids if store.part(job_id, 0).state == PartState.SUBMITTED)
             if submitted == jobs:
                 break
             time.sleep(0.5)
@@ -220,10 +219,7 @@ def poll_scale(bench: Bench, jobs: int, window: float) -> dict[str, Any]:
 
 def _part_polls(store: Any, ids: list[str]) -> list[int]:
     """How often each job's part was polled so far (the part's `polls` counter)."""
-    pipe = store.redis.pipeline(transaction=False)
-    for job_id in ids:
-        pipe.hget(store.part_key(job_id, 0), "polls")
-    return [int(v or 0) for v in pipe.execute()]
+    return [store.part(job_id, 0).polls for job_id in ids]
 
 
 def _polls(emulator: EmulatorProcess) -> int:

@@ -247,22 +247,20 @@ def announced(client: redis.Redis, job_key: str) -> list[str]:
 
 def store_job(into: runtime.Runtime, model: str, requests: Sequence[Any], created_at: float | None = None) -> str:
     """A job written into the store as `batch_create` writes it (defaults for every option), with no submit sent."""
-    from batchline.api import plan_parts
+    from batchline.jobs import plan_parts
+    from batchline.records import JobRecord
 
     provider = into.provider(model)
     encoded = provider.encode_many(requests)
     job_id = f"batch_{uuid.uuid4().hex}"
-    fields: dict[str, str | int | float] = {
-        "model": model,
-        "total": len(encoded),
-        "created_at": time.time() if created_at is None else created_at,
-        "poll_interval": 1,
-        "deadline": 0,
-        "chunk_size": 500,
-        "max_resubmissions": 0,
-        "params": "{}",
-        "settings": "{}",
-    }
+    record = JobRecord(
+        model=model,
+        total=len(encoded),
+        created_at=time.time() if created_at is None else created_at,
+        poll_interval=1,
+        chunk_size=500,
+        max_resubmissions=0,
+    )
     rows = [(e.custom_id, e.body, None) for e in encoded]
-    into.store.create_job(job_id, fields, rows, plan_parts(provider, encoded))
+    into.store.create_job(job_id, record, rows, plan_parts(provider, encoded))
     return job_id

@@ -17,6 +17,7 @@ from batchline import BatchInputError, batch_create_sync, batch_status_sync, wor
 from batchline.config import Settings
 from batchline.delivery import check_tasks, completion_spec, refuse_delivery
 from batchline.errors import CallbackNotAllowed
+from batchline.records import JobRecord
 from batchline.runtime import runtime_for
 
 from .conftest import RealSetup, WorkerProcess, make_real_setup, set_embedded_settings, with_settings
@@ -149,10 +150,11 @@ def test_the_deliver_step_refuses_a_crafted_job_record_and_records_why(embedded:
     runtime = runtime_for(worker.app)
     job = {"callback": "app.ok", "on_complete": stored(dict(xmap(evil, [1])))}
     runtime.store.redis.hset(runtime.store.job_key("batch_crafted"), mapping=job)
-    assert refuse_delivery(runtime, "batch_crafted", job)
-    assert "'app.evil' is not in batchline's allowed_callbacks" in runtime.store.job("batch_crafted")["delivery_error"]
+    assert refuse_delivery(runtime, "batch_crafted", JobRecord.from_hash(job))
+    refused = runtime.store.load_job("batch_crafted").delivery_error or ""
+    assert "'app.evil' is not in batchline's allowed_callbacks" in refused
     fine_job = {"callback": "app.ok", "on_complete": stored(dict(xmap(ok, [1])))}
-    assert not refuse_delivery(runtime, "batch_fine", fine_job)
+    assert not refuse_delivery(runtime, "batch_fine", JobRecord.from_hash(fine_job))
 
 
 # -- through a real worker --------------------------------------------------------------------------------------------
@@ -190,10 +192,10 @@ def test_a_job_record_written_into_redis_cannot_make_the_worker_run_a_disallowed
         store.redis.hset(store.job_key(batch.id), mapping=fields)  # then the record is changed behind its back
         setup.app.send_task("batchline.submit", args=(batch.id,))
 
-        refused = lambda job_id=batch.id: "delivery_error" in store.job(job_id)  # noqa: E731
+        refused = lambda job_id=batch.id: store.load_job(job_id).delivery_error is not None  # noqa: E731
         wait_for(refused, f"the refusal of the crafted {what}", log=process)
         assert batch_status_sync(batch.id).completed_count == 3  # the job itself ran
-        assert "is not in batchline's allowed_callbacks" in store.job(batch.id)["delivery_error"]
+        assert "is not in batchline's allowed_callbacks" in (store.load_job(batch.id).delivery_error or "")
         # The refusal is recorded before anything would be sent, and nothing is sent after it.
         assert store.redis.lrange(notified, 0, -1) == []
         assert store.redis.get(f"{store.prefix}bltest:calls:{batch.id}") is None

@@ -102,7 +102,7 @@ def test_killed_during_submit(scenario: Callable[..., Scenario], monkeypatch: py
     creates = f"{s.store.prefix}test:creates"
     for part in range(2):
         s.wait_for(lambda p=part: s.store.redis.hexists(creates, f"{job.id}:{p}"), f"part {part} created")
-        assert "provider_id" not in s.store.part(job.id, part)  # killed between create and record
+        assert not s.store.part(job.id, part).provider_id  # killed between create and record
         s.restart()
     check_exactly_once(s, job.id, 30, chunks=3)
     assert "created provider batch" in s.worker.output()
@@ -113,8 +113,8 @@ def test_killed_during_poll(scenario: Callable[..., Scenario]) -> None:
     job = batch_create_sync("test", requests(20), callback="bltest.record", chunk_size=10, poll_interval=0.3)
     assert job.status is BatchStatus.IN_PROGRESS
     for _ in range(2):
-        polls = int(s.store.part(job.id, 0).get("polls", 0))
-        s.wait_for(lambda p=polls: int(s.store.part(job.id, 0).get("polls", 0)) > p, "a poll")
+        polls = s.store.part(job.id, 0).polls
+        s.wait_for(lambda p=polls: s.store.part(job.id, 0).polls > p, "a poll")
         s.restart()
     check_exactly_once(s, job.id, 20, chunks=2)
 

@@ -279,7 +279,7 @@ def _lose_the_record(store: Store, job_id: str) -> None:
 
 def _age_the_claim(store: Store, job_id: str, seconds: float) -> None:
     """The redelivered submit's countdown of `claim_timeout` has passed."""
-    token = store.part(job_id, 0)["claim"].rpartition(":")[0]
+    token = store.part(job_id, 0).claim.rpartition(":")[0]
     store.redis.hset(store.part_key(job_id, 0), "claim", f"{token}:{time.time() - seconds}")
 
 
@@ -297,17 +297,17 @@ def test_a_lost_openai_batch_id_is_found_by_its_metadata_not_created_again(provi
     store = runtime.store
     job_id = _job_with_one_part(runtime, MODEL, 3)
     assert [n.step for n in pipeline.submit(runtime, job_id)] == ["poll"]
-    created = store.part(job_id, 0)["provider_id"]
+    created = store.part(job_id, 0).provider_id
     _lose_the_record(store, job_id)
 
     # The submit message comes back (its acknowledgement was lost too): the claim says another worker may be creating.
     again = list(pipeline.submit(runtime, job_id))
     assert [(n.step, n.countdown) for n in again] == [("submit", 600)]
-    assert "provider_id" not in store.part(job_id, 0)
+    assert not store.part(job_id, 0).provider_id
     # claim_timeout later the next submit lists the provider's batches and finds the part's by its metadata.
     _age_the_claim(store, job_id, 601)
     assert [n.step for n in pipeline.submit(runtime, job_id)] in (["poll"], ["fetch"])
-    assert store.part(job_id, 0)["provider_id"] == created
+    assert store.part(job_id, 0).provider_id == created
     assert emulator.stats()["openai"]["batches_created"] == 1  # not created (paid for) again
     assert emulator.stats()["calls"]["POST /v1/batches"] == 1
 
@@ -324,10 +324,10 @@ def test_a_lost_anthropic_batch_id_fails_its_part_rather_than_paying_twice(provi
 
     assert [n.step for n in pipeline.submit(runtime, job_id)] == ["fetch"]
     part = store.part(job_id, 0)
-    assert part["state"] == PartState.ENDED and part["provider_state"] == "failed"
-    assert "cannot be found by listing" in part["error"]
+    assert part.state == PartState.ENDED and part.provider_state == "failed"
+    assert "cannot be found by listing" in part.error
     pipeline.fetch(runtime, job_id, 0)
-    assert store.job(job_id)["state"] == BatchStatus.FAILED
+    assert store.load_job(job_id).state == BatchStatus.FAILED
     assert emulator.stats()["anthropic"]["batches_created"] == 1  # the lost batch runs on, unread; none is added
 
 
@@ -343,9 +343,8 @@ def test_a_job_whose_submit_the_broker_refuses_is_removed(tmp_path: Path) -> Non
             {}, {"BATCHLINE_BROKER_URL": f"redis://127.0.0.1:{dead}/0", "BATCHLINE_REDIS_URL": store_redis.url}
         )
         app = Celery("broker-down", set_as_current=False)
-        worker.configure(app, settings)
+        worker.install(app, settings)
         app.conf.broker_connection_timeout = 1
-        worker.use_app(app)
         with pytest.raises(OperationalError, match="the job was removed and nothing was sent"):
             batch_create_sync("test", requests(5), submit_wait=0)
         assert batch_list_sync() == []  # `batchline jobs` shows nothing pending

@@ -334,9 +334,9 @@ def test_a_worker_that_died_after_create_is_healed_by_listing(gemini: Emulator) 
     lost = provider.create(job_id, 0, store.part_requests(job_id, 0), 3)
     nexts = pipeline.submit(runtime, job_id)
     assert [(n.step, n.part) for n in nexts] == [("fetch", 0)]  # listed, and already ended
-    assert store.part(job_id, 0)["provider_id"] == lost.id and created(gemini)[0] == 1
+    assert store.part(job_id, 0).provider_id == lost.id and created(gemini)[0] == 1
     pipeline.fetch(runtime, job_id, 0)
-    assert store.part(job_id, 0)["state"] == PartState.STORED
+    assert store.part(job_id, 0).state == PartState.STORED
     stored = store.results(job_id, ["a", "b", "c"])
     assert [s.status if s else None for s in stored] == ["succeeded"] * 3
 

@@ -95,7 +95,7 @@ def hostile(
     monkeypatch.setenv("GEMINI_API_KEY", GEMINI_KEY)
     monkeypatch.delenv("GOOGLE_API_KEY", raising=False)
     monkeypatch.setenv("GOOGLE_GEMINI_BASE_URL", emulator.gemini_base_url)
-    monkeypatch.setattr(pipeline, "POISON_ATTEMPTS", ATTEMPTS)
+    monkeypatch.setattr(pipeline.base, "POISON_ATTEMPTS", ATTEMPTS)
 
     def configure(**settings: object) -> Emulator:
         set_embedded_settings(with_settings(embedded, **settings))
@@ -377,7 +377,7 @@ def test_unreadable_answers_apart_from_each_other_do_not_end_a_part(hostile: Cal
     emulator.add_fault(HttpFault(kind="replace", method="GET", path=status_path, body=["nope"], times=1))
     job = batch_create_sync(ANTHROPIC, ask(10), poll_interval=1.0, max_resubmissions=0)
     store = runtime_for(worker.app).store
-    wait_for(lambda: store.part(job.id, 0).get("poll_poisoned") == "0", "a readable poll after the unreadable one")
+    wait_for(lambda: store.part(job.id, 0).poll_poisoned == 0, "a readable poll after the unreadable one")
     emulator.clear_faults()  # (setting faults starts their use counts again: the spent one would strike twice)
     emulator.add_fault(HttpFault(kind="replace", method="GET", path=status_path, body=["nope"], times=1))
     batch, results = run_to_end(job.id)

@@ -177,7 +177,7 @@ def test_the_sweep_picks_up_polls_a_killed_worker_left(redis_url: str, tmp_path:
         batch = batch_create_sync("test", [("a", [ModelRequest.user_text_prompt("x")])], poll_interval=0.5)
         store = runtime_for(setup.app).store
         deadline = time.monotonic() + 30
-        while int(store.part(batch.id, 0).get("polls", 0)) < 1:
+        while store.part(batch.id, 0).polls < 1:
             assert time.monotonic() < deadline
             time.sleep(0.05)
         first.kill()  # its poll, waiting for its countdown, dies with it

@@ -15,13 +15,13 @@ from pydantic_ai import TextPart, ThinkingPart
 from pydantic_ai.exceptions import ModelAPIError, ModelHTTPError
 from pydantic_ai.models.batch import BatchRequest
 
-from batchline.api import _error_of
 from batchline.providers import _jsonl, anthropic, openai
 from batchline.providers.anthropic import AnthropicProvider
 from batchline.providers.base import Snapshot
 from batchline.providers.http import ProviderHTTP
 from batchline.providers.openai import OpenAIProvider
 from batchline.records import StoredResult
+from batchline.results import error_of as _error_of
 from batchline.types import BatchError
 
 from .conftest import RECORDED

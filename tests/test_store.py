@@ -7,7 +7,7 @@ import threading
 import fakeredis
 import pytest
 
-from batchline.records import PartState
+from batchline.records import JobRecord, PartRecord, PartState
 from batchline.store import Store
 from batchline.types import BatchStatus
 
@@ -24,15 +24,15 @@ def make_job(store: Store, job_id: str = "j", count: int = 5, parts: int = 1) ->
     rows = [(cid, f'{{"q":"{cid}"}}'.encode(), None) for cid in ids]
     size = -(-count // parts)
     planned = [("g", ids[i : i + size]) for i in range(0, count, size)]
-    store.create_job(job_id, {"model": "test", "total": count, "created_at": 1.0}, rows, planned)
+    store.create_job(job_id, JobRecord(model="test", total=count, created_at=1.0), rows, planned)
     return ids
 
 
 def test_a_job_is_written_whole_in_request_order(store: Store) -> None:
     ids = make_job(store, count=2500, parts=3)
-    job = store.job("j")
-    assert job["state"] == BatchStatus.PENDING
-    assert (job["total"], job["parts"], job["succeeded"], job["failed"]) == ("2500", "3", "0", "0")
+    job = store.load_job("j")
+    assert job.state == BatchStatus.PENDING
+    assert (job.total, job.parts, job.succeeded, job.failed) == (2500, 3, 0, 0)
     assert list(store.request_ids("j")) == ids
     assert [cid for cid, _ in store.part_requests("j", 1)] == ids[834:1668]
     assert dict(store.part_requests("j", 0))["r7"] == b'{"q":"r7"}'
@@ -55,8 +55,8 @@ def test_a_result_is_stored_and_counted_once(store: Store) -> None:
     assert store.add_results("j", first) == 2
     # A fetch that runs again after a crash brings the same lines, and a different body for r0: nothing changes.
     assert store.add_results("j", [("r0", "succeeded", b'{"a":2}'), *first, ("r2", "expired", b"")]) == 1
-    job = store.job("j")
-    assert (job["succeeded"], job["failed"]) == ("1", "2")
+    job = store.load_job("j")
+    assert (job.succeeded, job.failed) == (1, 2)
     results = store.results("j", ["r0", "r1", "r2", "r3"])
     assert [(r.status, r.body) if r else None for r in results] == [
         ("succeeded", b'{"a":1}'),
@@ -93,7 +93,7 @@ def test_transitions_only_from_allowed_states(store: Store) -> None:
     assert store.transition_job("j", BatchStatus.IN_PROGRESS, BatchStatus.PENDING)
     assert not store.transition_job("j", BatchStatus.IN_PROGRESS, BatchStatus.PENDING)
     assert store.transition_job("j", BatchStatus.CANCELLING, BatchStatus.PENDING, BatchStatus.IN_PROGRESS)
-    assert store.job("j")["state"] == BatchStatus.CANCELLING
+    assert store.load_job("j").state == BatchStatus.CANCELLING
 
 
 def test_one_winner_when_many_race_to_transition(store: Store) -> None:
@@ -103,7 +103,7 @@ def test_one_winner_when_many_race_to_transition(store: Store) -> None:
 
     def race() -> None:
         barrier.wait()
-        wins.append(store.transition(store.part_key("j", 0), PartState.SUBMITTED, PartState.PENDING))
+        wins.append(store.transition_part("j", 0, PartState.SUBMITTED, PartState.PENDING))
 
     threads = [threading.Thread(target=race) for _ in range(8)]
     for t in threads:
@@ -117,15 +117,15 @@ def test_a_part_is_claimed_once(store: Store) -> None:
     make_job(store)
     assert store.claim_part("j", 0, "a")
     assert not store.claim_part("j", 0, "b")
-    assert store.part("j", 0)["claim"] == "a"
+    assert store.part("j", 0).claim == "a"
 
 
 def test_stale_polls_are_found(store: Store) -> None:
     make_job(store, parts=2)
     store.record_poll("j", 0)
     store.record_poll("j", 1, counted=False)
-    assert store.part("j", 0)["polls"] == "1"
-    assert "polls" not in store.part("j", 1)
+    assert store.part("j", 0).polls == 1
+    assert not store.redis.hexists(store.part_key("j", 1), "polls")
     assert sorted(store.stale_polls(older_than=9e12)) == [("j", 0), ("j", 1)]
     assert store.stale_polls(older_than=0) == []
     store.forget_poll("j", 0)
@@ -137,14 +137,15 @@ def test_a_poll_is_counted_and_its_answer_kept_only_while_the_part_waits(store: 
     store.set_part("j", 0, state=PartState.SUBMITTED)
     assert store.polled("j", 0, PartState.SUBMITTED, provider_status="in_progress", completed=3)
     job, part = store.job_and_part("j", 0)
-    assert (job["total"], part["polls"], part["provider_status"], part["completed"]) == ("5", "1", "in_progress", "3")
+    assert job is not None
+    assert (job.total, part.polls, part.provider_status, part.completed) == (5, 1, "in_progress", 3)
     # A poll that lost the race to the part's ending is counted, but leaves the ending's answer alone.
     store.set_part("j", 0, state=PartState.ENDED, provider_status="completed")
     assert not store.polled("j", 0, PartState.SUBMITTED, provider_status="in_progress")
     part = store.part("j", 0)
-    assert (part["polls"], part["provider_status"]) == ("2", "completed")
+    assert (part.polls, part.provider_status) == (2, "completed")
     assert store.stale_polls(older_than=9e12) == [("j", 0)]
-    assert store.job_and_part("nope", 0) == ({}, {})
+    assert store.job_and_part("nope", 0) == (None, PartRecord())
 
 
 def test_delivery_markers_take_effect_once(store: Store) -> None:

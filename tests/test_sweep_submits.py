@@ -72,7 +72,7 @@ def pending(runtime: Runtime) -> dict[str, float]:
 def test_a_new_job_is_in_the_pending_set_by_its_creation_time_with_the_ttl(runtime: Runtime) -> None:
     job_id = new_job(runtime, age=10)
     store = runtime.store
-    assert pending(runtime) == {job_id: float(store.job(job_id)["created_at"])}
+    assert pending(runtime) == {job_id: store.load_job(job_id).created_at}
     assert store.pending_key() == "sw:pending"  # under the store's prefix
     assert 0 < store.redis.ttl(store.pending_key()) <= TTL
 
@@ -83,7 +83,7 @@ def test_a_job_leaves_the_pending_set_when_it_leaves_pending(runtime: Runtime, e
     store = runtime.store
     if ending == "submitted":
         assert [n.step for n in pipeline.submit(runtime, job_id)] in (["poll"], ["fetch"])
-        assert store.job(job_id)["state"] == BatchStatus.IN_PROGRESS
+        assert store.load_job(job_id).state == BatchStatus.IN_PROGRESS
     elif ending == "cancelled":
         assert pipeline.request_cancel(runtime, job_id)
     else:  # a job that ends straight from pending (every part ended before submit moved it)
@@ -115,7 +115,7 @@ def test_a_job_just_created_is_not_resent(runtime: Runtime) -> None:
 def test_a_job_in_progress_is_not_resent(runtime: Runtime) -> None:
     job_id = new_job(runtime, age=THRESHOLD + 60)
     list(pipeline.submit(runtime, job_id))
-    assert runtime.store.job(job_id)["state"] == BatchStatus.IN_PROGRESS
+    assert runtime.store.load_job(job_id).state == BatchStatus.IN_PROGRESS
     assert pipeline.stale_submits(runtime) == []
 
 
@@ -129,7 +129,7 @@ def test_a_submit_that_runs_holds_the_sweep_off(runtime: Runtime, monkeypatch: p
     monkeypatch.setattr(runtime.provider("test"), "create", busy)
     with pytest.raises(TransientProviderError):
         list(pipeline.submit(runtime, job_id))  # the task retries it after its back-off
-    assert runtime.store.job(job_id)["state"] == BatchStatus.PENDING
+    assert runtime.store.load_job(job_id).state == BatchStatus.PENDING
     assert pipeline.stale_submits(runtime) == []
 
 
@@ -156,7 +156,7 @@ def test_a_lost_submit_is_resent_and_the_job_completes_with_one_batch(runtime: R
     job_id = new_job(runtime, age=THRESHOLD + 1)
     assert pipeline.stale_submits(runtime) == [job_id]
     run(runtime, job_id, [Next("submit")])
-    assert runtime.store.job(job_id)["state"] == BatchStatus.COMPLETED
+    assert runtime.store.load_job(job_id).state == BatchStatus.COMPLETED
     assert creates(runtime, job_id) == 1
     assert pending(runtime) == {}
 
@@ -173,7 +173,7 @@ def test_a_second_submit_creates_nothing_twice() -> None:
         steps = first.result() + second.result()
     run(runtime, job_id, steps)
     run(runtime, job_id, [Next("submit")])  # and one more after the job ended
-    assert runtime.store.job(job_id)["state"] == BatchStatus.COMPLETED
+    assert runtime.store.load_job(job_id).state == BatchStatus.COMPLETED
     assert creates(runtime, job_id) == 1
 
 

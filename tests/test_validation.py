@@ -106,7 +106,7 @@ def test_a_chunk_size_of_three_delivers_in_chunks_of_three(store: Store) -> None
     # chunk_size=2.5 used to complete the job and deliver nothing; a whole number still works as before.
     batch = batch_wait_sync(batch_create_sync("test", prompts(7), callback=CALLBACK, chunk_size=3, submit_wait=0))
     assert batch.completed_count == 7
-    assert store.job(batch.id)["chunk_size"] == "3"
+    assert store.load_job(batch.id).chunk_size == 3
 
 
 # -- property: any value is accepted and valid, or refused with BatchInputError and nothing stored ---------------------
@@ -193,9 +193,9 @@ def test_any_arguments_are_accepted_and_valid_or_refused_with_nothing_stored(
         assert new_keys(store, before) == set()
         return
     assert expected, f"accepted: {options}"
-    job = store.job(batch.id)
-    assert float(job["poll_interval"]) == float(poll_interval)  # type: ignore[arg-type]
-    assert int(job["chunk_size"]) == chunk_size and int(job["max_resubmissions"]) == max_resubmissions
+    job = store.load_job(batch.id)
+    assert job.poll_interval == float(poll_interval)  # type: ignore[arg-type]
+    assert job.chunk_size == chunk_size and job.max_resubmissions == max_resubmissions
     assert batch_wait_sync(batch).is_complete  # and the job it made runs to its end
 
 

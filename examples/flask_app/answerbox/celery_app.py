@@ -17,11 +17,10 @@ def celery_init_app(app: Flask) -> Celery:
     celery: Celery = Celery(app.name, task_cls=FlaskTask)
     celery.config_from_object(app.config["CELERY"])
     # batchline's broker options, queue, task events and beat sweep on this app, its tasks included; settings from
-    # `batchline_*` in CELERY, then the BATCHLINE_* environment.
-    batchline_worker.configure(celery)
+    # `batchline_*` in CELERY, then the BATCHLINE_* environment. The API (in views and in the callback) sends and
+    # reads through this app's broker and store.
+    batchline_worker.install(celery)
     celery.conf.include = [*celery.conf.include, "answerbox.tasks"]
-    # The API (in views and in the callback) sends and reads through this app's broker and store.
-    batchline_worker.use_app(celery)
     celery.set_default()
     app.extensions["celery"] = celery
     return celery

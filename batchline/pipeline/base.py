@@ -1,0 +1,81 @@
+"""What every step shares: the step that comes next, a part's provider snapshot as the store keeps it, and the count
+of poisoned tries."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Literal
+
+import orjson
+
+from ..providers import Snapshot
+from ..records import PartRecord, PartState
+from ..runtime import Runtime
+
+log = logging.getLogger("batchline")
+
+NOT_FOUND = "not_found"
+"""The provider status batchline gives a batch the provider answers 404 for: it has no results to read."""
+
+UNREADABLE = "unreadable"
+"""The provider status batchline gives a batch whose status answers could not be read (or pointed somewhere they
+must not): there are no results to look for."""
+
+POISON_ATTEMPTS = 5
+"""How often a poll or fetch of one part may meet poison (an unreadable answer, a refused download, one that breaks
+off) before the part ends failed with that cause. The task's own back-off runs between tries: 1, 2, 4, 8 s for a
+fetch; for a poll, whose regular re-polls are retries too, up to 300 s each. A provider that is busy (429, 5xx, no
+connection) is not poison and is waited for as before."""
+
+
+@dataclass(frozen=True)
+class Next:
+    """The step a task schedules after its own."""
+
+    step: Literal["submit", "poll", "fetch", "deliver"]
+    part: int = 0
+    countdown: float = 0.0
+
+
+def snapshot_fields(snapshot: Snapshot) -> dict[str, str | int]:
+    return {
+        "provider_status": snapshot.status,
+        "provider_state": snapshot.state,
+        "completed": snapshot.completed,
+        "failed": snapshot.failed,
+        "error": snapshot.error or "",
+        "details": orjson.dumps(snapshot.details).decode(),
+    }
+
+
+def snapshot_of(part: PartRecord) -> Snapshot:
+    """The provider's last word on a part, as the store kept it."""
+    return Snapshot(
+        id=part.provider_id,
+        status=part.provider_status,
+        state=part.provider_state or "running",  # type: ignore[arg-type]
+        total=part.total,
+        completed=part.completed,
+        failed=part.failed,
+        error=part.error or None,
+        details=orjson.loads(part.details or "{}"),
+    )
+
+
+def record_created(runtime: Runtime, job_id: str, n: int, snapshot: Snapshot) -> None:
+    """Keep the provider batch of part `n`, which now exists, and start its poll chain."""
+    runtime.store.set_part(job_id, n, provider_id=snapshot.id, **snapshot_fields(snapshot))
+    runtime.store.transition_part(job_id, n, PartState.SUBMITTED, PartState.PENDING)
+    runtime.store.record_poll(job_id, n, counted=False)
+
+
+def end_part(runtime: Runtime, job_id: str, n: int, snapshot: Snapshot) -> None:
+    """Mark a part ended with the provider's final word, once: whoever ends it first is the one recorded."""
+    fields = snapshot_fields(snapshot) | ({"provider_id": snapshot.id} if snapshot.id else {})
+    runtime.store.transition_part(job_id, n, PartState.ENDED, PartState.PENDING, PartState.SUBMITTED, **fields)
+
+
+def poisoned(runtime: Runtime, job_id: str, n: int, step: str) -> bool:
+    """Count one more poisoned try of `step` on part `n`; True once the tries are spent."""
+    return runtime.store.strike(job_id, n, f"{step}_poisoned") >= POISON_ATTEMPTS

@@ -1,0 +1,67 @@
+"""How a job ends: finished once every part is stored, or cancelled on request."""
+
+from __future__ import annotations
+
+import time
+
+from ..providers import Snapshot
+from ..records import JobRecord, PartRecord, PartState
+from ..runtime import Runtime
+from ..types import BatchStatus
+from .base import Next, end_part, log
+
+_ACTIVE = (BatchStatus.PENDING, BatchStatus.IN_PROGRESS, BatchStatus.CANCELLING)
+
+
+def finish(runtime: Runtime, job_id: str) -> bool:
+    """End the job once every part is stored; True for the one caller that ended it."""
+    store = runtime.store
+    job = store.load_job(job_id)
+    parts = store.parts(job_id, job.parts)
+    if any(part.state != PartState.STORED for part in parts):
+        return False
+    outcome = final_status(job, parts)
+    if not store.transition_job(job_id, outcome, *_ACTIVE, completed_at=time.time()):
+        return False
+    store.drop_requests(job_id)
+    store.touch(job_id, len(parts))
+    log.info("job %s %s", job_id, outcome.value)
+    return True
+
+
+def final_status(job: JobRecord, parts: list[PartRecord]) -> BatchStatus:
+    states = {part.provider_state for part in parts}
+    if job.state == BatchStatus.CANCELLING or "cancelled" in states:
+        return BatchStatus.CANCELLED
+    if states == {"failed"}:
+        return BatchStatus.FAILED
+    if states == {"expired"}:
+        return BatchStatus.EXPIRED
+    return BatchStatus.COMPLETED
+
+
+def request_cancel(runtime: Runtime, job_id: str) -> bool:
+    """Mark a running job as cancelling; the cancel task and the polls then stop its provider batches."""
+    return runtime.store.transition_job(job_id, BatchStatus.CANCELLING, BatchStatus.PENDING, BatchStatus.IN_PROGRESS)
+
+
+def cancel(runtime: Runtime, job_id: str) -> list[Next]:
+    """Ask the provider to cancel every part of a cancelling job that has not ended."""
+    store = runtime.store
+    job = store.load_job(job_id)
+    if job.state != BatchStatus.CANCELLING:
+        return []
+    provider = runtime.provider(job.model)
+    nexts: list[Next] = []
+    for n, part in enumerate(store.parts(job_id, job.parts)):
+        if part.state == PartState.SUBMITTED:
+            snapshot = provider.cancel(part.provider_id)
+            if snapshot.ended:
+                end_part(runtime, job_id, n, snapshot)
+                nexts.append(Next("fetch", n))
+            else:
+                nexts.append(Next("poll", n))
+        elif part.state == PartState.PENDING and store.claim_part(job_id, n, f"cancelled:{time.time()}"):
+            end_part(runtime, job_id, n, Snapshot("", "not_created", "cancelled"))
+            nexts.append(Next("fetch", n))
+    return nexts

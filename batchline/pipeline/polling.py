@@ -1,0 +1,64 @@
+"""The poll step: ask the provider about one part, and when to ask again."""
+
+from __future__ import annotations
+
+import time
+
+from ..errors import HostileAnswer, MalformedAnswer, ProviderRejected
+from ..providers import Snapshot
+from ..records import JobRecord, PartState
+from ..runtime import Runtime
+from ..store import found
+from ..types import BatchStatus
+from .base import NOT_FOUND, UNREADABLE, Next, end_part, poisoned, snapshot_fields
+from .ending import request_cancel
+
+
+def poll(runtime: Runtime, job_id: str, n: int) -> Next | None:
+    """Ask the provider about part `n` once; fetch it once it ended, else poll again after a growing interval."""
+    store = runtime.store
+    record, part = store.job_and_part(job_id, n)  # one round trip: a poll runs often
+    job = found(record, job_id)
+    if part.state == PartState.ENDED:
+        return Next("fetch", n)
+    if part.state != PartState.SUBMITTED:
+        return None  # not created yet (submit polls it when it is), or already stored
+    if job.deadline and time.time() >= job.deadline and request_cancel(runtime, job_id):
+        job = store.load_job(job_id)  # the job's timeout passed: this poll cancels the batch
+    provider = runtime.provider(job.model)
+    try:
+        snapshot = provider.status(part.provider_id)
+    except (MalformedAnswer, HostileAnswer) as error:
+        # An answer that cannot be read, or that points where batchline must not go: tried a few times, then the
+        # part ends failed with the cause, so the job ends and each of its requests carries it.
+        if not isinstance(error, HostileAnswer) and not poisoned(runtime, job_id, n, "poll"):
+            raise
+        end_part(runtime, job_id, n, Snapshot(part.provider_id, UNREADABLE, "failed", error=str(error)))
+        return Next("fetch", n)
+    except ProviderRejected as error:
+        if error.status_code != 404:
+            raise
+        # Deleted at the provider (or never there): polling it again cannot help; its requests carry the reason.
+        snapshot = Snapshot(part.provider_id, NOT_FOUND, "failed", error=str(error))
+        end_part(runtime, job_id, n, snapshot)
+        return Next("fetch", n)
+    if job.state == BatchStatus.CANCELLING and snapshot.state == "running":
+        snapshot = provider.cancel(snapshot.id)
+    if snapshot.ended:
+        store.record_poll(job_id, n)
+        end_part(runtime, job_id, n, snapshot)
+        return Next("fetch", n)
+    # A readable answer clears the poisoned tries: only answers unreadable one after another end a part.
+    store.polled(job_id, n, PartState.SUBMITTED, **snapshot_fields(snapshot), poll_poisoned=0)
+    return Next("poll", n, countdown=poll_countdown(runtime, job, part.polls))
+
+
+def poll_countdown(runtime: Runtime, job: JobRecord, polls: int) -> float:
+    """`poll_interval`, growing by half at every poll, capped (below the broker's visibility timeout)."""
+    interval = job.poll_interval * 1.5 ** max(polls - 1, 0)
+    if polls == 0:
+        interval = min(interval, 1.0)  # the first check comes soon: test batches and small ones end fast
+    interval = min(interval, runtime.settings.max_poll_interval)
+    if job.deadline:
+        interval = max(0.0, min(interval, job.deadline - time.time()))
+    return interval

@@ -1,0 +1,112 @@
+"""The submit step: create every provider batch of a job that does not exist yet, exactly once each."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+
+from ..errors import MalformedAnswer, ProviderRejected, TransientProviderError
+from ..providers import Provider, Snapshot
+from ..records import PartRecord, PartState
+from ..runtime import Runtime
+from ..types import BatchStatus
+from .base import Next, end_part, log, poisoned, record_created
+
+
+def submit(runtime: Runtime, job_id: str) -> Iterator[Next]:
+    """Create every provider batch of a job that does not exist yet, exactly once each.
+
+    It yields each part's next step as soon as that part is done, so a worker that dies on part 3 has already sent
+    the polls of parts 0 to 2. A redelivered submit re-sends the next step of every part that is past creation.
+    """
+    store = runtime.store
+    job = store.load_job(job_id)
+    if job.state.is_final:
+        return
+    if job.state == BatchStatus.PENDING:
+        store.submit_seen(job_id)  # a submit is alive: the sweep sends none while it goes on
+    provider = runtime.provider(job.model)
+    for n, part in enumerate(store.parts(job_id, job.parts)):
+        if part.state == PartState.SUBMITTED:
+            yield Next("poll", n)  # polling twice is harmless; a lost poll chain is not
+            continue
+        if part.state == PartState.ENDED:
+            yield Next("fetch", n)
+            continue
+        if part.state != PartState.PENDING:
+            continue
+        now = store.job(job_id)
+        if now is not None and now.state == BatchStatus.CANCELLING:
+            end_part(runtime, job_id, n, Snapshot("", "not_created", "cancelled"))
+            yield Next("fetch", n)
+            continue
+        snapshot = _create_once(runtime, provider, job_id, n, part)
+        if snapshot is None:  # another worker is creating it: look again once its claim may have gone stale
+            yield Next("submit", countdown=runtime.settings.claim_timeout)
+        elif snapshot.ended:
+            end_part(runtime, job_id, n, snapshot)
+            yield Next("fetch", n)
+        else:
+            yield Next("poll", n)
+    store.transition_job(job_id, BatchStatus.IN_PROGRESS, BatchStatus.PENDING)
+
+
+def _create_once(runtime: Runtime, provider: Provider, job_id: str, n: int, part: PartRecord) -> Snapshot | None:
+    """Create part `n` at the provider unless it was already; None when another worker may be creating it now."""
+    store = runtime.store
+    total, group = part.total, part.group
+    token = f"{uuid.uuid4().hex}:{time.time()}"
+    if not store.claim_part(job_id, n, token):
+        part = store.part(job_id, n)
+        if part.provider_id:
+            return provider.status(part.provider_id)
+        claimed_at = float(part.claim.rpartition(":")[2])
+        claimer_gave_up = part.create_failed_at >= claimed_at
+        if not claimer_gave_up and time.time() - claimed_at < runtime.settings.claim_timeout:
+            return None
+        # The claimer died between claim and record. Only a listing can say whether it created the batch.
+        try:
+            found = provider.find(job_id, n)
+        except MalformedAnswer as error:
+            if not poisoned(runtime, job_id, n, "find"):
+                raise
+            unfound = Snapshot("", "unknown", "failed", error=_UNFOUND.format(name=provider.name, error=error))
+            end_part(runtime, job_id, n, unfound)
+            return unfound
+        if found is not None:
+            record_created(runtime, job_id, n, found)
+            return found
+        if not provider.can_find:
+            cause = f" The create call's answer: {part.create_error}" if part.create_error else ""
+            lost = Snapshot("", "unknown", "failed", error=_LOST.format(name=provider.name) + cause)
+            end_part(runtime, job_id, n, lost)
+            return lost
+        store.set_part(job_id, n, claim=token)
+    try:
+        snapshot = provider.create(job_id, n, store.part_requests(job_id, n), total, group)
+    except ProviderRejected as error:
+        # Refused outright (a 4xx): no batch exists and nothing was spent; its requests carry the reason.
+        rejected = Snapshot("", "rejected", "failed", total=total, error=str(error))
+        end_part(runtime, job_id, n, rejected)
+        return rejected
+    except TransientProviderError as error:
+        # The answer was lost, an error or unreadable: the batch may exist. The retry lists the provider's batches
+        # first; where they cannot be listed, the part ends failed with this cause rather than paying twice.
+        store.set_part(job_id, n, create_failed_at=time.time(), create_error=str(error))
+        raise
+    record_created(runtime, job_id, n, snapshot)
+    log.info("job %s part %d: created provider batch %s", job_id, n, snapshot.id)
+    return snapshot
+
+
+_LOST = (
+    "A worker stopped between creating this part's {name} batch and recording its id; {name} batches cannot be "
+    "found by listing, so it was not created again to avoid paying twice."
+)
+
+
+_UNFOUND = (
+    "This part's {name} batch may exist, but its create call's answer was lost and listing the batches to find it "
+    "gave answers that could not be read ({error}); it was not created again to avoid paying twice."
+)

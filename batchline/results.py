@@ -1,0 +1,81 @@
+"""A job's stored results, read back on the caller's side: decoded into `BatchResult`s, or exported as the
+provider's own lines."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import IO
+
+import orjson
+from pydantic_ai.exceptions import ModelAPIError, ModelHTTPError, UserError
+
+from ._gc import gc_paused
+from .codec import PARAMS, decode_request
+from .providers import get_provider
+from .runtime import Runtime
+from .types import BatchError, BatchResult
+
+READ_CHUNK = 1000
+"""Results read from the store per round trip."""
+
+
+def read_results(runtime: Runtime, job_id: str, custom_ids: Sequence[str] | None = None) -> list[BatchResult]:
+    """The results stored so far, in request order (or those of `custom_ids`), decoded."""
+    store = runtime.store
+    job = store.load_job(job_id)
+    codec = get_provider(job.model)
+    params = PARAMS.validate_json(job.params)
+    settings = orjson.loads(job.settings) or None
+    ids = list(custom_ids) if custom_ids is not None else list(store.request_ids(job_id))
+    out: list[BatchResult] = []
+    with gc_paused():  # many responses, decoded at once (see `_gc`)
+        for start in range(0, len(ids), READ_CHUNK):
+            chunk = ids[start : start + READ_CHUNK]
+            stored = store.results(job_id, chunk)
+            options = store.request_options(job_id, chunk)
+            for custom_id, result, own in zip(chunk, stored, options, strict=True):
+                if result is None:
+                    continue
+                if result.status in ("expired", "canceled"):
+                    verb = "expired" if result.status == "expired" else "was cancelled"
+                    error = BatchError(result.status, f"The batch {verb} before the model ran this request.")
+                    out.append(BatchResult(custom_id, error=error))
+                    continue
+                request = decode_request(custom_id, params, settings, own)
+                try:
+                    out.append(BatchResult(custom_id, response=codec.decode(result, request)))
+                except ModelAPIError as exc:
+                    out.append(BatchResult(custom_id, error=error_of(exc)))
+                except UserError as exc:  # a raw-mode result that is no model response (embeddings, moderations)
+                    out.append(BatchResult(custom_id, error=BatchError("not_a_model_response", str(exc))))
+    return out
+
+
+def export_results(runtime: Runtime, job_id: str, out: IO[bytes]) -> int:
+    """Write the stored results, in request order, as lines of the provider's own results file; answer how many."""
+    store = runtime.store
+    codec = get_provider(store.load_job(job_id).model)
+    written = 0
+    ids = list(store.request_ids(job_id))
+    for start in range(0, len(ids), READ_CHUNK):
+        for result in store.results(job_id, ids[start : start + READ_CHUNK]):
+            if result is not None:
+                out.write(codec.export_line(result.custom_id, result.status, result.body) + b"\n")
+                written += 1
+    return written
+
+
+def error_of(exc: ModelAPIError) -> BatchError:
+    """The provider's error code and message, from the error a codec raised decoding a result."""
+    if isinstance(exc, ModelHTTPError):
+        body = exc.body if isinstance(exc.body, dict) else {}
+        inner = body.get("error", body)
+        if isinstance(inner, dict) and isinstance(inner.get("errors"), list) and inner["errors"]:
+            inner = inner["errors"][0]  # an OpenAI batch that failed validation: its first error stands for all
+        if isinstance(inner, dict):
+            code = inner.get("code") or inner.get("type") or inner.get("status")
+            message = inner.get("message")
+            if code or message:
+                return BatchError(str(code or exc.status_code), str(message or exc.message))
+        return BatchError(str(exc.status_code), exc.message)
+    return BatchError("error", exc.message)
