@@ -20,6 +20,7 @@ from batchline.config import Settings
 from batchline.emulator import Emulator
 from batchline.providers import ProviderContext
 from batchline.providers.http import ProviderHTTP
+from batchline.store import Store
 
 FAKE_OPENAI_KEY = "sk-test-not-a-real-key-0123456789"
 FAKE_ANTHROPIC_KEY = "sk-ant-test-not-a-real-key-0123456789"
@@ -41,7 +42,9 @@ def fresh_runtime() -> None:
 
 
 def context(**settings: object) -> ProviderContext:
-    return ProviderContext(Settings(**settings), fakeredis.FakeRedis(), "t:")  # type: ignore[arg-type]
+    """A worker context whose scratch is the Anthropic adapter's (the OpenAI adapter keeps none)."""
+    config = Settings(**settings)  # type: ignore[arg-type]
+    return ProviderContext(config, Store(fakeredis.FakeRedis(), "t:", config.ttl_seconds).scratch("anthropic"))
 
 
 def ask(text: str) -> list[ModelRequest]:
