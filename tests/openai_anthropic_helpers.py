@@ -3,7 +3,6 @@ context on its own in-memory Redis, and a look at what a job stored."""
 
 from __future__ import annotations
 
-import importlib
 import os
 from typing import Any
 
@@ -84,8 +83,7 @@ def record_worker_http(model: str) -> Recording:
     """Make the embedded worker's adapter for `model` send through a `Recording` (its environment stays as set)."""
     adapter: Any = runtime.runtime_for(worker.app).provider(model)
     recording = Recording()
-    module = importlib.import_module(type(adapter).__module__)
-    adapter._http = ProviderHTTP(adapter.name, *module.client_config(os.environ), transport=recording)
+    adapter._http = ProviderHTTP(adapter.name, *adapter.client_config(os.environ), transport=recording)
     return recording
 
 

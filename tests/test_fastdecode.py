@@ -245,7 +245,11 @@ def _same(ours: ModelResponse | Exception, reference: ModelResponse | Exception)
         assert str(ours) == str(reference)
         return
     assert isinstance(ours, ModelResponse), f"batchline raised {ours!r}"
-    assert _normalised(ours) == _normalised(reference)
+    mine, theirs = _normalised(ours), _normalised(reference)
+    assert len(mine.parts) == len(theirs.parts)
+    for index, (part, want) in enumerate(zip(mine.parts, theirs.parts, strict=True)):
+        assert part == want, f"part {index}"
+    assert mine == theirs
 
 
 def _normalised(response: ModelResponse) -> ModelResponse:
