@@ -29,8 +29,7 @@ from pydantic_ai.models.test import TestModel
 
 from ..errors import ProviderRejected
 from ..records import StoredResult
-from .base import SCRATCH_CHUNK as CHUNK
-from .base import Encoded, Provider, Snapshot
+from .base import SCRATCH_CHUNK, Encoded, Provider, Snapshot
 
 _RESPONSE = TypeAdapter(ModelResponse)
 _PARAMS = TypeAdapter(ModelRequestParameters)
@@ -79,7 +78,7 @@ class TestProvider(Provider):
         chunk: list[bytes | str] = []
         for custom_id, body in requests:
             chunk += [custom_id, body]
-            if len(chunk) >= 2 * CHUNK:
+            if len(chunk) >= 2 * SCRATCH_CHUNK:
                 pipe.rpush(self._key(batch_id, "in"), *chunk)
                 chunk = []
         if chunk:
@@ -129,15 +128,15 @@ class TestProvider(Provider):
             while True:
                 raw = cast(
                     list[bytes],
-                    self.context.scratch.redis.lrange(self._key(batch.id, "in"), start, start + 2 * CHUNK - 1),
+                    self.context.scratch.redis.lrange(self._key(batch.id, "in"), start, start + 2 * SCRATCH_CHUNK - 1),
                 )
                 for i in range(0, len(raw), 2):
                     custom_id = raw[i].decode()
                     time.sleep(self.context.settings.test_result_seconds)  # a slow download, when asked for
                     yield (custom_id, *self._answer(loop, batch.id, custom_id, orjson.loads(raw[i + 1])))
-                if len(raw) < 2 * CHUNK:
+                if len(raw) < 2 * SCRATCH_CHUNK:
                     return
-                start += 2 * CHUNK
+                start += 2 * SCRATCH_CHUNK
         finally:
             loop.close()
 
