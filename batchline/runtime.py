@@ -9,7 +9,7 @@ import redis
 from celery import Celery
 
 from .config import Settings
-from .providers import Provider, ProviderContext, get_provider
+from .providers import Provider, ProviderContext, get_provider, provider_class
 from .store import Store
 
 _lock = threading.Lock()
@@ -27,7 +27,7 @@ class Runtime:
         """The worker-side adapter for `model`, made once per process (it holds the HTTP client)."""
         adapter = self._providers.get(model)
         if adapter is None:
-            context = ProviderContext(self.settings, self.store.redis, self.store.prefix)
+            context = ProviderContext(self.settings, self.store.scratch(provider_class(model).name))
             adapter = self._providers[model] = get_provider(model, context)
         return adapter
 

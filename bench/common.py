@@ -96,7 +96,7 @@ class EmulatorBatch:
 
 def make_batch(openai_url: str, count: int, body: bytes) -> EmulatorBatch:
     """Upload `count` requests and create their batch; the instant emulator has completed it on the first read."""
-    from batchline.providers.openai import ENDPOINT, input_lines
+    from batchline.providers.openai.wire import ENDPOINT, input_lines
 
     data = b"".join(input_lines((cid, body) for cid in custom_ids(count)))
     headers = {"Authorization": f"Bearer {API_KEY}"}

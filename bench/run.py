@@ -115,7 +115,7 @@ class Bench:
         from pydantic_ai.models import ModelRequestParameters
 
         from batchline.codec import PARAMS
-        from batchline.providers.openai import to_snapshot
+        from batchline.providers.openai.wire import to_snapshot
         from batchline.records import JobRecord, PartState
         from batchline.store import Store
 

@@ -144,7 +144,7 @@ def read(args: dict[str, Any]) -> dict[str, Any]:
     from pydantic_ai.models.batch import BatchRequest, BatchResult
 
     from batchline import batch_results_sync
-    from batchline.providers.openai_codec import codec_model
+    from batchline.providers.openai.codec import codec_model
 
     runtime = _runtime(args)
     job_id = args["job_id"]
@@ -221,7 +221,7 @@ def io_floor(args: dict[str, Any]) -> dict[str, Any]:
     """The raw I/O of a job: upload its input file, create the batch, read it, download and parse the output."""
     import httpx2
 
-    from batchline.providers.openai import ENDPOINT
+    from batchline.providers.openai.wire import ENDPOINT
 
     data = Path(args["input_path"]).read_bytes()
     headers = {"Authorization": f"Bearer {API_KEY}"}

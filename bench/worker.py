@@ -108,7 +108,7 @@ def end_to_end(bench: Bench, emulator: EmulatorProcess, body: bytes, count: int)
     from pydantic_ai.messages import ModelRequest
 
     from batchline import batch_status_sync
-    from batchline.providers.openai import input_lines
+    from batchline.providers.openai.wire import input_lines
     from batchline.runtime import runtime_for
 
     env = bench.env(emulator.openai_url)

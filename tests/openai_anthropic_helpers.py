@@ -3,7 +3,6 @@ context on its own in-memory Redis, and a look at what a job stored."""
 
 from __future__ import annotations
 
-import importlib
 import os
 from typing import Any
 
@@ -20,6 +19,7 @@ from batchline.config import Settings
 from batchline.emulator import Emulator
 from batchline.providers import ProviderContext
 from batchline.providers.http import ProviderHTTP
+from batchline.store import Store
 
 FAKE_OPENAI_KEY = "sk-test-not-a-real-key-0123456789"
 FAKE_ANTHROPIC_KEY = "sk-ant-test-not-a-real-key-0123456789"
@@ -41,7 +41,9 @@ def fresh_runtime() -> None:
 
 
 def context(**settings: object) -> ProviderContext:
-    return ProviderContext(Settings(**settings), fakeredis.FakeRedis(), "t:")  # type: ignore[arg-type]
+    """A worker context whose scratch is the Anthropic adapter's (the OpenAI adapter keeps none)."""
+    config = Settings(**settings)  # type: ignore[arg-type]
+    return ProviderContext(config, Store(fakeredis.FakeRedis(), "t:", config.ttl_seconds).scratch("anthropic"))
 
 
 def ask(text: str) -> list[ModelRequest]:
@@ -81,8 +83,7 @@ def record_worker_http(model: str) -> Recording:
     """Make the embedded worker's adapter for `model` send through a `Recording` (its environment stays as set)."""
     adapter: Any = runtime.runtime_for(worker.app).provider(model)
     recording = Recording()
-    module = importlib.import_module(type(adapter).__module__)
-    adapter._http = ProviderHTTP(adapter.name, *module.client_config(os.environ), transport=recording)
+    adapter._http = ProviderHTTP(adapter.name, *adapter.client_config(os.environ), transport=recording)
     return recording
 
 

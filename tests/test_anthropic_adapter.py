@@ -27,7 +27,9 @@ from batchline import (
 from batchline.config import Settings
 from batchline.emulator import BatchFault, Emulator, HttpFault
 from batchline.errors import ProviderRejected
-from batchline.providers.anthropic import AnthropicProvider, client_config, safe_id
+from batchline.providers.anthropic import AnthropicProvider
+from batchline.providers.anthropic.transport import client_config
+from batchline.providers.anthropic.wire import safe_id
 from batchline.providers.http import ProviderHTTP
 
 from .conftest import WorkerProcess, make_real_setup

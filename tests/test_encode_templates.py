@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import importlib
 import itertools
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -19,14 +20,14 @@ import pytest
 from pydantic import BaseModel
 from pydantic_ai.messages import ModelRequest, ModelResponse, SystemPromptPart, TextPart, UserPromptPart
 from pydantic_ai.models import ModelRequestParameters
-from pydantic_ai.models.batch import BatchRequest
+from pydantic_ai.models.batch import BatchRequest, EncodedBatchRequest
 from pydantic_ai.output import OutputObjectDefinition
 from pydantic_ai.tools import ToolDefinition
 from pydantic_core import to_json
 
 from batchline.codec import to_batch_requests
 from batchline.errors import BatchInputError
-from batchline.providers import Encoded, get_provider
+from batchline.providers import Encoded, get_provider, provider_class
 from batchline.providers._pydantic_codec import encode_all
 
 TEXTS = [
@@ -114,6 +115,23 @@ def test_a_job_encodes_to_the_bytes_pydantic_ai_gives_each_request(model: str) -
     assert [e.custom_id for e in encoded] == [r.custom_id for r in requests]
     for got, want in zip(encoded, expected, strict=True):
         assert got == want, got.custom_id
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_a_job_encodes_to_the_bodies_of_pydantic_ais_public_batch_encode(model: str) -> None:
+    """The same, against pydantic-ai's public `Model.batch_encode` called directly on the adapter's codec model."""
+    requests = job(TEXTS[:4] * 2)
+    codec = importlib.import_module(f"batchline.providers.{provider_class(model).__module__.split('.')[-1]}.codec")
+    name = model.partition(":")[2]
+
+    async def public() -> list[EncodedBatchRequest]:
+        return [await codec.codec_model(name).batch_encode(request) for request in requests]
+
+    expected = asyncio.run(public())
+    encoded = get_provider(model).encode_many(requests)
+    assert [e.custom_id for e in encoded] == [p.custom_id for p in expected]
+    for got, want in zip(encoded, expected, strict=True):
+        assert got.body == want.body.encode(), got.custom_id
 
 
 @pytest.mark.parametrize("model", MODELS)

@@ -1,7 +1,7 @@
 """The fast Responses decoder gives exactly pydantic-ai's `ModelResponse`, or steps aside.
 
 Differential: every body below is decoded twice, by pydantic-ai's own `OpenAIResponsesModel.batch_decode` and by
-batchline (`OpenAIProvider.decode`, whose fast path is `openai_fastdecode.fast_decode`). What is compared: the whole
+batchline (`OpenAIProvider.decode`, whose fast path is `openai/fastdecode.fast_decode`). What is compared: the whole
 `ModelResponse` with `==` (parts, usage, model name, response id, provider name and URL, canonical system, finish
 reason, state, provider details, ...), after setting `timestamp` to one fixed value on both, on the response and on any
 part that has one: pydantic-ai stamps them with the time of decoding (`_now_utc()` in `_process_response`, and the
@@ -33,9 +33,9 @@ from pydantic_ai.tools import ToolDefinition
 from batchline.emulator.answers_common import AnswerContext
 from batchline.emulator.answers_openai import ERROR_KINDS, answer, error_response
 from batchline.providers import get_provider
-from batchline.providers.openai import result_of
-from batchline.providers.openai_codec import codec_model
-from batchline.providers.openai_fastdecode import fast_decode
+from batchline.providers.openai.codec import codec_model
+from batchline.providers.openai.fastdecode import fast_decode
+from batchline.providers.openai.wire import result_of
 from batchline.records import StoredResult
 
 from .conftest import RECORDED
@@ -245,7 +245,11 @@ def _same(ours: ModelResponse | Exception, reference: ModelResponse | Exception)
         assert str(ours) == str(reference)
         return
     assert isinstance(ours, ModelResponse), f"batchline raised {ours!r}"
-    assert _normalised(ours) == _normalised(reference)
+    mine, theirs = _normalised(ours), _normalised(reference)
+    assert len(mine.parts) == len(theirs.parts)
+    for index, (part, want) in enumerate(zip(mine.parts, theirs.parts, strict=True)):
+        assert part == want, f"part {index}"
+    assert mine == theirs
 
 
 def _normalised(response: ModelResponse) -> ModelResponse:
@@ -342,7 +346,7 @@ def test_recorded_fixture_lines(line: dict[str, Any]) -> None:
     ours = _ours(result, request)
     body = orjson.loads(stored) if stored else None
     if isinstance(body, dict) and body.get("object") == "chat.completion":
-        from batchline.providers.openai_codec import _chat_completion
+        from batchline.providers.openai.codec import _chat_completion
 
         _same(ours, _chat_completion(MODEL, stored))
     else:

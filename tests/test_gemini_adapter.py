@@ -32,10 +32,10 @@ from batchline.config import Settings
 from batchline.emulator import BatchFault, Emulator, HttpFault
 from batchline.errors import ProviderRejected, TransientProviderError
 from batchline.providers import ProviderContext
-from batchline.providers import gemini_api as api_module
 from batchline.providers.gemini import GeminiProvider
-from batchline.providers.gemini_api import GeminiAPI, credentials
-from batchline.providers.gemini_input import PartInput
+from batchline.providers.gemini import api as api_module
+from batchline.providers.gemini.api import GeminiAPI, credentials
+from batchline.providers.gemini.spool import PartInput
 from batchline.records import PartState, StoredResult
 from batchline.runtime import Runtime
 from batchline.store import Store
@@ -89,7 +89,9 @@ def mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str
 
 @pytest.fixture
 def adapter(gemini: Emulator) -> GeminiProvider:
-    return GeminiProvider("gemini-2.5-flash", ProviderContext(Settings(), fakeredis.FakeRedis(), "gt:"))
+    return GeminiProvider(
+        "gemini-2.5-flash", ProviderContext(Settings(), Store(fakeredis.FakeRedis(), "gt:").scratch("gemini"))
+    )
 
 
 @pytest.fixture
@@ -304,7 +306,7 @@ def test_the_position_map_is_stored_before_the_batch_is_created(adapter: GeminiP
     body = b'{"contents":[{"parts":[{"text":"hi"}],"role":"user"}]}'
     with pytest.raises(ProviderRejected):
         adapter.create("job-1", 0, [("z", body), ("a", body), ("m", body)], 3)
-    redis = adapter.context.redis
+    redis = adapter.context.scratch.redis
     assert redis.lrange("gt:gemini:job-1:0:ids", 0, -1) == [b"z", b"a", b"m"]
     assert 0 < redis.ttl("gt:gemini:job-1:0:ids") <= Settings().ttl_seconds
 
@@ -357,7 +359,7 @@ def test_the_inline_limit_decides_the_mode(adapter: GeminiProvider, gemini: Emul
     adapter.inline_limit = 10_000  # they no longer do: the same part goes as a file
     adapter.create("job-m", 1, requests, 10)
     assert created(gemini) == (2, 1, 2)
-    assert adapter.context.redis.hget("gt:gemini:job-m:1", "mode") == b"file"
+    assert adapter.context.scratch.redis.hget("gt:gemini:job-m:1", "mode") == b"file"
 
 
 # -- the official SDK and batchline on the same batches ----------------------------------------------------------------
@@ -408,7 +410,7 @@ def test_the_sdk_reads_batches_batchline_created(adapter: GeminiProvider, sdk: g
 
     adapter.cleanup(adapter.status(in_file.id))  # the input and result files go, as settings.cleanup_files says
     assert not [f for f in sdk.files.list()]
-    assert adapter.context.redis.exists("gt:gemini:job-sdk:1") == 0
+    assert adapter.context.scratch.redis.exists("gt:gemini:job-sdk:1") == 0
 
 
 # -- a real worker process ---------------------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ from batchline import (
 from batchline.config import Settings
 from batchline.emulator import Emulator, HttpFault
 from batchline.providers.gemini import GeminiProvider
-from batchline.providers.openai import to_snapshot as openai_to_snapshot
+from batchline.providers.openai.wire import to_snapshot as openai_to_snapshot
 from batchline.runtime import runtime_for
 from batchline.types import Batch, BatchResult
 

@@ -30,9 +30,10 @@ from batchline.codec import ModelBatchRequest
 from batchline.config import Settings
 from batchline.emulator import BatchFault, Emulator, HttpFault
 from batchline.errors import ProviderRejected, TransientProviderError
-from batchline.providers import openai as openai_adapter
 from batchline.providers.http import ProviderHTTP
 from batchline.providers.openai import OpenAIProvider
+from batchline.providers.openai import transport as openai_adapter
+from batchline.providers.openai import wire as openai_wire
 
 from .conftest import WorkerProcess, make_real_setup, set_embedded_settings, with_settings
 from .openai_anthropic_helpers import (
@@ -311,7 +312,7 @@ def test_find_recovers_a_batch_by_its_metadata_across_pages(
 ) -> None:
     for name, value in provider_env(emulator).items():
         monkeypatch.setenv(name, value)
-    monkeypatch.setattr(openai_adapter, "FIND_PAGE", 2)
+    monkeypatch.setattr(openai_wire, "FIND_PAGE", 2)
     adapter = OpenAIProvider("gpt-4o-mini", context())
     body = OpenAIProvider("gpt-4o-mini").encode(BatchRequest(custom_id="a", messages=ask("x"))).body
     made = [adapter.create("job-1", part, iter([("a", body)]), 1) for part in range(5)]

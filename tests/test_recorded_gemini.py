@@ -21,11 +21,11 @@ from pydantic_ai.models.batch import BatchRequest
 
 from batchline.config import Settings
 from batchline.providers import ProviderContext
-from batchline.providers import gemini_wire as wire
 from batchline.providers.base import UNUSABLE
-from batchline.providers.gemini import GeminiProvider
-from batchline.providers.gemini_api import GeminiAPI
+from batchline.providers.gemini import GeminiProvider, wire
+from batchline.providers.gemini.api import GeminiAPI
 from batchline.records import StoredResult
+from batchline.store import Store
 
 from .conftest import RECORDED as ALL_RECORDED
 
@@ -49,7 +49,7 @@ def adapter(monkeypatch: pytest.MonkeyPatch) -> Iterator[GeminiProvider]:
     monkeypatch.setenv("GEMINI_API_KEY", "recorded-key")
     monkeypatch.delenv("GOOGLE_API_KEY", raising=False)
     monkeypatch.setenv("GOOGLE_GEMINI_BASE_URL", "https://gemini.example")
-    context = ProviderContext(Settings(), fakeredis.FakeRedis(), "rec:")
+    context = ProviderContext(Settings(), Store(fakeredis.FakeRedis(), "rec:").scratch("gemini"))
     yield GeminiProvider("gemini-2.5-flash-lite", context)
 
 
@@ -99,7 +99,7 @@ def test_the_adapter_reads_the_recorded_inline_batch_through_its_stored_order(ad
     # As if batchline had created it for job J, part 0: the order it sent is in Redis, and the name says whose it is.
     operation = copy.deepcopy(SUCCEEDED)
     operation["metadata"]["displayName"] = wire.display_name("J", 0)
-    adapter.context.redis.rpush("rec:gemini:J:0:ids", "fr", "jp", "br")
+    adapter.context.scratch.redis.rpush("rec:gemini:J:0:ids", "fr", "jp", "br")
     name = operation["name"]
     asked = _serve(adapter, {f"/v1beta/{name}": (200, json.dumps(operation).encode())})
     snapshot = adapter.status(name)

@@ -15,11 +15,15 @@ from pydantic_ai import TextPart, ThinkingPart
 from pydantic_ai.exceptions import ModelAPIError, ModelHTTPError
 from pydantic_ai.models.batch import BatchRequest
 
-from batchline.providers import _jsonl, anthropic, openai
+from batchline.providers import _jsonl
 from batchline.providers.anthropic import AnthropicProvider
+from batchline.providers.anthropic import transport as anthropic_transport
+from batchline.providers.anthropic import wire as anthropic
 from batchline.providers.base import Snapshot
 from batchline.providers.http import ProviderHTTP
 from batchline.providers.openai import OpenAIProvider
+from batchline.providers.openai import transport as openai_transport
+from batchline.providers.openai import wire as openai
 from batchline.records import StoredResult
 from batchline.results import error_of as _error_of
 from batchline.types import BatchError
@@ -106,7 +110,7 @@ def test_openai_create_speaks_the_recorded_wire_shapes() -> None:
     }
     adapter = OpenAIProvider("gpt-3.5-turbo", context())
     adapter._http = ProviderHTTP(
-        "openai", *openai.client_config({"OPENAI_API_KEY": "k"}), transport=served({}, answers, seen)
+        "openai", *openai_transport.client_config({"OPENAI_API_KEY": "k"}), transport=served({}, answers, seen)
     )
     recorded_input = jsonl(OPENAI / "batch_input.jsonl")
     requests = iter([(line["custom_id"], orjson.dumps(line["body"])) for line in recorded_input])
@@ -137,7 +141,7 @@ def test_openai_output_file_streams_into_results_that_decode() -> None:
     files = {"/files/file-GykDwPni5UjeQEo2wkgrh7/content": (OPENAI / "batch_output.jsonl").read_bytes()}
     adapter = OpenAIProvider("gpt-3.5-turbo", context())
     adapter._http = ProviderHTTP(
-        "openai", *openai.client_config({"OPENAI_API_KEY": "k"}), transport=served(files, {}, seen)
+        "openai", *openai_transport.client_config({"OPENAI_API_KEY": "k"}), transport=served(files, {}, seen)
     )
     results = list(adapter.results(final))
 
@@ -240,7 +244,7 @@ def test_anthropic_create_speaks_the_recorded_wire_shape() -> None:
     seen: list[httpx2.Request] = []
     answers = {"POST /v1/messages/batches": load(ANTHROPIC / "message_batch_status_sequence.json")[0]["response"]}
     adapter = AnthropicProvider("claude-3-5-sonnet-20241022", context())
-    config = anthropic.client_config({"ANTHROPIC_API_KEY": "k"})
+    config = anthropic_transport.client_config({"ANTHROPIC_API_KEY": "k"})
     adapter._http = ProviderHTTP("anthropic", *config, transport=served({}, answers, seen))
     requests = iter([(item["custom_id"], orjson.dumps(item["params"])) for item in recorded["requests"]])
     snapshot = adapter.create("job", 0, requests, 3)
@@ -255,7 +259,7 @@ def anthropic_results(path: Path) -> tuple[AnthropicProvider, list[tuple[str, st
     ended = anthropic.to_snapshot(load(ANTHROPIC / "message_batch_status_sequence.json")[-1]["response"])
     seen: list[httpx2.Request] = []
     adapter = AnthropicProvider("claude-3-5-sonnet-20241022", context())
-    config = anthropic.client_config({"ANTHROPIC_API_KEY": "k"})
+    config = anthropic_transport.client_config({"ANTHROPIC_API_KEY": "k"})
     adapter._http = ProviderHTTP("anthropic", *config, transport=served({"/results": path.read_bytes()}, {}, seen))
     return adapter, list(adapter.results(ended)), seen
 

@@ -23,15 +23,14 @@ from batchline.config import Settings
 from batchline.errors import MalformedAnswer, ProviderRejected, TransientProviderError
 from batchline.pipeline import Screen
 from batchline.providers import ProviderContext, Snapshot
-from batchline.providers import anthropic as anthropic_module
-from batchline.providers import gemini_wire as wire
-from batchline.providers import openai as openai_module
 from batchline.providers.anthropic import AnthropicProvider
+from batchline.providers.anthropic import wire as anthropic_module
 from batchline.providers.base import UNUSABLE
-from batchline.providers.gemini import GeminiProvider
-from batchline.providers.gemini_api import GeminiAPI
+from batchline.providers.gemini import GeminiProvider, wire
+from batchline.providers.gemini.api import GeminiAPI
 from batchline.providers.http import ProviderHTTP
 from batchline.providers.openai import OpenAIProvider
+from batchline.providers.openai import wire as openai_module
 from batchline.store import RESULT_TAGS, Store
 
 OWNED = ["q0", "q1", "q2", "bl_x", "12345"]
@@ -79,8 +78,8 @@ def _store() -> Store:
     return Store(fakeredis.FakeRedis(), prefix="p:", ttl_seconds=60)
 
 
-def _context() -> ProviderContext:
-    return ProviderContext(Settings(), fakeredis.FakeRedis(), "p:")  # type: ignore[arg-type]
+def _context(owner: str) -> ProviderContext:
+    return ProviderContext(Settings(), _store().scratch(owner))
 
 
 def _serve(body: bytes, operation: dict[str, Any] | None = None) -> httpx2.MockTransport:
@@ -93,14 +92,14 @@ def _serve(body: bytes, operation: dict[str, Any] | None = None) -> httpx2.MockT
 
 
 def _openai(body: bytes) -> Iterator[tuple[str, str, bytes]]:
-    adapter = OpenAIProvider("gpt-4o-mini", _context())
+    adapter = OpenAIProvider("gpt-4o-mini", _context("openai"))
     adapter._http = ProviderHTTP("openai", "https://api.openai.com/v1", {}, transport=_serve(body))
     ended = Snapshot("batch_1", "completed", "completed", details={"output_file_id": "file-1"})
     return adapter.results(ended)
 
 
 def _anthropic(body: bytes) -> Iterator[tuple[str, str, bytes]]:
-    adapter = AnthropicProvider("claude-sonnet-4-5", _context())
+    adapter = AnthropicProvider("claude-sonnet-4-5", _context("anthropic"))
     adapter._http = ProviderHTTP("anthropic", "https://api.anthropic.com", {}, transport=_serve(body))
     url = "https://api.anthropic.com/v1/messages/batches/msgbatch_1/results"
     ended = Snapshot("msgbatch_1", "ended", "completed", details={"results_url": url})
@@ -108,7 +107,7 @@ def _anthropic(body: bytes) -> Iterator[tuple[str, str, bytes]]:
 
 
 def _gemini(body: bytes) -> Iterator[tuple[str, str, bytes]]:
-    adapter = GeminiProvider("gemini-2.5-flash", _context())
+    adapter = GeminiProvider("gemini-2.5-flash", _context("gemini"))
     operation = {"name": "batches/b1", "metadata": {"state": "BATCH_STATE_SUCCEEDED"}}
     operation["response"] = {"responsesFile": "files/f1"}
     adapter.api = GeminiAPI(transport=_serve(body, operation))

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import importlib
 
-from .base import Encoded, Provider, ProviderContext, Snapshot
+from .base import ADAPTERS, Codec, Encoded, Provider, ProviderContext, Snapshot, Transport
 
-__all__ = ["Encoded", "Provider", "ProviderContext", "Snapshot", "get_provider", "provider_class", "split_model"]
-
-_ADAPTERS: dict[str, str] = {
-    "openai": "batchline.providers.openai:OpenAIProvider",
-    "anthropic": "batchline.providers.anthropic:AnthropicProvider",
-    "google": "batchline.providers.gemini:GeminiProvider",
-    "test": "batchline.providers.test:TestProvider",
-}
-"""Prefix -> `module:class`, imported on first use so that a worker loads only the SDKs it needs."""
+__all__ = [
+    "Codec",
+    "Encoded",
+    "Provider",
+    "ProviderContext",
+    "Snapshot",
+    "Transport",
+    "get_provider",
+    "provider_class",
+    "split_model",
+]
 
 
 def split_model(model: str) -> tuple[str, str]:
@@ -27,9 +29,9 @@ def split_model(model: str) -> tuple[str, str]:
 
 def provider_class(model: str) -> type[Provider]:
     prefix, _ = split_model(model)
-    target = _ADAPTERS.get(prefix)
+    target = ADAPTERS.get(prefix)
     if target is None:
-        supported = ", ".join(f"'{p}:'" if p != "test" else "'test'" for p in _ADAPTERS)
+        supported = ", ".join(f"'{p}:'" if p != "test" else "'test'" for p in ADAPTERS)
         raise NotImplementedError(
             f"batchline has no batch adapter for {model!r}; the supported model prefixes are: {supported}."
         )

@@ -1,9 +1,13 @@
-"""The interface every provider adapter implements.
+"""The interface every provider adapter implements: a `Codec` and a `Transport`.
 
-An adapter has two sides. The codec side (`encode`, `decode`) runs in the caller's process and holds no secret: it
-turns pydantic-ai requests into provider-native bodies before anything is stored, so bad input fails before anything
-is spent, and turns stored results back into `ModelResponse`s on read. The transport side (`create`, `status`,
-`results`, `cancel`, `find`) runs on the workers, with the API keys from the worker's environment.
+The codec side (`Codec`: `encode`, `decode`, ...) runs in the caller's process and holds no secret: it turns
+pydantic-ai requests into provider-native bodies before anything is stored, so bad input fails before anything is
+spent, and turns stored results back into `ModelResponse`s on read. The transport side (`Transport`: `create`,
+`status`, `results`, `cancel`, `find`, ...) runs on the workers, with the API keys from the worker's environment.
+
+Each provider's package keeps them apart: `wire.py` (the provider's JSON, no I/O), `codec.py` (pydantic-ai, caller
+side) and `transport.py` (HTTP, worker side); its adapter, a `Provider`, is both, and loads the codec only when asked
+to encode or decode, so a worker never imports pydantic-ai's models.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import abc
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
 import orjson
 
@@ -20,12 +24,20 @@ from ..errors import BatchInputError, HostileAnswer, MalformedAnswer
 from ..raw import RawRequest
 
 if TYPE_CHECKING:
-    import redis
     from pydantic_ai.messages import ModelResponse
     from pydantic_ai.models.batch import BatchRequest
 
     from ..config import Settings
     from ..records import StoredResult
+    from ..store import Scratch
+
+ADAPTERS: dict[str, str] = {
+    "openai": "batchline.providers.openai:OpenAIProvider",
+    "anthropic": "batchline.providers.anthropic:AnthropicProvider",
+    "google": "batchline.providers.gemini:GeminiProvider",
+    "test": "batchline.providers.test:TestProvider",
+}
+"""Model prefix -> the adapter's `module:class`, imported on first use so that a worker loads only what it needs."""
 
 State = Literal["running", "cancelling", "completed", "failed", "expired", "cancelled"]
 ENDED: frozenset[State] = frozenset({"completed", "failed", "expired", "cancelled"})
@@ -65,21 +77,58 @@ class Snapshot:
 
 @dataclass(frozen=True)
 class ProviderContext:
-    """What an adapter may use: settings, the store's Redis (for the `test` provider's state) and a key prefix."""
+    """What a worker-side adapter may use: the settings, and its own corner of the store for what it must remember
+    between calls (Anthropic's id map, Gemini's request order, the `test` provider's batches)."""
 
     settings: Settings
-    redis: redis.Redis
-    prefix: str
+    scratch: Scratch
 
 
-class Provider(abc.ABC):
+SCRATCH_CHUNK = 1000
+"""Items per Redis round trip when an adapter reads or writes many in its scratch."""
+
+
+class Codec(Protocol):
+    """The caller's side of an adapter: pydantic-ai requests to provider bodies and stored results back."""
+
     name: ClassVar[str]
     max_requests: ClassVar[int]
     """The most requests one provider batch takes."""
     max_bytes: ClassVar[int]
     """The most bytes of request bodies one provider batch takes."""
-    can_find: ClassVar[bool] = False
+    model_name: str
+
+    def encode(self, request: BatchRequest) -> Encoded: ...
+    def encode_many(self, requests: Sequence[BatchRequest]) -> list[Encoded]: ...
+    def encode_raw(self, request: RawRequest) -> Encoded: ...
+    def decode(self, result: StoredResult, request: BatchRequest) -> ModelResponse: ...
+    def export_line(self, custom_id: str, status: str, body: bytes) -> bytes: ...
+    def request_size(self, request: Encoded) -> int: ...
+
+
+class Transport(Protocol):
+    """The workers' side of an adapter: provider batches created, polled, read, cancelled and cleaned up."""
+
+    name: ClassVar[str]
+    can_find: ClassVar[bool]
     """Whether a batch whose id was lost can be found again by listing the provider's batches."""
+
+    def create(
+        self, job_id: str, part: int, requests: Iterable[tuple[str, bytes]], count: int, group: str = ""
+    ) -> Snapshot: ...
+    def status(self, batch_id: str) -> Snapshot: ...
+    def results(self, batch: Snapshot) -> Iterator[tuple[str, str, bytes]]: ...
+    def cancel(self, batch_id: str) -> Snapshot: ...
+    def cleanup(self, batch: Snapshot) -> None: ...
+    def find(self, job_id: str, part: int) -> Snapshot | None: ...
+    def is_transient(self, status: str, body: bytes) -> bool: ...
+    def unrun(self, batch: Snapshot) -> tuple[str, bytes]: ...
+
+
+class Adapter:
+    """What both sides share: the model, and the worker context (None when made for encoding only)."""
+
+    name: ClassVar[str]
 
     def __init__(self, model_name: str, context: ProviderContext | None = None) -> None:
         self.model_name = model_name
@@ -91,7 +140,13 @@ class Provider(abc.ABC):
             raise RuntimeError(f"The {self.name} adapter was made for encoding only; it has no worker context.")
         return self._context
 
-    # -- codec: the caller's process --------------------------------------------------------------------------------
+
+class CodecBase(Adapter, abc.ABC):
+    """A `Codec`'s defaults; the abstract methods are each provider's."""
+
+    max_requests: ClassVar[int]
+    max_bytes: ClassVar[int]
+
     @abc.abstractmethod
     def encode(self, request: BatchRequest) -> Encoded:
         """The provider-native body of `request`. Raises a clear error for what the batch API can't honour."""
@@ -120,7 +175,12 @@ class Provider(abc.ABC):
         """The bytes `request` adds to a provider batch."""
         return len(request.body) + len(request.custom_id) + 64
 
-    # -- transport: the workers -------------------------------------------------------------------------------------
+
+class TransportBase(Adapter, abc.ABC):
+    """A `Transport`'s defaults; the abstract methods are each provider's."""
+
+    can_find: ClassVar[bool] = False
+
     @abc.abstractmethod
     def create(
         self, job_id: str, part: int, requests: Iterable[tuple[str, bytes]], count: int, group: str = ""
@@ -145,7 +205,7 @@ class Provider(abc.ABC):
     @abc.abstractmethod
     def cancel(self, batch_id: str) -> Snapshot: ...
 
-    def cleanup(self, batch: Snapshot) -> None:  # noqa: B027 (optional hook: most adapters keep nothing)
+    def cleanup(self, batch: Snapshot) -> None:
         """Called once a batch's results are safely stored: delete what the provider keeps (files) if configured."""
 
     def find(self, job_id: str, part: int) -> Snapshot | None:
@@ -173,6 +233,16 @@ class Provider(abc.ABC):
         code = "batch_failed" if batch.state == "failed" else "missing_result"
         message = batch.error or f"The provider ended batch {batch.id} ({batch.status}) without a result for it."
         return "errored", orjson.dumps({"code": code, "message": message})
+
+
+class Provider(CodecBase, TransportBase):
+    """An adapter: its provider's `Codec` and `Transport` in one object, as `get_provider` gives it."""
+
+
+if TYPE_CHECKING:
+
+    def _both_sides(provider: Provider) -> tuple[Codec, Transport]:
+        return provider, provider  # mypy checks here that every adapter satisfies both protocols
 
 
 _TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})

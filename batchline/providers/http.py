@@ -1,4 +1,5 @@
-"""One httpx2 client per adapter and process: timeouts, and retries that honour the provider's `Retry-After`.
+"""One httpx2 client per adapter and process (`ProviderHTTP`): timeouts, and retries that honour the provider's
+`Retry-After`; and `HTTPTransport`, the worker side the OpenAI and Anthropic adapters build on it.
 
 Retried: 408, 409, 429, 5xx and dropped connections, as the providers' SDKs retry them. A request that creates
 something paid (`idempotent=False`) is never retried here: it may have gone through before the connection dropped,
@@ -11,16 +12,19 @@ is sent. Redirects are never followed (httpx's default), so a 3xx cannot lead th
 
 from __future__ import annotations
 
+import abc
 import email.utils
+import os
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 import httpx2
 
 from ..errors import BrokenDownload, HostileAnswer, ProviderRejected, TransientProviderError
+from .base import ProviderContext, Snapshot, TransportBase, json_answer, path_id
 
 TRUSTED_SETTING = "BATCHLINE_TRUSTED_RESULT_HOSTS"
 
@@ -160,3 +164,46 @@ def error_message(response: httpx2.Response) -> str:
         inner: dict[str, Any] = nested if isinstance(nested, dict) else error  # Anthropic nests it
         return str(inner.get("message") or inner.get("type") or error)
     return response.reason_phrase or "error"
+
+
+class HTTPTransport(TransportBase):
+    """The worker side OpenAI and Anthropic share: a `ProviderHTTP` made from the environment on first use, and the
+    status and cancel calls on `{batches_path}/{id}`."""
+
+    batches_path: ClassVar[str]
+
+    def __init__(self, model_name: str, context: ProviderContext | None = None) -> None:
+        super().__init__(model_name, context)
+        self._http: ProviderHTTP | None = None
+
+    @abc.abstractmethod
+    def client_config(self, environ: Mapping[str, str]) -> tuple[str, dict[str, str]]:
+        """Base URL and headers from the SDK's environment names; a missing key is refused before any call."""
+
+    @abc.abstractmethod
+    def to_snapshot(self, batch: object) -> Snapshot:
+        """A batch object of the provider's as a `Snapshot`; `MalformedAnswer` when it is not one."""
+
+    @property
+    def http(self) -> ProviderHTTP:
+        """The worker's client, made on first use from the provider's environment variables."""
+        if self._http is None:
+            trusted = self._context.settings.trusted_result_hosts if self._context is not None else ()
+            self._http = ProviderHTTP(self.name, *self.client_config(os.environ), trusted=trusted)
+        return self._http
+
+    def status(self, batch_id: str) -> Snapshot:
+        batch_id = path_id(batch_id, "batch id", self.name)
+        answer = self.http.request("GET", f"{self.batches_path}/{batch_id}")
+        return self.to_snapshot(json_answer(answer.content, self.name))
+
+    def cancel(self, batch_id: str) -> Snapshot:
+        try:
+            batch_id = path_id(batch_id, "batch id", self.name)
+            answer = self.http.request("POST", f"{self.batches_path}/{batch_id}/cancel")
+            return self.to_snapshot(json_answer(answer.content, self.name))
+        except ProviderRejected as error:
+            snapshot = self.status(batch_id)
+            if snapshot.ended or snapshot.state == "cancelling":
+                return snapshot  # it ended (or is stopping) before the cancel arrived
+            raise error from None

@@ -2,7 +2,9 @@
 
 It answers "Mock response for <custom_id>", or with tool calls when tools are given and text output is not allowed
 (pydantic-ai's `TestModel` makes the calls and their arguments). A batch finishes `test_delay` seconds after it is
-created. Its batches live in Redis, so a batch created by one worker process is polled and read by another.
+created. Its batches live in its scratch in the store (`{prefix}test:batch:{id}`, its requests under `...:in`, and
+`{prefix}test:index`, `{prefix}test:creates`, `{prefix}test:runs:{job}`), so a batch created by one worker process
+is polled and read by another.
 
 Markers in a prompt exercise error paths: `[test:error]` fails the request with an `invalid_request_error`, and
 `[test:flaky]` fails it with a `rate_limit_exceeded` the first time it runs and answers it the next. The
@@ -27,8 +29,7 @@ from pydantic_ai.models.test import TestModel
 
 from ..errors import ProviderRejected
 from ..records import StoredResult
-from ..store import CHUNK
-from .base import Encoded, Provider, Snapshot
+from .base import SCRATCH_CHUNK, Encoded, Provider, Snapshot
 
 _RESPONSE = TypeAdapter(ModelResponse)
 _PARAMS = TypeAdapter(ModelRequestParameters)
@@ -65,39 +66,38 @@ class TestProvider(Provider):
         raise ModelHTTPError(status_code=400, model_name=self.model_name, body={"error": error})
 
     # -- transport --------------------------------------------------------------------------------------------------
-    def _key(self, batch_id: str, suffix: str = "") -> str:
-        return f"{self.context.prefix}test:batch:{batch_id}{suffix}"
+    def _key(self, batch_id: str, *suffix: str) -> str:
+        return self.context.scratch.key("batch", batch_id, *suffix)
 
     def create(
         self, job_id: str, part: int, requests: Iterable[tuple[str, bytes]], count: int, group: str = ""
     ) -> Snapshot:
-        ctx = self.context
+        ctx, scratch = self.context, self.context.scratch
         batch_id = f"batch_test_{uuid.uuid4().hex[:24]}"
-        ttl = ctx.settings.ttl_seconds
-        pipe = ctx.redis.pipeline(transaction=True)
+        pipe = scratch.redis.pipeline(transaction=True)
         chunk: list[bytes | str] = []
         for custom_id, body in requests:
             chunk += [custom_id, body]
-            if len(chunk) >= 2 * CHUNK:
-                pipe.rpush(self._key(batch_id, ":in"), *chunk)
+            if len(chunk) >= 2 * SCRATCH_CHUNK:
+                pipe.rpush(self._key(batch_id, "in"), *chunk)
                 chunk = []
         if chunk:
-            pipe.rpush(self._key(batch_id, ":in"), *chunk)
+            pipe.rpush(self._key(batch_id, "in"), *chunk)
         pipe.hset(
             self._key(batch_id),
             mapping={"created_at": time.time(), "delay": ctx.settings.test_delay, "total": count, "job": job_id},
         )
-        pipe.hset(f"{ctx.prefix}test:index", f"{job_id}:{part}", batch_id)
-        pipe.hincrby(f"{ctx.prefix}test:creates", f"{job_id}:{part}", 1)  # what a test checks: created once
-        for key in (self._key(batch_id), self._key(batch_id, ":in")):
-            pipe.expire(key, ttl)
+        pipe.hset(scratch.key("index"), f"{job_id}:{part}", batch_id)
+        pipe.hincrby(scratch.key("creates"), f"{job_id}:{part}", 1)  # what a test checks: created once
+        for key in (self._key(batch_id), self._key(batch_id, "in")):
+            pipe.expire(key, scratch.ttl)
         pipe.execute()
         # The batch exists from here on; a slow answer opens the window where a worker can die before recording it.
         time.sleep(ctx.settings.test_create_seconds)
         return self.status(batch_id)
 
     def status(self, batch_id: str) -> Snapshot:
-        raw = cast(dict[bytes, bytes], self.context.redis.hgetall(self._key(batch_id)))
+        raw = cast(dict[bytes, bytes], self.context.scratch.redis.hgetall(self._key(batch_id)))
         if not raw:
             raise ProviderRejected(f"test: no batch {batch_id!r}", 404)
         info = {k.decode(): v.decode() for k, v in raw.items()}
@@ -111,11 +111,12 @@ class TestProvider(Provider):
     def cancel(self, batch_id: str) -> Snapshot:
         snapshot = self.status(batch_id)
         if not snapshot.ended:
-            self.context.redis.hsetnx(self._key(batch_id), "cancelled_at", time.time())
+            self.context.scratch.redis.hsetnx(self._key(batch_id), "cancelled_at", time.time())
         return self.status(batch_id)
 
     def find(self, job_id: str, part: int) -> Snapshot | None:
-        batch_id = cast(bytes | None, self.context.redis.hget(f"{self.context.prefix}test:index", f"{job_id}:{part}"))
+        scratch = self.context.scratch
+        batch_id = cast(bytes | None, scratch.redis.hget(scratch.key("index"), f"{job_id}:{part}"))
         return None if batch_id is None else self.status(batch_id.decode())
 
     def results(self, batch: Snapshot) -> Iterator[tuple[str, str, bytes]]:
@@ -126,15 +127,16 @@ class TestProvider(Provider):
             start = 0
             while True:
                 raw = cast(
-                    list[bytes], self.context.redis.lrange(self._key(batch.id, ":in"), start, start + 2 * CHUNK - 1)
+                    list[bytes],
+                    self.context.scratch.redis.lrange(self._key(batch.id, "in"), start, start + 2 * SCRATCH_CHUNK - 1),
                 )
                 for i in range(0, len(raw), 2):
                     custom_id = raw[i].decode()
                     time.sleep(self.context.settings.test_result_seconds)  # a slow download, when asked for
                     yield (custom_id, *self._answer(loop, batch.id, custom_id, orjson.loads(raw[i + 1])))
-                if len(raw) < 2 * CHUNK:
+                if len(raw) < 2 * SCRATCH_CHUNK:
                     return
-                start += 2 * CHUNK
+                start += 2 * SCRATCH_CHUNK
         finally:
             loop.close()
 
@@ -160,11 +162,12 @@ class TestProvider(Provider):
 
     def _first_run(self, batch_id: str, custom_id: str) -> bool:
         """Whether this request runs for the first time in its job (a result read twice counts once per batch)."""
-        redis, prefix = self.context.redis, self.context.prefix
+        scratch = self.context.scratch
+        redis = scratch.redis
         job = cast(bytes, redis.hget(self._key(batch_id), "job")).decode()
-        runs = f"{prefix}test:runs:{job}"
+        runs = scratch.key("runs", job)
         first = bool(redis.hsetnx(runs, custom_id, batch_id))
-        redis.expire(runs, self.context.settings.ttl_seconds)
+        redis.expire(runs, scratch.ttl)
         return first or cast(bytes, redis.hget(runs, custom_id)).decode() == batch_id
 
 

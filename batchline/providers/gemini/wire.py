@@ -14,9 +14,9 @@ from typing import Any
 
 import orjson
 
-from .._json import dumps
-from ..errors import MalformedAnswer
-from .base import UNUSABLE, Snapshot, State, as_dict
+from ..._json import dumps
+from ...errors import MalformedAnswer
+from ..base import UNUSABLE, Snapshot, State, as_dict
 
 log = logging.getLogger("batchline.gemini")
 
@@ -56,6 +56,14 @@ RPC_CODES: dict[int, str] = {
 TRANSIENT_RPC_CODES = frozenset({4, 8, 13, 14})
 """Deadline, quota, internal and unavailable: what the SDK would retry live, so worth a new batch."""
 
+INLINE_LIMIT = 20_000_000
+"""The Gemini API's limit on an inline batch's request body."""
+MAX_REQUESTS = 100_000
+"""Gemini documents no request count per batch: this one (Anthropic's) keeps a part's result file and its fetch to
+minutes and a failure to one part."""
+MAX_BYTES = 2_000_000_000
+"""The input file's limit."""
+
 DISPLAY_PREFIX = "batchline:"
 _DISPLAY_NAME = re.compile(r"^batchline:(?P<job>[^:]+):(?P<part>\d+)$")
 
@@ -74,6 +82,10 @@ def parse_display_name(name: object) -> tuple[str, int] | None:
 
 def model_path(model: str) -> str:
     return "models/" + model.removeprefix("models/")
+
+
+def batch_name(batch_id: str) -> str:
+    return batch_id if batch_id.startswith("batches/") else f"batches/{batch_id}"
 
 
 # -- requests ---------------------------------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """The OpenAI adapter's codec side: requests encoded and results decoded by pydantic-ai's OpenAI models.
 
-Kept apart from the transport (openai.py) so that a worker that only uploads, polls and downloads never imports
-pydantic-ai's models or the openai SDK: that saves a pool process about 25 MB and its first task the imports.
+Kept apart from the transport so that a worker that only uploads, polls and downloads never imports pydantic-ai's
+models or the openai SDK: that saves a pool process about 25 MB and its first task the imports.
 """
 
 from __future__ import annotations
@@ -16,11 +16,12 @@ from pydantic_ai.models.batch import BatchRequest, BatchResult
 from pydantic_ai.models.openai import OpenAIChatModel, OpenAIResponsesModel
 from pydantic_ai.providers.openai import OpenAIProvider as PydanticAIOpenAIProvider
 
-from ..records import StoredResult
-from ._pydantic_codec import PLACEHOLDER_KEY, encode_all, model_of
-from .base import Encoded
-from .openai import DEFAULT_BASE_URL
-from .openai_fastdecode import fast_decode
+from ...records import StoredResult
+from .._pydantic_codec import PLACEHOLDER_KEY, Encoder, encode_all, model_of
+from ..base import Encoded
+from ..pydantic_private import chat_completion_response
+from .fastdecode import fast_decode
+from .wire import DEFAULT_BASE_URL
 
 
 @functools.lru_cache(maxsize=64)
@@ -38,17 +39,8 @@ def _chat_model(name: str) -> OpenAIChatModel:
 
 def encode_many(default: str, requests: Sequence[BatchRequest]) -> list[Encoded]:
     """Responses API bodies for `requests`, each grouped by its model (`default` unless it names its own)."""
-
-    return encode_all(requests, functools.partial(_encode, default))
-
-
-async def _encode(default: str, request: BatchRequest) -> Encoded:
-    name = model_of("openai", default, request)
-    model = codec_model(name)
-    if model.batch_max_requests is None:
-        raise UserError(f"OpenAI does not serve model {name!r} through its Batch API.")
-    encoded = await model.batch_encode(request)
-    return Encoded(request.custom_id, encoded.body.encode(), group=name)
+    refusal = "OpenAI does not serve model {name} through its Batch API."
+    return encode_all(requests, Encoder("openai", default, codec_model, refusal))
 
 
 def decode(default: str, result: StoredResult, request: BatchRequest) -> ModelResponse:
@@ -82,7 +74,7 @@ def _object_kind(body: bytes) -> str | None:
 
 
 def _chat_completion(name: str, body: bytes) -> ModelResponse:
-    from openai.types.chat import ChatCompletion
+    from openai.types.chat import ChatCompletion  # the SDK's type, loaded only for this rare kind of result
 
     completion = ChatCompletion.model_validate_json(body)
-    return _chat_model(name)._process_response(completion)
+    return chat_completion_response(_chat_model(name), completion)

@@ -7,6 +7,9 @@ it in `_process_response`. For a body made only of what nearly every batch resul
 same `ModelResponse` straight from the parsed JSON, with pydantic-ai's own helpers for everything that is not plain
 copying (finish reason map, state, timestamps, usage extraction through `RequestUsage.extract`, tool call ids).
 
+The helpers and model attributes it reads are pydantic-ai's private ones, all reached through pydantic_private.py:
+when one is gone, this answers None for every body (after one warning) and pydantic-ai's public decode takes over.
+
 Anything else (reasoning, refusals, citations, built-in tools, errors, unknown fields in `usage`, a model subclass that
 adds provider details, websocket settings) answers None, and the caller decodes with pydantic-ai.
 tests/test_fastdecode.py checks, on every recorded fixture and on emulator answers, that both give equal
@@ -19,17 +22,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from pydantic_ai._utils import now_utc, number_to_datetime
 from pydantic_ai.messages import ModelResponse, ModelResponsePart, TextPart, ToolCallPart
 from pydantic_ai.models.batch import BatchRequest
 from pydantic_ai.models.openai import OpenAIResponsesModel
-from pydantic_ai.models.openai._citations import map_responses_citations
-from pydantic_ai.models.openai._response_fields import (
-    RESPONSES_FINISH_REASON_MAP,
-    response_status_to_state,
-    response_tool_call_id,
-)
 from pydantic_ai.usage import RequestUsage
+
+from ..pydantic_private import Helpers, adds_provider_details, helpers, model_facts
 
 _USAGE_KEYS = frozenset(
     {"input_tokens", "input_tokens_details", "output_tokens", "output_tokens_details", "total_tokens"}
@@ -55,18 +53,20 @@ class _Facts:
 _FACTS: dict[int, _Facts] = {}
 
 
-def _facts(model: OpenAIResponsesModel) -> _Facts:
+def _facts(model: OpenAIResponsesModel) -> _Facts | None:
     facts = _FACTS.get(id(model))
     if facts is None or facts.model is not model:
-        if len(_FACTS) >= 256:  # models come from a bounded cache (openai_codec); this stays bounded too
+        if len(_FACTS) >= 256:  # models come from a bounded cache (openai/codec.py); this stays bounded too
             _FACTS.clear()
-        provider = model._provider  # the same attributes `_process_response` reads
+        read = model_facts(model)  # the same attributes `_process_response` reads
+        if read is None:
+            return None
         facts = _FACTS[id(model)] = _Facts(
             model,
-            provider.name,
-            provider.base_url,
+            read.provider_name,
+            read.provider_url,
             model.system,
-            model._canonical_system_stamp,
+            read.canonical_system,
             bool(model.profile.get("openai_responses_tool_call_ids_are_response_scoped", False)),
         )
     return facts
@@ -74,8 +74,11 @@ def _facts(model: OpenAIResponsesModel) -> _Facts:
 
 def fast_decode(model: OpenAIResponsesModel, body: bytes, request: BatchRequest) -> ModelResponse | None:
     """The `ModelResponse` pydantic-ai's `batch_decode` gives a succeeded result `body`, or None if `body` is not
-    one of the common shapes (then decode it with pydantic-ai)."""
-    if type(model)._process_provider_details is not OpenAIResponsesModel._process_provider_details:
+    one of the common shapes, or pydantic-ai's private helpers are gone (then decode it with pydantic-ai)."""
+    found = helpers()
+    if found is None:
+        return None
+    if adds_provider_details(model, found):
         return None  # a subclass adds its own details
     settings = request.model_settings or {}
     if settings.get("openai_transport") is not None:
@@ -104,7 +107,9 @@ def fast_decode(model: OpenAIResponsesModel, body: bytes, request: BatchRequest)
     if not isinstance(output, list):
         return None
     facts = _facts(model)
-    parts = _parts(facts, output, response_id)
+    if facts is None:
+        return None
+    parts = _parts(found, facts, output, response_id)
     if parts is None:
         return None
     usage = _usage(model.model_name, facts, data.get("usage"))
@@ -116,9 +121,9 @@ def fast_decode(model: OpenAIResponsesModel, body: bytes, request: BatchRequest)
     raw_finish_reason = incomplete.get("reason") if incomplete is not None else status
     if raw_finish_reason:
         provider_details["finish_reason"] = raw_finish_reason
-        finish_reason = RESPONSES_FINISH_REASON_MAP.get(raw_finish_reason)  # type: ignore[arg-type]
+        finish_reason = found.finish_reasons.get(raw_finish_reason)
     if created_at:
-        provider_details["timestamp"] = number_to_datetime(created_at)
+        provider_details["timestamp"] = found.number_to_datetime(created_at)
     if service_tier:
         provider_details["service_tier"] = service_tier
     return ModelResponse(
@@ -126,18 +131,18 @@ def fast_decode(model: OpenAIResponsesModel, body: bytes, request: BatchRequest)
         usage=usage,
         model_name=model_name,
         provider_response_id=response_id,
-        timestamp=now_utc(),
+        timestamp=found.now_utc(),
         provider_name=facts.provider_name,
         provider_url=facts.provider_url,
         canonical_system=facts.canonical_system,
         finish_reason=finish_reason,
-        state=response_status_to_state(status, background=False),  # type: ignore[arg-type]
+        state=found.response_status_to_state(status, background=False),
         # `batch_priced`: batch prices apply.
         provider_details={**provider_details, "processing": "batch"},
     )
 
 
-def _parts(facts: _Facts, output: list[Any], response_id: str) -> list[ModelResponsePart] | None:
+def _parts(found: Helpers, facts: _Facts, output: list[Any], response_id: str) -> list[ModelResponsePart] | None:
     system, scoped = facts.system, facts.scoped_tool_call_ids
     parts: list[ModelResponsePart] = []
     for item in output:
@@ -166,7 +171,7 @@ def _parts(facts: _Facts, output: list[Any], response_id: str) -> list[ModelResp
                         id=item_id,
                         provider_name=system,
                         provider_details=None,
-                        citations=map_responses_citations([], text),
+                        citations=found.map_responses_citations([], text),
                     )
                 )
         elif kind == "function_call":
@@ -180,7 +185,7 @@ def _parts(facts: _Facts, output: list[Any], response_id: str) -> list[ModelResp
                 ToolCallPart(
                     name,
                     arguments,
-                    tool_call_id=response_tool_call_id(call_id, response_id if scoped else None),
+                    tool_call_id=found.response_tool_call_id(call_id, response_id if scoped else None),
                     id=item_id,
                     provider_name=system,
                     provider_details=None,

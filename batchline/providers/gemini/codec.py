@@ -1,7 +1,7 @@
 """The Gemini adapter's codec side: requests encoded and results decoded by pydantic-ai's GoogleModel.
 
-Kept apart from the transport (gemini.py) so that a worker that only uploads, polls and downloads never imports
-pydantic-ai's models or the google-genai SDK: no pool process carries them, and no first task waits on them.
+Kept apart from the transport so that a worker that only uploads, polls and downloads never imports pydantic-ai's
+models or the google-genai SDK: no pool process carries them, and no first task waits on them.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from pydantic_ai.models.batch import BatchRequest, BatchResult, BatchResultStatu
 from pydantic_ai.models.google import GoogleModel
 from pydantic_ai.providers.google import GoogleProvider
 
-from ..records import StoredResult
-from ._pydantic_codec import encode_all
-from .base import Encoded
+from ...records import StoredResult
+from .._pydantic_codec import Encoder, encode_all
+from ..base import Encoded
 
 
 @functools.lru_cache(maxsize=64)
@@ -28,12 +28,7 @@ def codec_model(model_name: str) -> GoogleModel:
 
 def encode_many(model_name: str, requests: Sequence[BatchRequest]) -> list[Encoded]:
     """`generateContent` bodies for `requests`, all on `model_name` (one group)."""
-    return encode_all(requests, functools.partial(_encode, model_name))
-
-
-async def _encode(model_name: str, request: BatchRequest) -> Encoded:
-    encoded = await codec_model(model_name).batch_encode(request)
-    return Encoded(encoded.custom_id, encoded.body.encode(), group=model_name)
+    return encode_all(requests, Encoder("google", model_name, codec_model, own_models=False))
 
 
 def decode(model_name: str, result: StoredResult, request: BatchRequest) -> ModelResponse:

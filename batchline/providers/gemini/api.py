@@ -14,9 +14,9 @@ from typing import IO, Any
 import httpx2
 import orjson
 
-from ..errors import MalformedAnswer, ProviderRejected, TransientProviderError
-from .base import as_dict, path_id
-from .http import ProviderHTTP
+from ...errors import MalformedAnswer, ProviderRejected, TransientProviderError
+from ..base import as_dict, path_id
+from ..http import ProviderHTTP
 
 KEY_VARIABLES = ("GOOGLE_API_KEY", "GEMINI_API_KEY")
 BASE_URL_VARIABLE = "GOOGLE_GEMINI_BASE_URL"

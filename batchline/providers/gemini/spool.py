@@ -11,7 +11,7 @@ import tempfile
 from collections.abc import Iterable
 from typing import IO
 
-from . import gemini_wire as wire
+from . import wire
 
 
 class PartInput:

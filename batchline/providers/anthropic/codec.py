@@ -1,7 +1,7 @@
 """The Anthropic adapter's codec side: Messages API params encoded and results decoded by pydantic-ai's AnthropicModel.
 
-Kept apart from the transport (anthropic.py) so that a worker that only uploads, polls and downloads never imports
-pydantic-ai's models or the anthropic SDK: no pool process carries them, and no first task waits on them.
+Kept apart from the transport so that a worker that only uploads, polls and downloads never imports pydantic-ai's
+models or the anthropic SDK: no pool process carries them, and no first task waits on them.
 """
 
 from __future__ import annotations
@@ -10,16 +10,15 @@ import functools
 from collections.abc import Sequence
 
 import orjson
-from pydantic_ai.exceptions import UserError
 from pydantic_ai.messages import ModelResponse
 from pydantic_ai.models.anthropic import AnthropicModel
-from pydantic_ai.models.batch import BatchRequest, BatchResult
+from pydantic_ai.models.batch import BatchRequest, BatchResult, EncodedBatchRequest
 from pydantic_ai.providers.anthropic import AnthropicProvider as PydanticAIAnthropicProvider
 
-from ..records import StoredResult
-from ._pydantic_codec import PLACEHOLDER_KEY, encode_all, model_of
-from .anthropic import BETAS_MARK
-from .base import Encoded
+from ...records import StoredResult
+from .._pydantic_codec import PLACEHOLDER_KEY, Encoder, encode_all, model_of
+from ..base import Encoded
+from . import wire
 
 
 @functools.lru_cache(maxsize=64)
@@ -29,21 +28,16 @@ def codec_model(name: str) -> AnthropicModel:
 
 def encode_many(default: str, requests: Sequence[BatchRequest]) -> list[Encoded]:
     """Messages API params for `requests`, each on its own model (`default` unless it names one), grouped by betas."""
-    return encode_all(requests, functools.partial(_encode, default))
+    refusal = "Anthropic does not serve model {name} through Message Batches."
+    encoded = encode_all(requests, Encoder("anthropic", default, codec_model, refusal, finish=_with_betas))
+    wire.check_mapped_ids(requests)
+    return encoded
 
 
-async def _encode(default: str, request: BatchRequest) -> Encoded:
-    name = model_of("anthropic", default, request)
-    model = codec_model(name)
-    if model.batch_max_requests is None:
-        raise UserError(f"Anthropic does not serve model {name!r} through Message Batches.")
-    encoded = await model.batch_encode(request)
+def _with_betas(request: BatchRequest, name: str, encoded: EncodedBatchRequest) -> Encoded:
+    # Betas are a header of the whole batch: they make the group, and ride in the stored body until sent.
     betas = sorted(orjson.loads(encoded.group).get("betas") or [])
-    body = encoded.body.encode()
-    if betas:
-        # Betas are a header of the whole batch: they make the group, and ride in the stored body until sent.
-        body = BETAS_MARK + orjson.dumps(",".join(betas)) + b"," + body[1:]
-    return Encoded(request.custom_id, body, group=",".join(betas))
+    return Encoded(request.custom_id, wire.with_betas(encoded.body.encode(), betas), group=",".join(betas))
 
 
 def decode(default: str, result: StoredResult, request: BatchRequest) -> ModelResponse:

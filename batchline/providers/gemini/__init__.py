@@ -1,0 +1,48 @@
+"""Google Gemini (`google:<model>`): the Gemini API's batch mode, through its REST API.
+
+wire.py holds the API's JSON, api.py its REST calls, spool.py a part's input (inline or a file), transport.py the
+worker's side that ties them together, codec.py pydantic-ai's encoding and decoding (`GoogleModel.batch_encode` /
+`batch_decode`), which this adapter loads only when asked to encode or decode: a worker never imports it.
+
+Limits: Gemini documents no request count per batch; `max_requests` is 100,000 (as Anthropic's), which keeps a part's
+result file and its fetch to minutes and a failure to one part. Bytes: 2 GB, the input-file limit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from ..base import Encoded, Provider
+from . import wire
+from .transport import GeminiTransport
+
+if TYPE_CHECKING:
+    from pydantic_ai.messages import ModelResponse
+    from pydantic_ai.models.batch import BatchRequest
+
+    from ...records import StoredResult
+
+__all__ = ["GeminiProvider"]
+
+
+class GeminiProvider(GeminiTransport, Provider):
+    name = "gemini"
+    max_requests = wire.MAX_REQUESTS
+    max_bytes = wire.MAX_BYTES
+
+    def encode(self, request: BatchRequest) -> Encoded:
+        return self.encode_many([request])[0]
+
+    def encode_many(self, requests: Sequence[BatchRequest]) -> list[Encoded]:
+        from . import codec  # pydantic-ai and google-genai load only where requests are encoded
+
+        return codec.encode_many(self.model_name, requests)
+
+    def decode(self, result: StoredResult, request: BatchRequest) -> ModelResponse:
+        from . import codec
+
+        return codec.decode(self.model_name, result, request)
+
+    def request_size(self, request: Encoded) -> int:
+        return wire.inline_item_size(request.custom_id, request.body) + 1
