@@ -184,7 +184,11 @@ class WorkerProcess:
                 raise RuntimeError(f"celery worker exited with {self.process.returncode}:\n{self.output()[-3000:]}")
             return " ready." in self.output()[self.start :]
 
-        wait_for(ready, "the celery worker to be ready", timeout=timeout, interval=0.1, log=self)
+        try:
+            wait_for(ready, "the celery worker to be ready", timeout=timeout, interval=0.1, log=self)
+        except BaseException:
+            self.kill()  # a worker that never became ready must not outlive the test that started it
+            raise
 
     def output(self) -> str:
         return self.log_path.read_text(errors="replace")

@@ -222,11 +222,13 @@ def redeliver_a_saved_chunk(site: Site, log: Path) -> None:
     site.slot.stop()  # this test needs the queue to itself
     log.touch()
     first = site.start_worker(log, EXAMPLE_CALLBACK_LINGER="30")  # the callback lingers after its writes
-    created = enqueue(site.client, 250)
-    job_id = created["job_id"]
-    runs = runs_key(site.setup.settings.key_prefix, job_id)
-    wait_for(lambda: len(site.answers(job_id)) >= 100, "a chunk saved", log=first)
-    first.kill()
+    try:
+        created = enqueue(site.client, 250)
+        job_id = created["job_id"]
+        runs = runs_key(site.setup.settings.key_prefix, job_id)
+        wait_for(lambda: len(site.answers(job_id)) >= 100, "a chunk saved", log=first)
+    finally:
+        first.kill()  # on a failure too: it must not outlive the setup's keys
     second = site.start_worker(log)
     try:
         final = wait_saved(site.client, created["status_url"], 250, log=second)
