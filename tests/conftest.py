@@ -29,6 +29,8 @@ from celery import Celery
 from batchline import runtime, worker
 from batchline.config import Settings
 
+from .waiting import stop_group, wait_for
+
 pytest_plugins = ["batchline.emulator.pytest_plugin"]
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -177,32 +179,30 @@ class WorkerProcess:
         self._wait_ready()
 
     def _wait_ready(self, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def ready() -> bool:
             if self.process.poll() is not None:
                 raise RuntimeError(f"celery worker exited with {self.process.returncode}:\n{self.output()[-3000:]}")
-            if " ready." in self.output()[self.start :]:
-                return
-            time.sleep(0.1)
-        raise RuntimeError(f"celery worker did not become ready:\n{self.output()[-3000:]}")
+            return " ready." in self.output()[self.start :]
+
+        try:
+            wait_for(ready, "the celery worker to be ready", timeout=timeout, interval=0.1, log=self)
+        except BaseException:
+            self.kill()  # a worker that never became ready must not outlive the test that started it
+            raise
 
     def output(self) -> str:
         return self.log_path.read_text(errors="replace")
 
     def kill(self) -> None:
-        """SIGKILL the worker and its pool processes at once, as an OOM kill or a lost node would."""
-        os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait()
+        """SIGKILL the worker and its pool processes at once, as an OOM kill or a lost node would; return once none
+        of them runs."""
+        stop_group(self.process, lambda: os.killpg(self.process.pid, signal.SIGKILL))
         self.log.close()
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        """A warm shutdown (SIGTERM to the main process), then wait until no process of the worker runs: its pool
+        processes and its embedded beat too, which can outlive the main process and still publish."""
+        stop_group(self.process, self.process.terminate)
         self.log.close()
 
 

@@ -6,7 +6,6 @@ chunk took effect once.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ from batchline.runtime import runtime_for
 from batchline.store import Store
 
 from .conftest import RealSetup, WorkerProcess, announced, make_real_setup
+from .waiting import wait_for
 
 pytestmark = pytest.mark.redis
 
@@ -45,10 +45,7 @@ class Scenario:
         self.worker = WorkerProcess(self.env, self.log, extra=["-I", "tests.app_tasks"])
 
     def wait_for(self, condition: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while not condition():
-            assert time.monotonic() < deadline, f"timed out waiting for {what}:\n{self.worker.output()[-2000:]}"
-            time.sleep(0.05)
+        wait_for(condition, what, timeout=timeout, log=self.worker)
 
 
 @pytest.fixture
@@ -77,10 +74,8 @@ def requests(count: int) -> list[tuple[str, list[ModelRequest]]]:
 
 
 def check_exactly_once(s: Scenario, job_id: str, total: int, chunks: int) -> None:
-    deadline = time.monotonic() + 90
-    while not (batch := batch_status_sync(job_id)).is_complete:
-        assert time.monotonic() < deadline, s.worker.output()[-3000:]
-        time.sleep(0.1)
+    s.wait_for(lambda: batch_status_sync(job_id).is_complete, "the job to complete", timeout=90)
+    batch = batch_status_sync(job_id)
     assert batch.status is BatchStatus.COMPLETED
     redis, prefix = s.store.redis, s.store.prefix
     creates = {k.decode(): int(v) for k, v in redis.hgetall(f"{prefix}test:creates").items()}

@@ -3,8 +3,7 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,6 +16,7 @@ from batchline.runtime import runtime_for
 
 from .conftest import RealSetup, WorkerProcess, announced, make_real_setup
 from .openai_anthropic_helpers import provider_env
+from .waiting import wait_for
 
 pytestmark = pytest.mark.redis
 
@@ -42,13 +42,6 @@ def openai_workers(redis_url: str, emulator: Emulator, tmp_path: Path) -> Iterat
     worker._current = None
     workers.current.stop()
     setup.cleanup()
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 def requests(count: int) -> list[tuple[str, list[ModelRequest]]]:

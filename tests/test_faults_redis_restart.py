@@ -54,6 +54,7 @@ from batchline.records import PartState
 from batchline.runtime import Runtime, runtime_for
 from batchline.store import Store
 
+from . import waiting
 from .conftest import ROOT, WorkerProcess, announced, make_real_setup, store_job
 from .openai_anthropic_helpers import ask, fresh_runtime, provider_env
 
@@ -91,15 +92,13 @@ class OwnRedis:
         with (self.directory / "redis.log").open("ab") as log:
             process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
         client = redis.Redis(port=self.port)
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                client.ping()  # answers only once the append-only file is loaded
-                return process
-            except redis.RedisError:
-                assert process.poll() is None, (self.directory / "redis.log").read_text()
-                assert time.monotonic() < deadline, "redis-server did not start"
-                time.sleep(0.02)
+
+        def answers() -> bool:
+            assert process.poll() is None, (self.directory / "redis.log").read_text()
+            return bool(client.ping())  # answers only once the append-only file is loaded
+
+        waiting.wait_for(answers, "redis-server to start", timeout=30, interval=0.02, ignoring=(redis.RedisError,))
+        return process
 
     def restart(self, how: str, down_seconds: float = 0.3) -> None:
         """`shutdown` (Redis writes its file and exits) or `kill` (SIGKILL), then start it again after a pause."""
@@ -173,15 +172,7 @@ def requests(count: int) -> list[tuple[str, list[ModelRequest]]]:
 
 def wait_for(condition: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
     """Wait for `condition`, which may find Redis restarting (then it is asked again)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if condition():
-                return
-        except redis.ConnectionError:
-            pass
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
+    waiting.wait_for(condition, what, timeout=timeout, ignoring=(redis.ConnectionError,))
 
 
 def calls(emulator: Emulator, endpoint: str) -> int:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import http.server
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,8 +34,8 @@ from batchline.runtime import runtime_for
 from batchline.types import Batch, BatchResult
 
 from .conftest import WorkerProcess, make_real_setup, set_embedded_settings, with_settings
-from .example_helpers import wait_for
 from .openai_anthropic_helpers import FAKE_ANTHROPIC_KEY, FAKE_OPENAI_KEY, fresh_runtime, provider_env
+from .waiting import wait_for
 
 OPENAI, ANTHROPIC, GEMINI = "openai:gpt-4o-mini", "anthropic:claude-sonnet-4-5", "google:gemini-2.5-flash"
 GEMINI_KEY = "gemini-test-key-not-a-secret-7f3a"
@@ -123,10 +122,11 @@ def run(model: str, count: int = 10, timeout: float = 60.0) -> tuple[Batch, list
 
 
 def run_to_end(job_id: str, timeout: float = 60.0) -> tuple[Batch, list[BatchResult]]:
-    deadline = time.monotonic() + timeout
-    while not (state := batch_status_sync(job_id)).is_complete:
-        assert time.monotonic() < deadline, f"the job is still {state.status} after {timeout}s: it does not end"
-        time.sleep(0.05)
+    def ended() -> Batch | None:
+        state = batch_status_sync(job_id)
+        return state if state.is_complete else None
+
+    state = wait_for(ended, lambda: f"job {job_id} to end (still {batch_status_sync(job_id).status})", timeout=timeout)
     return state, batch_results_sync(job_id)
 
 
@@ -506,10 +506,8 @@ def test_poison_and_a_foreign_results_url_through_a_real_worker(
             model: batch_create_sync(model, ask(10), poll_interval=0.2, max_resubmissions=0)
             for model in (OPENAI, ANTHROPIC)
         }
-        deadline = time.monotonic() + 120
-        while not all(batch_status_sync(job.id).is_complete for job in jobs.values()):
-            assert time.monotonic() < deadline, f"a job never ended:\n{process.output()[-2000:]}"
-            time.sleep(0.2)
+        every_job_ended = lambda: all(batch_status_sync(job.id).is_complete for job in jobs.values())  # noqa: E731
+        wait_for(every_job_ended, "every job to end", timeout=120, interval=0.2, log=process)
         for model, job in jobs.items():
             batch, results = batch_status_sync(job.id), batch_results_sync(job.id)
             assert batch.status is BatchStatus.FAILED, model

@@ -7,7 +7,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +21,7 @@ from batchline import BatchStatus, batch_create_sync, batch_results_sync, batch_
 from batchline.runtime import runtime_for
 
 from .conftest import ROOT, RealSetup, WorkerProcess, make_real_setup
+from .waiting import stop_group, wait_for
 
 pytestmark = pytest.mark.redis
 
@@ -43,24 +43,25 @@ class Flower:
         command += [f"--port={self.port}", "--address=127.0.0.1", f"--basic_auth={':'.join(self.auth)}"]
         self.log_path = log
         self.log = log.open("ab")
-        self.process = subprocess.Popen(command, env=env, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(
+            command, env=env, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         self.url = f"http://127.0.0.1:{self.port}"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx2.get(f"{self.url}/healthcheck", timeout=1).status_code == 200:
-                    return
-            except httpx2.TransportError:
-                pass
-            assert time.monotonic() < deadline and self.process.poll() is None, log.read_text()[-2000:]
-            time.sleep(0.2)
+
+        def healthy() -> bool:
+            assert self.process.poll() is None, self.output()[-2000:]
+            return httpx2.get(f"{self.url}/healthcheck", timeout=1).status_code == 200
+
+        wait_for(healthy, "Flower to answer", interval=0.2, log=self, ignoring=(httpx2.TransportError,))
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
 
     def get(self, path: str) -> httpx2.Response:
         return httpx2.get(f"{self.url}{path}", auth=self.auth, timeout=10)
 
     def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(20)
+        stop_group(self.process, self.process.terminate)
         self.log.close()
 
 
@@ -118,27 +119,32 @@ def test_flower_shows_every_step_and_no_secret_is_left_anywhere(
 
     # While the results stream in (slowly here), Flower shows the fetch in state PROGRESS, whose completed/total
     # the result backend holds.
-    progress: object = None
-    deadline = time.monotonic() + 30
-    while progress is None and time.monotonic() < deadline:
+    def fetch_progress() -> object:
         for task_id, task in flower.get("/api/tasks").json().items():
             state = flower.get(f"/api/task/result/{task_id}").json().get("state")
             if task["name"] == "batchline.fetch" and state == "PROGRESS":
-                progress = AsyncResult(task_id, app=setup.app).info
-        time.sleep(0.05)
+                return AsyncResult(task_id, app=setup.app).info
+        return None
+
+    progress = wait_for(fetch_progress, "Flower to show the fetch in state PROGRESS", timeout=30)
     assert progress in ({"completed": 500, "total": 1200}, {"completed": 1000, "total": 1200})
     final = batch_wait_sync(batch)
     assert final.status is BatchStatus.COMPLETED and final.completed_count == 1200
     assert len(batch_results_sync(final)) == 1200
-    time.sleep(1.0)  # Flower receives the last events over the broker
-    broker_traffic = tap.stop()
 
-    # Flower, behind basic auth, knows each step by name, with its state and a progress event.
+    # Flower, behind basic auth, knows each step by name, with its state and a progress event. It hears the last
+    # events over the broker after the job ended: wait until it has them.
     assert httpx2.get(f"{flower.url}/api/tasks", timeout=10).status_code == 401
-    tasks = flower.get("/api/tasks").json()
-    names = {task["name"] for task in tasks.values()}
-    assert {"batchline.submit", "batchline.fetch", "batchline.deliver"} <= names
-    assert all(task["state"] == "SUCCESS" for task in tasks.values() if task["name"].startswith("batchline."))
+
+    def every_step_succeeded() -> dict[str, dict[str, str]]:
+        tasks: dict[str, dict[str, str]] = flower.get("/api/tasks").json()
+        ours = [task for task in tasks.values() if task["name"].startswith("batchline.")]
+        names = {task["name"] for task in ours}
+        done = {"batchline.submit", "batchline.fetch", "batchline.deliver"} <= names
+        return tasks if done and all(task["state"] == "SUCCESS" for task in ours) else {}
+
+    tasks = wait_for(every_step_succeeded, "Flower to show submit, fetch and deliver, each in state SUCCESS")
+    broker_traffic = tap.stop()
     fetch_id = next(tid for tid, task in tasks.items() if task["name"] == "batchline.fetch")
     fetch = flower.get(f"/api/task/info/{fetch_id}").json()
     assert fetch["args"] == repr([batch.id, 0]) or batch.id in str(fetch["args"])
@@ -176,10 +182,7 @@ def test_the_sweep_picks_up_polls_a_killed_worker_left(redis_url: str, tmp_path:
     try:
         batch = batch_create_sync("test", [("a", [ModelRequest.user_text_prompt("x")])], poll_interval=0.5)
         store = runtime_for(setup.app).store
-        deadline = time.monotonic() + 30
-        while store.part(batch.id, 0).polls < 1:
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        wait_for(lambda: store.part(batch.id, 0).polls >= 1, "a first poll", timeout=30, log=first)
         first.kill()  # its poll, waiting for its countdown, dies with it
         second = WorkerProcess(setup.env, log, extra=["-B", "-s", str(tmp_path / "beat-schedule")])
         try:

@@ -18,7 +18,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +29,7 @@ import pytest
 from batchline.emulator import Emulator
 
 from .conftest import ROOT, RealSetup, make_real_setup
-from .example_helpers import wait_for
+from .waiting import stop_group, wait_for
 
 README = ROOT / "README.md"
 BLOCK = re.compile(r"<!-- (?P<how>[^>]*?) -->\n```(?P<lang>\w+)\n(?P<code>.*?)\n```", re.S)
@@ -158,21 +157,20 @@ class Background:
                 ["bash", "-ec", code], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
             )
 
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
     def wait_for(self, text: str, timeout: float = 90.0) -> None:
-        deadline = time.monotonic() + timeout
-        while text not in self.log.read_text(errors="replace"):
-            assert self.process.poll() is None, f"exited {self.process.returncode}:\n{self.log.read_text()[-3000:]}"
-            assert time.monotonic() < deadline, f"no {text!r} within {timeout:g}s:\n{self.log.read_text()[-3000:]}"
-            time.sleep(0.2)
+        def printed() -> bool:
+            assert self.process.poll() is None, f"exited {self.process.returncode}:\n{self.output()[-3000:]}"
+            return text in self.output()
+
+        wait_for(printed, repr(text), timeout=timeout, interval=0.2, log=self)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+        """SIGTERM to the whole group (`uv run` and the command it runs), and wait until none of it runs: `uv` can end
+        before its child, which may still publish to the queue while it shuts down."""
+        stop_group(self.process, lambda: os.killpg(self.process.pid, signal.SIGTERM))
 
 
 @pytest.mark.redis

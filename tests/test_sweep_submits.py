@@ -26,7 +26,7 @@ from batchline.runtime import Runtime, runtime_for
 from batchline.store import Store
 
 from .conftest import WorkerProcess, make_real_setup, store_job
-from .example_helpers import wait_for
+from .waiting import wait_for
 
 TTL = 3600
 SETTINGS = Settings(claim_timeout=600, sweep_interval=300, ttl_seconds=TTL)

@@ -1,0 +1,639 @@
+"""Each pipeline step on its own, on fakeredis with the `test` provider: what it does to the store, what it answers.
+
+The Celery tasks are thin wrappers around these functions; here each step runs by hand, once or twice (a message
+redelivered), and the test reads what it left in the store and which `Next` steps it asked for. The `test` provider's
+batches live in the same Redis: a batch runs until `end_at_provider` ends it, and `creates` counts what was paid for.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from typing import Any
+
+import fakeredis
+import orjson
+import pytest
+from pydantic_ai import ModelRequest
+from pydantic_ai.models.batch import BatchRequest
+
+from batchline import pipeline
+from batchline.config import Settings
+from batchline.errors import BrokenDownload, HostileAnswer, MalformedAnswer, ProviderRejected, TransientProviderError
+from batchline.pipeline import POISON_ATTEMPTS, Next, Screen
+from batchline.providers.base import Snapshot
+from batchline.providers.test import FLAKY_MARKER, TestProvider
+from batchline.records import JobRecord, PartRecord, PartState
+from batchline.runtime import Runtime
+from batchline.store import Store
+from batchline.types import BatchStatus
+
+from .conftest import announced, store_job
+
+TTL = 3600
+SETTINGS = Settings(
+    claim_timeout=600, sweep_interval=300, max_poll_interval=300, ttl_seconds=TTL, test_delay=TTL
+)  # a `test` batch runs until the test ends it
+
+
+# -- reading and writing job and part records ------------------------------------------------------------------------
+def job_record(runtime: Runtime, job_id: str) -> JobRecord:
+    return runtime.store.load_job(job_id)
+
+
+def part_records(runtime: Runtime, job_id: str) -> list[PartRecord]:
+    return runtime.store.parts(job_id, job_record(runtime, job_id).parts)
+
+
+def job_field(runtime: Runtime, job_id: str, name: str) -> Any:
+    return getattr(job_record(runtime, job_id), name)
+
+
+def part_field(runtime: Runtime, job_id: str, n: int, name: str) -> Any:
+    return getattr(runtime.store.part(job_id, n), name)
+
+
+def set_job_fields(runtime: Runtime, job_id: str, **fields: Any) -> None:
+    """Edit fields of a stored job in place, as they are kept in its hash."""
+    changed = replace(job_record(runtime, job_id), **fields).to_hash()
+    runtime.store.redis.hset(runtime.store.job_key(job_id), mapping={name: changed[name] for name in fields})
+
+
+def records_of(job_state: str, *provider_states: str) -> tuple[JobRecord, list[PartRecord]]:
+    """A job record and its parts' records with only the fields `final_status` reads."""
+    job = JobRecord(model="test:x", total=len(provider_states), created_at=0.0, state=BatchStatus(job_state))
+    return job, [PartRecord(provider_state=state) for state in provider_states]
+
+
+# -- setting up --------------------------------------------------------------------------------------------------------
+def make_runtime(**changes: object) -> Runtime:
+    settings = replace(SETTINGS, **changes)  # type: ignore[arg-type]
+    return Runtime(settings, Store(fakeredis.FakeRedis(), "ps:", ttl_seconds=TTL))
+
+
+@pytest.fixture
+def runtime() -> Runtime:
+    return make_runtime()
+
+
+@pytest.fixture
+def parts_of_two(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The `test` provider takes two requests per batch: a job of five has three parts."""
+    monkeypatch.setattr(TestProvider, "max_requests", 2)
+
+
+def new_job(runtime: Runtime, count: int = 3, prompt: str = "question") -> str:
+    asks = [
+        BatchRequest(custom_id=f"r{i}", messages=[ModelRequest.user_text_prompt(f"{prompt} {i}")]) for i in range(count)
+    ]
+    return store_job(runtime, "test", asks)
+
+
+def creates(runtime: Runtime, job_id: str, n: int = 0) -> int:
+    """How many provider batches the `test` provider created for part `n`."""
+    return int(runtime.store.redis.hget(f"{runtime.store.prefix}test:creates", f"{job_id}:{n}") or 0)
+
+
+def end_at_provider(runtime: Runtime, job_id: str, n: int = 0) -> None:
+    """The provider finishes part `n`'s batch: its next status answer says it completed."""
+    batch = part_field(runtime, job_id, n, "provider_id")
+    runtime.store.redis.hset(f"{runtime.store.prefix}test:batch:{batch}", "delay", 0)
+
+
+def submitted(runtime: Runtime, job_id: str) -> list[Next]:
+    return list(pipeline.submit(runtime, job_id))
+
+
+def results_stored(runtime: Runtime, job_id: str) -> int:
+    return runtime.store.result_count(job_id)
+
+
+def ended_job(runtime: Runtime, count: int = 3) -> str:
+    """A job whose only part was created and has ended at the provider, not yet fetched."""
+    job_id = new_job(runtime, count)
+    submitted(runtime, job_id)
+    end_at_provider(runtime, job_id)
+    assert pipeline.poll(runtime, job_id, 0) == Next("fetch", 0)
+    return job_id
+
+
+@pytest.fixture
+def calls(runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    """How often each of the `test` provider's transport calls ran."""
+    counted: dict[str, int] = {}
+    provider = runtime.provider("test")
+    for name in ("create", "status", "cancel", "results"):
+        original = getattr(provider, name)
+
+        def counting(*args: Any, _name: str = name, _original: Any = original) -> Any:
+            counted[_name] = counted.get(_name, 0) + 1
+            return _original(*args)
+
+        monkeypatch.setattr(provider, name, counting)
+    return counted
+
+
+# -- submit ------------------------------------------------------------------------------------------------------------
+def test_submit_creates_each_part_once_and_sends_its_poll(runtime: Runtime, parts_of_two: None) -> None:
+    job_id = new_job(runtime, count=5)
+    assert job_field(runtime, job_id, "parts") == 3
+    assert submitted(runtime, job_id) == [Next("poll", 0), Next("poll", 1), Next("poll", 2)]
+    assert [creates(runtime, job_id, n) for n in range(3)] == [1, 1, 1]
+    assert [part_field(runtime, job_id, n, "state") for n in range(3)] == [PartState.SUBMITTED] * 3
+    assert all(part_field(runtime, job_id, n, "provider_id").startswith("batch_test_") for n in range(3))
+    assert job_field(runtime, job_id, "state") == BatchStatus.IN_PROGRESS
+
+
+def test_a_second_submit_creates_nothing_and_sends_each_poll_again(runtime: Runtime, parts_of_two: None) -> None:
+    job_id = new_job(runtime, count=5)
+    first = submitted(runtime, job_id)
+    ids = [part_field(runtime, job_id, n, "provider_id") for n in range(3)]
+    # A redelivered submit: a lost poll chain would be worse than a second one.
+    assert submitted(runtime, job_id) == first
+    assert [creates(runtime, job_id, n) for n in range(3)] == [1, 1, 1]
+    assert [part_field(runtime, job_id, n, "provider_id") for n in range(3)] == ids
+
+
+def test_a_part_that_ended_at_creation_goes_to_fetch() -> None:
+    runtime = make_runtime(test_delay=0)  # the provider finishes a batch as it creates it
+    job_id = new_job(runtime)
+    assert submitted(runtime, job_id) == [Next("fetch", 0)]
+    assert part_field(runtime, job_id, 0, "state") == PartState.ENDED
+    assert submitted(runtime, job_id) == [Next("fetch", 0)]  # and again when redelivered, with no second create
+    assert creates(runtime, job_id) == 1
+
+
+def test_a_submit_of_an_ended_job_does_nothing(runtime: Runtime) -> None:
+    job_id = new_job(runtime)
+    assert runtime.store.transition_job(job_id, BatchStatus.FAILED, BatchStatus.PENDING)
+    assert submitted(runtime, job_id) == []
+    assert creates(runtime, job_id) == 0
+    assert part_field(runtime, job_id, 0, "state") == PartState.PENDING
+
+
+def test_a_submit_of_a_cancelling_job_creates_nothing(runtime: Runtime) -> None:
+    job_id = new_job(runtime)
+    assert pipeline.request_cancel(runtime, job_id)
+    assert submitted(runtime, job_id) == [Next("fetch", 0)]
+    assert creates(runtime, job_id) == 0
+    assert part_field(runtime, job_id, 0, "provider_state") == "cancelled"
+
+
+def test_a_part_another_worker_is_creating_is_looked_at_again_later(runtime: Runtime) -> None:
+    job_id = new_job(runtime)
+    assert runtime.store.claim_part(job_id, 0, f"another-worker:{time.time()}")
+    assert submitted(runtime, job_id) == [Next("submit", countdown=SETTINGS.claim_timeout)]
+    assert creates(runtime, job_id) == 0
+
+
+def test_a_stale_claim_whose_batch_was_created_is_recorded_not_created_again(runtime: Runtime) -> None:
+    """The claimer created the batch and died before recording its id: the provider's listing finds it."""
+    job_id = new_job(runtime)
+    stale = time.time() - SETTINGS.claim_timeout - 1
+    assert runtime.store.claim_part(job_id, 0, f"dead-worker:{stale}")
+    created = runtime.provider("test").create(job_id, 0, runtime.store.part_requests(job_id, 0), 3)
+    assert submitted(runtime, job_id) == [Next("poll", 0)]
+    assert creates(runtime, job_id) == 1
+    assert part_field(runtime, job_id, 0, "provider_id") == created.id
+
+
+def test_a_stale_claim_with_no_batch_creates_it_once(runtime: Runtime) -> None:
+    job_id = new_job(runtime)
+    assert runtime.store.claim_part(job_id, 0, f"dead-worker:{time.time() - SETTINGS.claim_timeout - 1}")
+    assert submitted(runtime, job_id) == [Next("poll", 0)]
+    assert submitted(runtime, job_id) == [Next("poll", 0)]
+    assert creates(runtime, job_id) == 1
+
+
+def test_a_refused_create_ends_the_part_failed(runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    job_id = new_job(runtime)
+
+    def refused(*args: object) -> Snapshot:
+        raise ProviderRejected("test: 400 bad model", 400)
+
+    monkeypatch.setattr(runtime.provider("test"), "create", refused)
+    assert submitted(runtime, job_id) == [Next("fetch", 0)]
+    assert part_field(runtime, job_id, 0, "state") == PartState.ENDED
+    assert (part_field(runtime, job_id, 0, "provider_state"), part_field(runtime, job_id, 0, "error")) == (
+        "failed",
+        "test: 400 bad model",
+    )
+
+
+def test_a_create_whose_answer_was_lost_is_retried_and_noted(runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    job_id = new_job(runtime)
+
+    def lost(*args: object) -> Snapshot:
+        raise TransientProviderError("test: 503")
+
+    monkeypatch.setattr(runtime.provider("test"), "create", lost)
+    with pytest.raises(TransientProviderError):
+        submitted(runtime, job_id)  # the task retries after its back-off
+    assert part_field(runtime, job_id, 0, "state") == PartState.PENDING
+    assert part_field(runtime, job_id, 0, "create_error") == "test: 503"
+    assert job_field(runtime, job_id, "state") == BatchStatus.PENDING
+
+
+# -- poll --------------------------------------------------------------------------------------------------------------
+def test_a_running_part_is_polled_again_later_and_later(runtime: Runtime) -> None:
+    job_id = new_job(runtime)
+    submitted(runtime, job_id)
+    steps = [pipeline.poll(runtime, job_id, 0) for _ in range(5)]
+    assert [step.step if step else None for step in steps] == ["poll"] * 5
+    countdowns = [step.countdown for step in steps if step]
+    # The job's poll_interval is 1 s: the first check comes soon, then each waits half as long again as the last.
+    assert countdowns == [1.0, 1.0, 1.5, 2.25, 3.375]
+    assert part_field(runtime, job_id, 0, "polls") == 5
+    assert part_field(runtime, job_id, 0, "state") == PartState.SUBMITTED
+
+
+def test_the_poll_countdown_is_capped_and_stops_at_the_deadline(runtime: Runtime) -> None:
+    job_id = new_job(runtime)
+    set_job_fields(runtime, job_id, poll_interval=200)
+    job = job_record(runtime, job_id)
+    assert pipeline.poll_countdown(runtime, job, 0) == 1.0  # the first check comes soon, whatever the interval
+    assert pipeline.poll_countdown(runtime, job, 2) == SETTINGS.max_poll_interval  # 300, not 200 * 1.5
+    set_job_fields(runtime, job_id, deadline=time.time() + 100)
+    assert 0 < pipeline.poll_countdown(runtime, job_record(runtime, job_id), 2) <= 100
+    set_job_fields(runtime, job_id, deadline=time.time() - 1)
+    assert pipeline.poll_countdown(runtime, job_record(runtime, job_id), 2) == 0.0
+
+
+def test_an_ended_part_goes_to_fetch(runtime: Runtime, calls: dict[str, int]) -> None:
+    job_id = new_job(runtime)
+    submitted(runtime, job_id)
+    end_at_provider(runtime, job_id)
+    assert pipeline.poll(runtime, job_id, 0) == Next("fetch", 0)
+    assert part_field(runtime, job_id, 0, "state") == PartState.ENDED
+    assert part_field(runtime, job_id, 0, "provider_state") == "completed"
+    # A poll redelivered after that sends the fetch again without asking the provider.
+    assert pipeline.poll(runtime, job_id, 0) == Next("fetch", 0)
+    assert calls["status"] == 2  # the create's own status answer, and the poll that saw the end
+
+
+def test_a_poll_of_a_part_not_created_or_already_stored_does_nothing(runtime: Runtime, calls: dict[str, int]) -> None:
+    job_id = new_job(runtime)
+    assert pipeline.poll(runtime, job_id, 0) is None  # the submit polls it once it is created
+    runtime.store.transition_part(job_id, 0, PartState.STORED, PartState.PENDING)
+    assert pipeline.poll(runtime, job_id, 0) is None
+    assert calls == {}
+
+
+def test_a_batch_the_provider_no_longer_knows_ends_the_part(runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    job_id = new_job(runtime)
+    submitted(runtime, job_id)
+
+    def gone(batch_id: str) -> Snapshot:
+        raise ProviderRejected("test: 404 no such batch", 404)
+
+    monkeypatch.setattr(runtime.provider("test"), "status", gone)
+    assert pipeline.poll(runtime, job_id, 0) == Next("fetch", 0)
+    assert part_field(runtime, job_id, 0, "provider_status") == pipeline.NOT_FOUND
+    assert part_field(runtime, job_id, 0, "provider_state") == "failed"
+
+
+def test_unreadable_status_answers_end_the_part_after_the_poison_bound(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job_id = new_job(runtime)
+    submitted(runtime, job_id)
+    provider = runtime.provider("test")
+    readable = provider.status
+
+    def unreadable(batch_id: str) -> Snapshot:
+        raise MalformedAnswer("test: not JSON")
+
+    monkeypatch.setattr(provider, "status", unreadable)
+    for _ in range(POISON_ATTEMPTS - 1):
+        with pytest.raises(MalformedAnswer):
+            pipeline.poll(runtime, job_id, 0)  # the task tries again after its back-off
+    # One readable answer in between starts the count again.
+    monkeypatch.setattr(provider, "status", readable)
+    assert pipeline.poll(runtime, job_id, 0) == Next("poll", 0, countdown=1.0)
+    monkeypatch.setattr(provider, "status", unreadable)
+    for _ in range(POISON_ATTEMPTS - 1):
+        with pytest.raises(MalformedAnswer):
+            pipeline.poll(runtime, job_id, 0)
+    assert part_field(runtime, job_id, 0, "state") == PartState.SUBMITTED
+    assert pipeline.poll(runtime, job_id, 0) == Next("fetch", 0)  # the last try of the bound
+    assert part_field(runtime, job_id, 0, "provider_status") == pipeline.UNREADABLE
+    assert part_field(runtime, job_id, 0, "error") == "test: not JSON"
+
+
+def test_a_hostile_status_answer_ends_the_part_at_once(runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    job_id = new_job(runtime)
+    submitted(runtime, job_id)
+
+    def hostile(batch_id: str) -> Snapshot:
+        raise HostileAnswer("test: results on a foreign host")
+
+    monkeypatch.setattr(runtime.provider("test"), "status", hostile)
+    assert pipeline.poll(runtime, job_id, 0) == Next("fetch", 0)
+    assert part_field(runtime, job_id, 0, "provider_state") == "failed"
+
+
+def test_a_poll_after_the_jobs_deadline_cancels_its_batch(runtime: Runtime) -> None:
+    job_id = new_job(runtime)
+    submitted(runtime, job_id)
+    set_job_fields(runtime, job_id, deadline=time.time() - 1)
+    assert pipeline.poll(runtime, job_id, 0) == Next("fetch", 0)
+    assert job_field(runtime, job_id, "state") == BatchStatus.CANCELLING
+    assert part_field(runtime, job_id, 0, "provider_state") == "cancelled"
+
+
+# -- fetch -------------------------------------------------------------------------------------------------------------
+def test_fetch_stores_each_result_once_and_ends_the_job(runtime: Runtime) -> None:
+    job_id = ended_job(runtime)
+    assert pipeline.fetch(runtime, job_id, 0) == [Next("deliver")]
+    assert results_stored(runtime, job_id) == 3
+    assert part_field(runtime, job_id, 0, "state") == PartState.STORED
+    assert (job_field(runtime, job_id, "succeeded"), job_field(runtime, job_id, "failed")) == (3, 0)
+    assert job_field(runtime, job_id, "state") == BatchStatus.COMPLETED
+    stream = announced(runtime.store.redis, runtime.store.job_key(job_id))
+    # Redelivered: nothing stored, counted or announced twice, and no second delivery.
+    assert pipeline.fetch(runtime, job_id, 0) == []
+    assert results_stored(runtime, job_id) == 3
+    assert (job_field(runtime, job_id, "succeeded"), job_field(runtime, job_id, "failed")) == (3, 0)
+    assert announced(runtime.store.redis, runtime.store.job_key(job_id)) == stream == ["r0", "r1", "r2"]
+
+
+def test_fetch_reports_its_progress(runtime: Runtime) -> None:
+    job_id = ended_job(runtime)
+    heard: list[tuple[int, int]] = []
+    pipeline.fetch(runtime, job_id, 0, progress=lambda stored, total: heard.append((stored, total)))
+    assert heard and heard[-1] == (3, 3)
+
+
+def test_a_job_ends_only_when_its_last_part_is_stored(runtime: Runtime, parts_of_two: None) -> None:
+    job_id = new_job(runtime, count=4)
+    submitted(runtime, job_id)
+    end_at_provider(runtime, job_id, 0)
+    assert pipeline.poll(runtime, job_id, 0) == Next("fetch", 0)
+    assert pipeline.fetch(runtime, job_id, 0) == []
+    assert job_field(runtime, job_id, "state") == BatchStatus.IN_PROGRESS
+    end_at_provider(runtime, job_id, 1)
+    assert pipeline.poll(runtime, job_id, 1) == Next("fetch", 1)
+    assert pipeline.fetch(runtime, job_id, 1) == [Next("deliver")]
+    assert job_field(runtime, job_id, "state") == BatchStatus.COMPLETED
+    assert results_stored(runtime, job_id) == 4
+
+
+def test_a_fetch_of_a_part_still_running_stores_nothing(runtime: Runtime, calls: dict[str, int]) -> None:
+    job_id = new_job(runtime)
+    submitted(runtime, job_id)
+    assert pipeline.fetch(runtime, job_id, 0) == []
+    assert results_stored(runtime, job_id) == 0
+    assert "results" not in calls
+    assert part_field(runtime, job_id, 0, "state") == PartState.SUBMITTED
+
+
+def test_fetch_leaves_out_lines_that_are_not_the_parts_and_counts_them(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job_id = ended_job(runtime)
+    ok = orjson.dumps({"ok": True})
+
+    def odd_results(batch: Snapshot) -> Iterator[tuple[str, str, bytes]]:
+        yield "r0", "succeeded", ok
+        yield "r0", "succeeded", b'{"again": true}'  # repeated
+        yield "stranger", "succeeded", ok  # not the part's
+        yield "", "succeeded", ok  # no usable custom_id
+        yield "r1", "no-such-status", ok  # unknown status
+
+    monkeypatch.setattr(runtime.provider("test"), "results", odd_results)
+    assert pipeline.fetch(runtime, job_id, 0) == [Next("deliver")]
+    assert job_field(runtime, job_id, "anomalies") == 4
+    assert part_field(runtime, job_id, 0, "anomalies") == 4
+    stored = runtime.store.results(job_id, ["r0", "r1", "r2", "stranger"])
+    assert stored[0] is not None and stored[0].body == ok
+    assert stored[1] is not None and stored[2] is not None  # the requests the batch did not answer get a result
+    assert stored[3] is None
+    assert results_stored(runtime, job_id) == 3
+    assert pipeline.summary(runtime, job_id)["anomalies"] == 4
+
+
+def test_a_download_that_breaks_off_is_stored_as_far_as_it_went_and_ends_the_part_after_the_poison_bound(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job_id = ended_job(runtime)
+    provider = runtime.provider("test")
+    whole = provider.results
+
+    def broken(batch: Snapshot) -> Iterator[tuple[str, str, bytes]]:
+        results = whole(batch)
+        yield next(results)
+        raise BrokenDownload("test: the connection closed")
+
+    monkeypatch.setattr(provider, "results", broken)
+    for _ in range(POISON_ATTEMPTS - 1):
+        with pytest.raises(BrokenDownload):
+            pipeline.fetch(runtime, job_id, 0)
+        assert results_stored(runtime, job_id) == 1  # what was read is kept, once
+        assert part_field(runtime, job_id, 0, "state") == PartState.ENDED
+    assert pipeline.fetch(runtime, job_id, 0) == [Next("deliver")]
+    assert part_field(runtime, job_id, 0, "provider_state") == "failed"
+    assert "could not be read: test: the connection closed" in part_field(runtime, job_id, 0, "error")
+    assert results_stored(runtime, job_id) == 3  # the two never read carry the cause
+    assert (job_field(runtime, job_id, "succeeded"), job_field(runtime, job_id, "failed")) == (1, 2)
+
+
+def test_a_download_that_breaks_off_after_its_last_result_is_not_poison(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job_id = ended_job(runtime)
+    provider = runtime.provider("test")
+    whole = provider.results
+
+    def lying_length(batch: Snapshot) -> Iterator[tuple[str, str, bytes]]:
+        yield from whole(batch)
+        raise BrokenDownload("test: Content-Length promised more")
+
+    monkeypatch.setattr(provider, "results", lying_length)
+    assert pipeline.fetch(runtime, job_id, 0) == [Next("deliver")]
+    assert job_field(runtime, job_id, "succeeded") == 3
+    assert part_field(runtime, job_id, 0, "provider_state") == "completed"
+
+
+def test_transient_failures_go_again_in_a_new_part_while_resubmissions_are_left(runtime: Runtime) -> None:
+    job_id = new_job(runtime, prompt=FLAKY_MARKER)  # each request is rate limited the first time it runs
+    set_job_fields(runtime, job_id, max_resubmissions=1)
+    submitted(runtime, job_id)
+    end_at_provider(runtime, job_id, 0)
+    pipeline.poll(runtime, job_id, 0)
+    assert pipeline.fetch(runtime, job_id, 0) == [Next("submit")]
+    assert job_field(runtime, job_id, "parts") == 2
+    assert part_field(runtime, job_id, 1, "generation") == 1
+    assert results_stored(runtime, job_id) == 0
+    assert pipeline.fetch(runtime, job_id, 0) == []  # redelivered: no third part
+    assert job_field(runtime, job_id, "parts") == 2
+    assert submitted(runtime, job_id) == [Next("poll", 1)]
+    end_at_provider(runtime, job_id, 1)
+    assert pipeline.poll(runtime, job_id, 1) == Next("fetch", 1)
+    assert pipeline.fetch(runtime, job_id, 1) == [Next("deliver")]
+    assert (job_field(runtime, job_id, "succeeded"), job_field(runtime, job_id, "failed")) == (3, 0)
+
+
+# -- the screen of anomalies -------------------------------------------------------------------------------------------
+def test_the_screen_lets_through_the_parts_results_once_each() -> None:
+    screen = Screen({"a", "b"})
+    lines = [
+        ("a", "succeeded", b"1"),
+        ("a", "succeeded", b"2"),
+        ("c", "succeeded", b"3"),
+        (None, "succeeded", b"4"),
+        ("b", "nonsense", b"5"),
+        ("b", "errored", b"6"),
+    ]
+    assert list(screen(lines)) == [("a", "succeeded", b"1"), ("b", "errored", b"6")]  # type: ignore[arg-type]
+    assert screen.anomalies == 4
+    assert screen.seen_kinds == {"repeated id": 1, "id outside the part": 1, "unreadable line": 1, "unknown status": 1}
+    assert screen.error is None
+
+
+def test_the_screen_keeps_an_error_that_ends_the_stream() -> None:
+    def breaking() -> Iterator[tuple[str, str, bytes]]:
+        yield "a", "succeeded", b"1"
+        raise BrokenDownload("cut")
+
+    screen = Screen({"a", "b"})
+    assert list(screen(breaking())) == [("a", "succeeded", b"1")]
+    assert isinstance(screen.error, BrokenDownload)
+
+
+# -- finish ------------------------------------------------------------------------------------------------------------
+def test_finish_ends_the_job_once_every_part_is_stored_and_only_once(runtime: Runtime, parts_of_two: None) -> None:
+    job_id = new_job(runtime, count=4)
+    submitted(runtime, job_id)
+    for n in range(2):
+        end_at_provider(runtime, job_id, n)
+        pipeline.poll(runtime, job_id, n)
+    assert not pipeline.finish(runtime, job_id)  # no part is stored yet
+    runtime.store.add_results(job_id, [(f"r{i}", "succeeded", b"{}") for i in range(4)])
+    for n in range(2):
+        assert runtime.store.transition_part(job_id, n, PartState.STORED, PartState.ENDED)
+    assert pipeline.finish(runtime, job_id)
+    assert job_field(runtime, job_id, "state") == BatchStatus.COMPLETED
+    assert job_field(runtime, job_id, "completed_at") > 0
+    assert [body for _, body in runtime.store.part_requests(job_id, 0)] == [None, None]  # the prompts are dropped
+    assert not pipeline.finish(runtime, job_id)  # the one caller that ended it sends the delivery
+
+
+@pytest.mark.parametrize(
+    ("job_state", "provider_states", "outcome"),
+    [
+        (BatchStatus.IN_PROGRESS, ("completed", "completed"), BatchStatus.COMPLETED),
+        (BatchStatus.IN_PROGRESS, ("completed", "failed"), BatchStatus.COMPLETED),
+        (BatchStatus.IN_PROGRESS, ("failed", "failed"), BatchStatus.FAILED),
+        (BatchStatus.IN_PROGRESS, ("expired",), BatchStatus.EXPIRED),
+        (BatchStatus.IN_PROGRESS, ("completed", "cancelled"), BatchStatus.CANCELLED),
+        (BatchStatus.CANCELLING, ("completed",), BatchStatus.CANCELLED),
+    ],
+)
+def test_final_status(job_state: str, provider_states: tuple[str, ...], outcome: BatchStatus) -> None:
+    job, parts = records_of(job_state, *provider_states)
+    assert pipeline.final_status(job, parts) is outcome
+
+
+# -- cancel ------------------------------------------------------------------------------------------------------------
+def test_request_cancel_marks_only_a_running_job(runtime: Runtime) -> None:
+    job_id = new_job(runtime)
+    assert pipeline.request_cancel(runtime, job_id)
+    assert job_field(runtime, job_id, "state") == BatchStatus.CANCELLING
+    assert not pipeline.request_cancel(runtime, job_id)  # already cancelling
+    ended = ended_job(runtime)
+    pipeline.fetch(runtime, ended, 0)
+    assert not pipeline.request_cancel(runtime, ended)
+    assert job_field(runtime, ended, "state") == BatchStatus.COMPLETED
+
+
+def test_cancel_stops_running_batches_and_parts_not_created(
+    runtime: Runtime, parts_of_two: None, calls: dict[str, int]
+) -> None:
+    job_id = new_job(runtime, count=4)
+    assert pipeline.cancel(runtime, job_id) == []  # not cancelling: nothing to do
+    # Part 0 is created, part 1 not yet (its submit is still to come).
+    assert runtime.store.claim_part(job_id, 1, f"later:{time.time()}")
+    steps = submitted(runtime, job_id)
+    assert steps[0] == Next("poll", 0) and creates(runtime, job_id, 1) == 0
+    runtime.store.redis.hdel(runtime.store.part_key(job_id, 1), "claim")  # its submit never came
+    assert pipeline.request_cancel(runtime, job_id)
+    assert pipeline.cancel(runtime, job_id) == [Next("fetch", 0), Next("fetch", 1)]
+    assert calls["cancel"] == 1
+    assert [part_field(runtime, job_id, n, "provider_state") for n in range(2)] == ["cancelled", "cancelled"]
+    assert creates(runtime, job_id, 1) == 0
+    assert pipeline.fetch(runtime, job_id, 0) == []
+    assert pipeline.fetch(runtime, job_id, 1) == [Next("deliver")]
+    assert job_field(runtime, job_id, "state") == BatchStatus.CANCELLED
+    assert results_stored(runtime, job_id) == 4  # every request has its (cancelled) result
+    assert job_field(runtime, job_id, "succeeded") == 0
+
+
+def test_a_poll_of_a_cancelling_job_cancels_its_batch(runtime: Runtime) -> None:
+    job_id = new_job(runtime)
+    submitted(runtime, job_id)
+    assert pipeline.request_cancel(runtime, job_id)
+    assert pipeline.poll(runtime, job_id, 0) == Next("fetch", 0)
+    assert part_field(runtime, job_id, 0, "provider_state") == "cancelled"
+
+
+# -- the sweep's lists -------------------------------------------------------------------------------------------------
+def later(runtime: Runtime) -> Runtime:
+    """The same store seen by a sweep whose thresholds have all passed."""
+    settings = replace(runtime.settings, max_poll_interval=0, sweep_interval=0, claim_timeout=0)
+    return Runtime(settings, runtime.store)
+
+
+def test_a_part_being_polled_is_on_the_stale_list_only_once_its_poll_is_overdue(runtime: Runtime) -> None:
+    job_id = new_job(runtime)
+    assert pipeline.stale_polls(later(runtime)) == []  # not created: nothing polls it yet
+    submitted(runtime, job_id)
+    assert pipeline.stale_polls(runtime) == []
+    assert pipeline.stale_polls(later(runtime)) == [(job_id, 0)]
+    end_at_provider(runtime, job_id)
+    pipeline.poll(runtime, job_id, 0)
+    pipeline.fetch(runtime, job_id, 0)
+    assert pipeline.stale_polls(later(runtime)) == []  # stored: no poll to lose
+
+
+def test_a_pending_job_is_on_the_stale_submit_list_until_its_submit_runs(runtime: Runtime) -> None:
+    job_id = new_job(runtime)
+    assert pipeline.stale_submits(runtime) == []  # just created: its submit is on its way
+    assert pipeline.stale_submits(later(runtime)) == [job_id]
+    submitted(runtime, job_id)
+    assert pipeline.stale_submits(later(runtime)) == []
+
+
+# -- what the tasks hand on --------------------------------------------------------------------------------------------
+def test_the_summary_holds_counts_and_no_prompt(runtime: Runtime) -> None:
+    job_id = ended_job(runtime)
+    pipeline.fetch(runtime, job_id, 0)
+    summary = pipeline.summary(runtime, job_id)
+    assert summary == {
+        "job_id": job_id,
+        "status": BatchStatus.COMPLETED,
+        "total": 3,
+        "succeeded": 3,
+        "failed": 0,
+        "anomalies": 0,
+    }
+    assert "question" not in str(summary)
+
+
+@pytest.mark.parametrize(
+    ("size", "chunks"), [(2, [["r0", "r1"], ["r2", "r3"], ["r4"]]), (5, [[f"r{i}" for i in range(5)]])]
+)
+def test_delivery_chunks_go_in_request_order(runtime: Runtime, size: int, chunks: list[list[str]]) -> None:
+    job_id = new_job(runtime, count=5)
+    got = list(pipeline.delivery_chunks(runtime, job_id, size))
+    assert got == [(f"chunk:{number}", ids) for number, ids in enumerate(chunks)]
+
+
+def test_a_step_on_a_job_that_is_gone_names_it(runtime: Runtime) -> None:
+    from batchline.errors import JobNotFound
+
+    for step in (pipeline.finish, pipeline.cancel, pipeline.summary, submitted):
+        with pytest.raises(JobNotFound, match="batch_gone"):
+            step(runtime, "batch_gone")
+    with pytest.raises(JobNotFound, match="batch_gone"):
+        pipeline.poll(runtime, "batch_gone", 0)
