@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -45,6 +44,7 @@ from .openai_anthropic_helpers import (
     provider_env,
     record_worker_http,
 )
+from .waiting import wait_for
 
 MODEL = "anthropic:claude-sonnet-4-5"
 ALLOWED_ID = re.compile(r"[a-zA-Z0-9_-]{1,64}")
@@ -201,10 +201,8 @@ def test_cancelling_a_running_job_cancels_its_message_batch(anthropic_env: Emula
     batch = batch_create_sync(MODEL, [("q1", ask("a")), ("q2", ask("b"))], poll_interval=0.1)
     assert batch.provider_batches[0].status == "in_progress"
     batch_cancel_sync(batch.id)
-    deadline = time.monotonic() + 20
-    while anthropic_env.stats()["calls"].get("POST /v1/messages/batches/{batch_id}/cancel", 0) == 0:
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    calls = anthropic_env.stats
+    wait_for(lambda: calls()["calls"].get("POST /v1/messages/batches/{batch_id}/cancel"), "the cancel call", timeout=20)
     anthropic_env.advance_clock(60)
     final = batch_wait_sync(batch.id)
     assert final.status is BatchStatus.CANCELLED

@@ -14,6 +14,7 @@ import pytest
 
 from .conftest import ROOT, RealSetup, WorkerProcess, make_real_setup
 from .example_helpers import wait_for
+from .waiting import stop_group
 
 COMMANDS = ("demo", "worker", "submit", "status", "cancel", "wait", "results", "jobs", "emulator")
 
@@ -143,8 +144,7 @@ def test_worker_takes_celerys_options(redis_url: str, tmp_path: Path) -> None:
             # The banner shows the broker as configured: no mask for a password it does not have.
             assert "transport:   redis://127.0.0.1:6379/0" in output and ":**@" not in output
         finally:
-            process.terminate()
-            process.wait(30)
+            stop_group(process, process.terminate)  # its pool processes too, before the keys go
             setup.cleanup()
             setup.client.delete(f"_kombu.binding.{queue}", f"_kombu.binding_permanent.{queue}")
     assert process.returncode == 0  # a warm shutdown

@@ -3,7 +3,6 @@ Celery canvas of the application's own tasks (the README's example)."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from batchline.config import Settings
 from batchline.runtime import runtime_for
 
 from .conftest import RealSetup, WorkerProcess, make_real_setup
+from .waiting import wait_for
 
 
 def prompts(count: int) -> list[tuple[str, list[ModelRequest]]]:
@@ -43,11 +43,9 @@ def test_results_reach_the_callback_in_chunks_and_the_chain_runs_once(app_worker
 
     store = runtime_for(app_worker.app).store
     notified = f"{store.prefix}bltest:notified"
-    deadline = time.monotonic() + 30
-    while store.redis.llen(notified) == 0:
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    time.sleep(0.5)  # time enough for a duplicate to show, if there were one
+    wait_for(lambda: store.redis.llen(notified), "the chain's last task", timeout=30)
+    # The chain was sent once: the job's completion is marked delivered, so a deliver that runs again sends nothing.
+    assert store.is_delivered(batch.id, "complete")
     assert store.redis.lrange(notified, 0, -1) == [f"{batch.id}: 25 of 25 succeeded".encode()]
     effects = store.redis.hgetall(f"{store.prefix}bltest:effects:{batch.id}")
     assert sorted(k.decode() for k in effects) == sorted(r.custom_id for r in batch_results_sync(final))

@@ -42,6 +42,7 @@ from batchline.store import Store
 from batchline.types import Batch
 
 from .conftest import WorkerProcess, make_real_setup, set_embedded_settings, store_job, with_settings
+from .waiting import wait_for
 
 MODEL = "google:gemini-2.5-flash"
 KEY = "gemini-test-key-not-a-secret-7f3a"
@@ -100,10 +101,10 @@ def sdk(gemini: Emulator) -> genai.Client:
 
 
 def wait(batch: Batch, seconds: float = 30.0) -> Batch:
-    deadline = time.monotonic() + seconds
-    while not (state := batch_status_sync(batch)).is_complete:
-        assert time.monotonic() < deadline, f"job still {state.status} after {seconds}s"
-        time.sleep(0.05)
+    state = wait_for(
+        lambda: (now := batch_status_sync(batch)).is_complete and now, lambda: f"job {batch.id} to end", timeout=seconds
+    )
+    assert isinstance(state, Batch)
     return state
 
 
