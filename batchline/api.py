@@ -10,8 +10,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
-from collections.abc import Sequence
-from typing import IO, Any
+from collections.abc import Callable, Coroutine, Sequence
+from typing import IO, Any, ParamSpec, TypeVar
 
 from celery import Celery, Signature
 from pydantic_ai.models import Model, ModelRequestParameters
@@ -29,6 +29,33 @@ from .validation import check_model, check_numbers
 
 BatchRef = Batch | str
 """A `Batch` handle or its id."""
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _async_twin(sync: Callable[P, R]) -> Callable[P, Coroutine[Any, Any, R]]:
+    """The async function of `sync`'s signature that runs it in a thread: the event loop is never blocked on Redis."""
+
+    @functools.wraps(sync)
+    async def twin(*args: P.args, **kwargs: P.kwargs) -> R:
+        return await asyncio.to_thread(sync, *args, **kwargs)
+
+    twin.__name__ = twin.__qualname__ = sync.__name__.removesuffix("_sync")
+    twin.__doc__ = f"Async twin of `{sync.__name__}`.\n\n{sync.__doc__ or ''}"
+    return twin
+
+
+def _sync_twin(run: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, R]:
+    """The blocking function of `run`'s signature, for code without an event loop."""
+
+    @functools.wraps(run)
+    def twin(*args: P.args, **kwargs: P.kwargs) -> R:
+        return asyncio.run(run(*args, **kwargs))
+
+    twin.__name__ = twin.__qualname__ = f"{run.__name__}_sync"
+    twin.__doc__ = f"Sync twin of `{run.__name__}`.\n\n{run.__doc__ or ''}"
+    return twin
 
 
 def _runtime() -> tuple[Celery, Runtime]:
@@ -99,37 +126,7 @@ def batch_create_sync(
     return status.batch_of(runtime, job_id)
 
 
-async def batch_create(
-    model: Model | str,
-    requests: Sequence[Any],
-    *,
-    model_request_parameters: ModelRequestParameters | None = None,
-    model_settings: ModelSettings | None = None,
-    poll_interval: float = 60.0,
-    timeout: float | None = None,
-    callback: str | None = None,
-    on_complete: str | Signature | None = None,
-    chunk_size: int = 500,
-    max_resubmissions: int = 2,
-    submit_wait: float = 30.0,
-) -> Batch:
-    """Async twin of `batch_create_sync`."""
-    return await asyncio.to_thread(
-        functools.partial(
-            batch_create_sync,
-            model,
-            requests,
-            model_request_parameters=model_request_parameters,
-            model_settings=model_settings,
-            poll_interval=poll_interval,
-            timeout=timeout,
-            callback=callback,
-            on_complete=on_complete,
-            chunk_size=chunk_size,
-            max_resubmissions=max_resubmissions,
-            submit_wait=submit_wait,
-        )
-    )
+batch_create = _async_twin(batch_create_sync)
 
 
 # -- status ---------------------------------------------------------------------------------------------------------
@@ -149,8 +146,7 @@ def batch_status_sync(model_or_batch: Model | BatchRef, batch: BatchRef | None =
     return status.batch_of(runtime, _job_id(model_or_batch, batch))
 
 
-async def batch_status(model_or_batch: Model | BatchRef, batch: BatchRef | None = None) -> Batch:
-    return await asyncio.to_thread(batch_status_sync, model_or_batch, batch)
+batch_status = _async_twin(batch_status_sync)
 
 
 def batch_list_sync(limit: int = 20) -> list[Batch]:
@@ -163,8 +159,7 @@ def batch_list_sync(limit: int = 20) -> list[Batch]:
     ]
 
 
-async def batch_list(limit: int = 20) -> list[Batch]:
-    return await asyncio.to_thread(batch_list_sync, limit)
+batch_list = _async_twin(batch_list_sync)
 
 
 # -- results --------------------------------------------------------------------------------------------------------
@@ -189,10 +184,7 @@ def batch_export_sync(model_or_batch: Model | BatchRef, out: IO[bytes], batch: B
     return results.export_results(runtime, _job_id(model_or_batch, batch), out)
 
 
-async def batch_results(
-    model_or_batch: Model | BatchRef, batch: BatchRef | None = None, *, custom_ids: Sequence[str] | None = None
-) -> list[BatchResult]:
-    return await asyncio.to_thread(batch_results_sync, model_or_batch, batch, custom_ids=custom_ids)
+batch_results = _async_twin(batch_results_sync)
 
 
 # -- cancel ---------------------------------------------------------------------------------------------------------
@@ -205,8 +197,7 @@ def batch_cancel_sync(model_or_batch: Model | BatchRef, batch: BatchRef | None =
     return status.batch_of(runtime, job_id)
 
 
-async def batch_cancel(model_or_batch: Model | BatchRef, batch: BatchRef | None = None) -> Batch:
-    return await asyncio.to_thread(batch_cancel_sync, model_or_batch, batch)
+batch_cancel = _async_twin(batch_cancel_sync)
 
 
 # -- all in one -----------------------------------------------------------------------------------------------------
@@ -245,28 +236,7 @@ async def model_request_batch(
     return await batch_results(batch.id)
 
 
-def model_request_batch_sync(
-    model: Model | str,
-    requests: Sequence[Any],
-    *,
-    model_request_parameters: ModelRequestParameters | None = None,
-    model_settings: ModelSettings | None = None,
-    poll_interval: float = 60.0,
-    timeout: float | None = None,
-    max_resubmissions: int = 2,
-) -> list[BatchResult]:
-    """Sync twin of `model_request_batch`."""
-    return asyncio.run(
-        model_request_batch(
-            model,
-            requests,
-            model_request_parameters=model_request_parameters,
-            model_settings=model_settings,
-            poll_interval=poll_interval,
-            timeout=timeout,
-            max_resubmissions=max_resubmissions,
-        )
-    )
+model_request_batch_sync = _sync_twin(model_request_batch)
 
 
 async def batch_wait(model_or_batch: Model | BatchRef, batch: BatchRef | None = None) -> Batch:
@@ -284,5 +254,4 @@ async def batch_wait(model_or_batch: Model | BatchRef, batch: BatchRef | None = 
         delay = min(delay * 1.5, 1.0)
 
 
-def batch_wait_sync(model_or_batch: Model | BatchRef, batch: BatchRef | None = None) -> Batch:
-    return asyncio.run(batch_wait(model_or_batch, batch))
+batch_wait_sync = _sync_twin(batch_wait)

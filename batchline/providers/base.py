@@ -13,10 +13,11 @@ to encode or decode, so a worker never imports pydantic-ai's models.
 from __future__ import annotations
 
 import abc
+import importlib
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, cast
 
 import orjson
 
@@ -233,6 +234,32 @@ class TransportBase(Adapter, abc.ABC):
         code = "batch_failed" if batch.state == "failed" else "missing_result"
         message = batch.error or f"The provider ended batch {batch.id} ({batch.status}) without a result for it."
         return "errored", orjson.dumps({"code": code, "message": message})
+
+
+class CodecModule(Protocol):
+    """A provider package's `codec.py`: the pydantic-ai side, as module functions of the model name."""
+
+    def encode_many(self, model_name: str, requests: Sequence[BatchRequest], /) -> list[Encoded]: ...
+    def decode(self, model_name: str, result: StoredResult, request: BatchRequest, /) -> ModelResponse: ...
+
+
+class LazyCodec(CodecBase):
+    """A codec whose pydantic-ai work lives in the module named by `codec_module`, imported on the first encode or
+    decode: a worker, which does neither, never loads pydantic-ai's models or the provider's SDK."""
+
+    codec_module: ClassVar[str]
+
+    def _codec(self) -> CodecModule:
+        return cast("CodecModule", importlib.import_module(self.codec_module))
+
+    def encode(self, request: BatchRequest) -> Encoded:
+        return self.encode_many([request])[0]
+
+    def encode_many(self, requests: Sequence[BatchRequest]) -> list[Encoded]:
+        return self._codec().encode_many(self.model_name, requests)
+
+    def decode(self, result: StoredResult, request: BatchRequest) -> ModelResponse:
+        return self._codec().decode(self.model_name, result, request)
 
 
 class Provider(CodecBase, TransportBase):

@@ -10,39 +10,18 @@ result file and its fetch to minutes and a failure to one part. Bytes: 2 GB, the
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
-
-from ..base import Encoded, Provider
+from ..base import Encoded, LazyCodec, Provider
 from . import wire
 from .transport import GeminiTransport
-
-if TYPE_CHECKING:
-    from pydantic_ai.messages import ModelResponse
-    from pydantic_ai.models.batch import BatchRequest
-
-    from ...records import StoredResult
 
 __all__ = ["GeminiProvider"]
 
 
-class GeminiProvider(GeminiTransport, Provider):
+class GeminiProvider(GeminiTransport, LazyCodec, Provider):
     name = "gemini"
+    codec_module = f"{__name__}.codec"  # pydantic-ai and the SDK load only where requests are encoded
     max_requests = wire.MAX_REQUESTS
     max_bytes = wire.MAX_BYTES
-
-    def encode(self, request: BatchRequest) -> Encoded:
-        return self.encode_many([request])[0]
-
-    def encode_many(self, requests: Sequence[BatchRequest]) -> list[Encoded]:
-        from . import codec  # pydantic-ai and google-genai load only where requests are encoded
-
-        return codec.encode_many(self.model_name, requests)
-
-    def decode(self, result: StoredResult, request: BatchRequest) -> ModelResponse:
-        from . import codec
-
-        return codec.decode(self.model_name, result, request)
 
     def request_size(self, request: Encoded) -> int:
         return wire.inline_item_size(request.custom_id, request.body) + 1

@@ -6,48 +6,24 @@ encoding and decoding, which this adapter loads only when asked to encode or dec
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
-from ...raw import RawRequest
-from ..base import Encoded, Provider
+from ..base import LazyCodec, Provider
 from . import wire
 from .transport import OpenAITransport
-
-if TYPE_CHECKING:
-    from pydantic_ai.messages import ModelResponse
-    from pydantic_ai.models.batch import BatchRequest
-
-    from ...records import StoredResult
 
 __all__ = ["OpenAIProvider"]
 
 
-class OpenAIProvider(OpenAITransport, Provider):
+class OpenAIProvider(OpenAITransport, LazyCodec, Provider):
     name = "openai"
+    codec_module = f"{__name__}.codec"  # pydantic-ai and the SDK load only where requests are encoded
     max_requests = wire.MAX_REQUESTS
     max_bytes = wire.MAX_BYTES
     request_models: ClassVar[bool] = True
     """A request may name its own model: each model becomes its own batch."""
 
-    def encode(self, request: BatchRequest) -> Encoded:
-        return self.encode_many([request])[0]
-
-    def encode_many(self, requests: Sequence[BatchRequest]) -> list[Encoded]:
-        from . import codec  # pydantic-ai and the openai SDK load only where requests are encoded
-
-        return codec.encode_many(self.model_name, requests)
-
-    def decode(self, result: StoredResult, request: BatchRequest) -> ModelResponse:
-        from . import codec
-
-        return codec.decode(self.model_name, result, request)
-
-    def encode_raw(self, request: RawRequest) -> Encoded:
-        return wire.raw_request(request)
-
-    def export_line(self, custom_id: str, status: str, body: bytes) -> bytes:
-        return wire.export_line(custom_id, status, body)
-
-    def request_size(self, request: Encoded) -> int:
-        return wire.line_size(request)
+    # raw mode: the provider's own lines, checked, passed through and exported as its results file writes them
+    encode_raw = staticmethod(wire.raw_request)
+    export_line = staticmethod(wire.export_line)
+    request_size = staticmethod(wire.line_size)
