@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from .common import MODEL_STRING, PROMPT, ROOT, EmulatorProcess, custom_ids
 
 if TYPE_CHECKING:
-    from .run import Bench
+    from .harness import Bench
 
 CONCURRENCY = 2
 
@@ -140,7 +140,7 @@ def end_to_end(bench: Bench, emulator: EmulatorProcess, body: bytes, count: int)
     input_path = bench.tmp / "e2e-input.jsonl"
     input_path.write_bytes(b"".join(input_lines((cid, body) for cid in custom_ids(count))))
     args = {"openai_url": emulator.openai_url, "input_path": str(input_path)}
-    from .run import median_of
+    from .harness import median_of
 
     return {"count": count, "batchline": median_of(runs), "io_floor": bench.run("io_floor", args, env)}
 
