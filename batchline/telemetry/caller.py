@@ -47,14 +47,14 @@ def traced_create(default: Callable[[], bool]) -> Callable[[Callable[P, R]], Cal
             instrument: Any = kwargs.get("instrument")
             if not instrument_enabled(instrument, default):
                 return create(*args, **kwargs)
-            return _traced(create, instrument, *args, **kwargs)
+            return _traced(create, instrument, args, kwargs)
 
         return run
 
     return decorate
 
 
-def _traced(create: Callable[P, R], instrument: Any, *args: P.args, **kwargs: P.kwargs) -> R:
+def _traced(create: Callable[..., R], instrument: Any, args: Any, kwargs: Any) -> R:
     from opentelemetry import trace
     from opentelemetry.trace import Status, StatusCode
 
