@@ -11,13 +11,12 @@ asks for them).
 
 from __future__ import annotations
 
-from .caller import Instrument, instrument_enabled, stamp, traced_create
+from .caller import instrument_enabled, stamp, traced_create
 from .celery import instrument_celery
 from .steps import job_context, record_fetch, record_job_done, record_part, record_poll, step, summarised, tally_for
 from .usage import Tally, cost_of, usage_reader
 
 __all__ = [
-    "Instrument",
     "Tally",
     "cost_of",
     "instrument_celery",

@@ -19,8 +19,6 @@ if TYPE_CHECKING:
 
     from ..records import JobRecord
 
-Instrument = "bool | InstrumentationSettings | None"
-
 P = ParamSpec("P")
 R = TypeVar("R")
 
