@@ -13,6 +13,9 @@ from typing import Any
 
 import orjson
 import pytest
+
+pytest.importorskip("opentelemetry.sdk", reason="tracing needs the otel extra: uv sync --extra otel")
+
 from opentelemetry import metrics, trace
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
