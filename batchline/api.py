@@ -11,13 +11,13 @@ import asyncio
 import functools
 import time
 from collections.abc import Callable, Coroutine, Sequence
-from typing import IO, Any, ParamSpec, TypeVar
+from typing import IO, TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from celery import Celery, Signature
 from pydantic_ai.models import Model, ModelRequestParameters
 from pydantic_ai.settings import ModelSettings
 
-from . import jobs, results, status, worker
+from . import jobs, results, status, telemetry, worker
 from ._gc import gc_paused
 from .codec import to_batch_requests
 from .delivery import check_tasks, completion_spec
@@ -26,6 +26,9 @@ from .providers import get_provider
 from .runtime import Runtime, runtime_for
 from .types import Batch, BatchResult
 from .validation import check_model, check_numbers
+
+if TYPE_CHECKING:
+    from pydantic_ai.models.instrumented import InstrumentationSettings
 
 BatchRef = Batch | str
 """A `Batch` handle or its id."""
@@ -75,6 +78,12 @@ def _model_string(model: Model | str) -> str:
 
 
 # -- create ---------------------------------------------------------------------------------------------------------
+def _instrument_default() -> bool:
+    """`instrument=None`: the process's `BATCHLINE_INSTRUMENT`."""
+    return runtime_for(worker.current_app()).settings.instrument
+
+
+@telemetry.traced_create(_instrument_default)
 def batch_create_sync(
     model: Model | str,
     requests: Sequence[Any],
@@ -88,6 +97,7 @@ def batch_create_sync(
     chunk_size: int = 500,
     max_resubmissions: int = 2,
     submit_wait: float = 30.0,
+    instrument: bool | InstrumentationSettings | None = None,
 ) -> Batch:
     """Store a job and queue it; wait up to `submit_wait` seconds for the provider to accept it.
 
@@ -96,7 +106,8 @@ def batch_create_sync(
     `on_complete(summary)` once; `on_complete` may also be a Celery signature or canvas (a chain of your own tasks),
     which receives the summary as its first argument. Requests that expire or meet a transient error are sent again
     in new provider batches, up to `max_resubmissions` times. With `submit_wait=0` it returns at once, as a web view
-    wants.
+    wants. `instrument` traces the job with OpenTelemetry (see README's "Tracing"); None follows
+    `BATCHLINE_INSTRUMENT`.
     """
     model = check_model(_model_string(model))
     numbers = check_numbers(  # finite, in range, whole where they count: see `validation`
@@ -116,6 +127,7 @@ def batch_create_sync(
         record = jobs.new_record(
             model, checked, numbers, model_request_parameters, model_settings, callback, completion
         )
+        record = telemetry.stamp(record, [request for request, _ in checked])
         job_id, parts = jobs.store_job(runtime, codec, record, checked, encoded)
     jobs.send_submit(app, runtime, job_id, parts)
     deadline = time.monotonic() + numbers.submit_wait
@@ -210,6 +222,7 @@ async def model_request_batch(
     poll_interval: float = 60.0,
     timeout: float | None = None,
     max_resubmissions: int = 2,
+    instrument: bool | InstrumentationSettings | None = None,
 ) -> list[BatchResult]:
     """Run the requests as one job and wait: one `BatchResult` per request, in request order.
 
@@ -225,6 +238,7 @@ async def model_request_batch(
         timeout=timeout,
         max_resubmissions=max_resubmissions,
         submit_wait=0,
+        instrument=instrument,
     )
     try:
         async with asyncio.timeout(timeout):

@@ -57,6 +57,8 @@ class Settings:
     """Seconds the `test` provider takes to answer a create, after the batch exists (a slow response)."""
     test_result_seconds: float = 0.0
     """Seconds the `test` provider takes to send each result line (a slow download)."""
+    instrument: bool = False
+    """Trace every step with OpenTelemetry and record its metrics (needs `pip install batchline[otel]`)."""
 
     @property
     def embedded(self) -> bool:

@@ -71,6 +71,8 @@ class JobRecord:
     anomalies: int = 0
     completed_at: float | None = None
     delivery_error: str | None = None
+    traceparent: str | None = None
+    """The W3C trace context of the caller's `batch_create` span (ids only), when it was traced."""
 
     @classmethod
     def from_hash(cls, fields: Mapping[str, str]) -> JobRecord:
@@ -96,6 +98,7 @@ class JobRecord:
             anomalies=int(get("anomalies") or 0),
             completed_at=float(completed_at) if completed_at else None,
             delivery_error=get("delivery_error") or None,
+            traceparent=get("traceparent") or None,
         )
 
     def to_hash(self) -> dict[str, HashValue]:
@@ -121,6 +124,7 @@ class JobRecord:
             "anomalies": self.anomalies or None,
             "completed_at": self.completed_at,
             "delivery_error": self.delivery_error,
+            "traceparent": self.traceparent,
         }
         fields.update({name: value for name, value in optional.items() if value is not None})
         return fields

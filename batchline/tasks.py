@@ -19,11 +19,11 @@ from celery.backends.base import DisabledBackend
 from celery.exceptions import Reject
 from kombu.exceptions import OperationalError
 
-from . import pipeline
+from . import pipeline, telemetry
 from .delivery import refuse_delivery, send_completion
 from .errors import ProviderRejected, TransientProviderError
 from .pipeline import Next
-from .runtime import runtime_for
+from .runtime import Runtime, runtime_for
 
 log = logging.getLogger("batchline")
 
@@ -105,10 +105,11 @@ def _progress_reporter(task: Task[Any, Any]) -> Callable[[int, int], None]:
 @_requeue_on_outage
 def submit(self: Task[Any, Any], job_id: str) -> dict[str, Any]:
     runtime = runtime_for(self.app)
-    with _provider_errors_retry(self, job_id):
-        for nxt in pipeline.submit(runtime, job_id):
-            _schedule(self, job_id, [nxt])
-    return pipeline.summary(runtime, job_id)
+    with telemetry.step(runtime, "submit", job_id):
+        with _provider_errors_retry(self, job_id):
+            for nxt in pipeline.submit(runtime, job_id):
+                _schedule(self, job_id, [nxt])
+        return telemetry.summarised(runtime, pipeline.summary(runtime, job_id))
 
 
 # A poll keeps no result: Flower follows it through task events, and not writing STARTED and SUCCESS states to the
@@ -117,33 +118,36 @@ def submit(self: Task[Any, Any], job_id: str) -> dict[str, Any]:
 @_requeue_on_outage
 def poll(self: Task[Any, Any], job_id: str, part: int) -> dict[str, Any] | None:
     runtime = runtime_for(self.app)
-    with _provider_errors_retry(self, job_id):
-        nxt = pipeline.poll(runtime, job_id, part)
-    if nxt is not None and nxt.step == "poll":
-        # Waiting never holds a worker slot: the message comes back after the countdown. `throw=False` ends this run
-        # normally instead of raising Retry, which would capture a traceback and pickle it to the main process.
-        self.retry(countdown=nxt.countdown, throw=False)
-        return None
-    _schedule(self, job_id, [nxt] if nxt else [])
-    return pipeline.summary(runtime, job_id)
+    with telemetry.step(runtime, "poll", job_id, part):
+        with _provider_errors_retry(self, job_id):
+            nxt = pipeline.poll(runtime, job_id, part)
+        if nxt is not None and nxt.step == "poll":
+            # Waiting never holds a worker slot: the message comes back after the countdown. `throw=False` ends this
+            # run normally instead of raising Retry, which would capture a traceback and pickle it to the main process.
+            self.retry(countdown=nxt.countdown, throw=False)
+            return None
+        _schedule(self, job_id, [nxt] if nxt else [])
+        return telemetry.summarised(runtime, pipeline.summary(runtime, job_id))
 
 
 @shared_task(name="batchline.fetch", **_RELIABLE)
 @_requeue_on_outage
 def fetch(self: Task[Any, Any], job_id: str, part: int) -> dict[str, Any]:
     runtime = runtime_for(self.app)
-    with _provider_errors_retry(self, job_id):
-        _schedule(self, job_id, pipeline.fetch(runtime, job_id, part, progress=_progress_reporter(self)))
-    return pipeline.summary(runtime, job_id)
+    with telemetry.step(runtime, "fetch", job_id, part):
+        with _provider_errors_retry(self, job_id):
+            _schedule(self, job_id, pipeline.fetch(runtime, job_id, part, progress=_progress_reporter(self)))
+        return telemetry.summarised(runtime, pipeline.summary(runtime, job_id))
 
 
 @shared_task(name="batchline.cancel", **_RELIABLE)
 @_requeue_on_outage
 def cancel(self: Task[Any, Any], job_id: str) -> dict[str, Any]:
     runtime = runtime_for(self.app)
-    with _provider_errors_retry(self, job_id):
-        _schedule(self, job_id, pipeline.cancel(runtime, job_id))
-    return pipeline.summary(runtime, job_id)
+    with telemetry.step(runtime, "cancel", job_id):
+        with _provider_errors_retry(self, job_id):
+            _schedule(self, job_id, pipeline.cancel(runtime, job_id))
+        return telemetry.summarised(runtime, pipeline.summary(runtime, job_id))
 
 
 @shared_task(name="batchline.deliver", **_RELIABLE)
@@ -151,6 +155,11 @@ def cancel(self: Task[Any, Any], job_id: str) -> dict[str, Any]:
 def deliver(self: Task[Any, Any], job_id: str) -> dict[str, Any]:
     """Send the job's results to its callback task in chunks of ids, then its summary to on_complete, once each."""
     runtime = runtime_for(self.app)
+    with telemetry.step(runtime, "deliver", job_id):
+        return telemetry.summarised(runtime, _deliver(self, runtime, job_id))
+
+
+def _deliver(task: Task[Any, Any], runtime: Runtime, job_id: str) -> dict[str, Any]:
     store = runtime.store
     job = store.load_job(job_id)
     callback, on_complete = job.callback, job.on_complete
@@ -159,10 +168,10 @@ def deliver(self: Task[Any, Any], job_id: str) -> dict[str, Any]:
     if callback:
         for marker, custom_ids in pipeline.delivery_chunks(runtime, job_id, job.chunk_size):
             if not store.is_delivered(job_id, marker):
-                self.app.send_task(callback, args=(job_id, custom_ids))
+                task.app.send_task(callback, args=(job_id, custom_ids))
                 store.mark_delivered(job_id, marker)
     if on_complete and not store.is_delivered(job_id, "complete"):
-        send_completion(self.app, on_complete, pipeline.summary(runtime, job_id))
+        send_completion(task.app, on_complete, pipeline.summary(runtime, job_id))
         store.mark_delivered(job_id, "complete")
     return pipeline.summary(runtime, job_id)
 
@@ -172,11 +181,14 @@ def sweep(self: Task[Any, Any]) -> int:
     """Re-enqueue the poll of every part whose poll chain was lost (a worker died holding it), and the submit of every
     job left `pending` with no submit (its message was lost); answer how many steps it sent."""
     runtime = runtime_for(self.app)
-    stale = pipeline.stale_polls(runtime)
-    for job_id, part in stale:
-        self.app.send_task("batchline.poll", args=(job_id, part))
-    resubmit = pipeline.stale_submits(runtime)
-    for job_id in resubmit:
-        log.warning("job %s: still pending with no submit seen; the sweep sends one", job_id)
-        self.app.send_task("batchline.submit", args=(job_id,))
-    return len(stale) + len(resubmit)
+    with telemetry.step(runtime, "sweep"):
+        stale = pipeline.stale_polls(runtime)
+        for job_id, part in stale:
+            with telemetry.job_context(runtime, job_id):  # the re-sent poll goes on in its job's trace
+                self.app.send_task("batchline.poll", args=(job_id, part))
+        resubmit = pipeline.stale_submits(runtime)
+        for job_id in resubmit:
+            log.warning("job %s: still pending with no submit seen; the sweep sends one", job_id)
+            with telemetry.job_context(runtime, job_id):
+                self.app.send_task("batchline.submit", args=(job_id,))
+        return len(stale) + len(resubmit)

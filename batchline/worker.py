@@ -16,6 +16,7 @@ from celery import _state as celery_state
 
 from .config import Settings, exit_if_celery_command
 from .errors import SettingsError
+from .telemetry import instrument_celery
 from .transport import use_shared_client_transport
 
 
@@ -98,6 +99,8 @@ def configure(app: Celery, settings: Settings | None = None, *, own: bool = Fals
             route if not routes else {**routes, **route} if isinstance(routes, dict) else (*routes, route)
         )
     conf.include = [*conf.include, "batchline.tasks"]
+    if settings.instrument:
+        instrument_celery()  # task spans, and the trace context in every message's headers
     return settings
 
 

@@ -12,6 +12,7 @@ import orjson
 from ..providers import Snapshot
 from ..records import PartRecord, PartState
 from ..runtime import Runtime
+from ..telemetry import record_part
 
 log = logging.getLogger("batchline")
 
@@ -66,14 +67,17 @@ def snapshot_of(part: PartRecord) -> Snapshot:
 def record_created(runtime: Runtime, job_id: str, n: int, snapshot: Snapshot) -> None:
     """Keep the provider batch of part `n`, which now exists, and start its poll chain."""
     runtime.store.set_part(job_id, n, provider_id=snapshot.id, **snapshot_fields(snapshot))
-    runtime.store.transition_part(job_id, n, PartState.SUBMITTED, PartState.PENDING)
+    if runtime.store.transition_part(job_id, n, PartState.SUBMITTED, PartState.PENDING) and runtime.settings.instrument:
+        record_part(runtime, runtime.store.load_job(job_id).model, "submitted")
     runtime.store.record_poll(job_id, n, counted=False)
 
 
 def end_part(runtime: Runtime, job_id: str, n: int, snapshot: Snapshot) -> None:
     """Mark a part ended with the provider's final word, once: whoever ends it first is the one recorded."""
     fields = snapshot_fields(snapshot) | ({"provider_id": snapshot.id} if snapshot.id else {})
-    runtime.store.transition_part(job_id, n, PartState.ENDED, PartState.PENDING, PartState.SUBMITTED, **fields)
+    ended = runtime.store.transition_part(job_id, n, PartState.ENDED, PartState.PENDING, PartState.SUBMITTED, **fields)
+    if ended and runtime.settings.instrument:
+        record_part(runtime, runtime.store.load_job(job_id).model, "ended", snapshot.state)
 
 
 def poisoned(runtime: Runtime, job_id: str, n: int, step: str) -> bool:

@@ -7,6 +7,7 @@ import time
 from ..providers import Snapshot
 from ..records import JobRecord, PartRecord, PartState
 from ..runtime import Runtime
+from ..telemetry import record_job_done
 from ..types import BatchStatus
 from .base import Next, end_part, log
 
@@ -25,6 +26,7 @@ def finish(runtime: Runtime, job_id: str) -> bool:
         return False
     store.drop_requests(job_id)
     store.touch(job_id, len(parts))
+    record_job_done(runtime, job, outcome.value)
     log.info("job %s %s", job_id, outcome.value)
     return True
 

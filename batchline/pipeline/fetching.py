@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable, Iterator
 from ..errors import BrokenDownload, HostileAnswer, MalformedAnswer, ProviderRejected, TransientProviderError
 from ..records import RESULT_TAGS, PartState
 from ..runtime import Runtime
+from ..telemetry import record_fetch, record_part, tally_for
 from ..types import BatchStatus
 from .base import NOT_FOUND, UNREADABLE, Next, log, poisoned, snapshot_of
 from .ending import finish
@@ -41,7 +42,10 @@ def fetch(runtime: Runtime, job_id: str, n: int, progress: Callable[[int, int], 
             total = part.total
             report = None if progress is None else (lambda stored: progress(stored, total))
             screen = Screen(set(store.part_ids(job_id, n)))
-            stored = store.add_results(job_id, final(screen(provider.results(snapshot))), progress=report)
+            tally = tally_for(runtime, provider.name)  # token usage for the span, with instrumentation on
+            results = final(screen(provider.results(snapshot)))
+            stored = store.add_results(job_id, tally(results) if tally else results, progress=report)
+            record_fetch(runtime, job, tally)
             log.info("job %s part %d: stored %d results", job_id, n, stored)
             anomalies = screen.anomalies
             if anomalies:
@@ -68,6 +72,7 @@ def fetch(runtime: Runtime, job_id: str, n: int, progress: Callable[[int, int], 
             again = store.add_part(job_id, n, retry_ids, generation + 1)
             log.info("job %s part %d: %d requests go again in part %d", job_id, n, len(retry_ids), again)
         if store.transition_part(job_id, n, PartState.STORED, PartState.ENDED, anomalies=anomalies):
+            record_part(runtime, job.model, "stored")
             if anomalies:
                 store.count_anomalies(job_id, anomalies)
             if snapshot.id:

@@ -9,6 +9,7 @@ from ..providers import Snapshot
 from ..records import JobRecord, PartState
 from ..runtime import Runtime
 from ..store import found
+from ..telemetry import record_poll
 from ..types import BatchStatus
 from .base import NOT_FOUND, UNREADABLE, Next, end_part, poisoned, snapshot_fields
 from .ending import request_cancel
@@ -28,6 +29,7 @@ def poll(runtime: Runtime, job_id: str, n: int) -> Next | None:
     provider = runtime.provider(job.model)
     try:
         snapshot = provider.status(part.provider_id)
+        record_poll(runtime, job.model)
     except (MalformedAnswer, HostileAnswer) as error:
         # An answer that cannot be read, or that points where batchline must not go: tried a few times, then the
         # part ends failed with the cause, so the job ends and each of its requests carries it.

@@ -161,3 +161,19 @@ def export_line(custom_id: str, status: str, body: bytes) -> bytes:
     """A line as Anthropic's results file writes it (the stored body is the `result` object as received)."""
     result = orjson.Fragment(body) if body else {"type": status}
     return orjson.dumps({"custom_id": custom_id, "result": result})
+
+
+def usage_of(body: bytes) -> tuple[int, int]:
+    """`(input, output)` tokens of a stored succeeded body (the line's `result`): its `message.usage`, the input
+    counting cache reads and writes as pydantic-ai does; (0, 0) when it has none."""
+    try:
+        message = orjson.loads(body).get("message")
+        usage = message.get("usage") if isinstance(message, dict) else None
+    except (orjson.JSONDecodeError, AttributeError):
+        return 0, 0
+    if not isinstance(usage, dict):
+        return 0, 0
+    keys = ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
+    given = sum(value for key in keys if isinstance(value := usage.get(key), int))
+    made = usage.get("output_tokens")
+    return given, (made if isinstance(made, int) else 0)

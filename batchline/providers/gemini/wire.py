@@ -275,3 +275,18 @@ def is_transient(body: bytes) -> bool:
     return (isinstance(code, int) and code in TRANSIENT_RPC_CODES) or error.get("status") in {
         RPC_CODES[c] for c in TRANSIENT_RPC_CODES
     }
+
+
+def usage_of(body: bytes) -> tuple[int, int]:
+    """`(input, output)` tokens of a stored succeeded body (a `GenerateContentResponse`): its `usageMetadata`, the
+    output counting thinking tokens as pydantic-ai does; (0, 0) when it has none."""
+    try:
+        usage = orjson.loads(body).get("usageMetadata")
+    except (orjson.JSONDecodeError, AttributeError):
+        return 0, 0
+    if not isinstance(usage, dict):
+        return 0, 0
+    given = usage.get("promptTokenCount")
+    counts = (usage.get("candidatesTokenCount"), usage.get("thoughtsTokenCount"))
+    made = sum(value for value in counts if isinstance(value, int))
+    return (given if isinstance(given, int) else 0), made

@@ -167,3 +167,17 @@ def export_line(custom_id: str, status: str, body: bytes) -> bytes:
         code = "batch_expired" if status == "expired" else "batch_cancelled"
         error = {"code": code, "message": f"The batch {status} before this request ran."}
     return orjson.dumps({"id": line_id, "custom_id": custom_id, "response": response, "error": error})
+
+
+def usage_of(body: bytes) -> tuple[int, int]:
+    """`(input, output)` tokens of a stored succeeded body: a Responses (`input_tokens`) or Chat Completions
+    (`prompt_tokens`) answer's `usage`; (0, 0) when it has none."""
+    try:
+        usage = orjson.loads(body).get("usage")
+    except (orjson.JSONDecodeError, AttributeError):
+        return 0, 0
+    if not isinstance(usage, dict):
+        return 0, 0
+    given = usage.get("input_tokens", usage.get("prompt_tokens"))
+    made = usage.get("output_tokens", usage.get("completion_tokens"))
+    return (given if isinstance(given, int) else 0), (made if isinstance(made, int) else 0)

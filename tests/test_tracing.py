@@ -1,0 +1,162 @@
+"""OpenTelemetry: one trace per job, from the caller's `batch_create` span through a real worker's steps to the
+application's callback, with GenAI attributes, usage and batch-priced cost, and no prompt, result or key in any span.
+
+The caller's spans go to an in-memory exporter; the worker process writes its spans to a file (`tests.otel_worker`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+pytest.importorskip("opentelemetry.sdk", reason="tracing needs the otel extra: uv sync --extra otel")
+
+from opentelemetry import metrics, trace
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from pydantic_ai import ModelRequest, TextPart
+
+from batchline import batch_create_sync, batch_results_sync, batch_wait_sync, worker
+from batchline.emulator import Emulator
+from batchline.telemetry.celery import uninstrument_celery
+from batchline.telemetry.usage import Tally, cost_of
+
+from .conftest import RealSetup, WorkerProcess, make_real_setup
+from .openai_anthropic_helpers import FAKE_ANTHROPIC_KEY, FAKE_OPENAI_KEY, provider_env
+from .otel_worker import span_json
+from .waiting import wait_for
+
+MODEL = "openai:gpt-4o-mini"
+
+_EXPORTER = InMemorySpanExporter()
+_READER = InMemoryMetricReader()
+
+
+@pytest.fixture(scope="module")
+def caller_telemetry() -> tuple[InMemorySpanExporter, InMemoryMetricReader]:
+    """This process's global providers (set once: OpenTelemetry allows no second), exporting to memory."""
+    if not isinstance(trace.get_tracer_provider(), TracerProvider):
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(_EXPORTER))
+        trace.set_tracer_provider(provider)
+        metrics.set_meter_provider(MeterProvider(metric_readers=[_READER]))
+    return _EXPORTER, _READER
+
+
+@pytest.fixture
+def traced_worker(
+    redis_url: str, emulator: Emulator, tmp_path: Path, caller_telemetry: Any
+) -> Iterator[tuple[RealSetup, Path]]:
+    spans = tmp_path / "spans.jsonl"
+    setup = make_real_setup(redis_url, instrument="true", allowed_callbacks="bltest.record")
+    env = {**setup.env, **provider_env(emulator), "BLTEST_SPANS_FILE": str(spans)}
+    process = WorkerProcess(env, tmp_path / "worker.log", extra=["-I", "tests.app_tasks,tests.otel_worker"])
+    worker.use_app(setup.app)
+    _EXPORTER.clear()
+    try:
+        yield setup, spans
+    finally:
+        worker._current = None
+        process.stop()
+        setup.cleanup()
+        uninstrument_celery()  # this test process's other tests send their tasks without it
+
+
+def worker_spans(path: Path) -> list[dict[str, Any]]:
+    return [orjson.loads(line) for line in path.read_bytes().splitlines()] if path.exists() else []
+
+
+def ancestors(span: dict[str, Any], by_id: dict[str, dict[str, Any]]) -> list[str]:
+    names = []
+    while span["parent_id"] in by_id:
+        span = by_id[span["parent_id"]]
+        names.append(span["name"])
+    return names
+
+
+@pytest.mark.redis
+def test_one_trace_per_job_from_the_caller_through_the_worker_to_the_callback(
+    traced_worker: tuple[RealSetup, Path], emulator: Emulator
+) -> None:
+    _, path = traced_worker
+    emulator.configure(stage_seconds=0.3)  # the batch runs a little while: the worker polls it
+    prompts = [(f"r{i}", [ModelRequest.user_text_prompt(f"secret question number {i}")]) for i in range(6)]
+    batch = batch_create_sync(
+        MODEL, prompts, poll_interval=0.2, callback="bltest.record", chunk_size=4, instrument=True
+    )
+    batch_wait_sync(batch)
+
+    def callbacks_traced() -> bool:
+        return sum(s["name"] == "run/bltest.record" for s in worker_spans(path)) == 2
+
+    wait_for(callbacks_traced, "the callback tasks' spans", timeout=60)
+    caller = [span_json(span) for span in _EXPORTER.get_finished_spans()]
+    (create,) = [s for s in caller if s["name"].startswith("batch_create")]
+    trace_id = create["trace_id"]
+    spans = [s for s in caller + worker_spans(path) if s["trace_id"] == trace_id]
+    by_id = {s["span_id"]: s for s in spans}
+    names = [s["name"] for s in spans]
+    for name in ("run/batchline.submit", "batchline.submit", "batchline.poll", "batchline.fetch", "batchline.deliver"):
+        assert name in names, f"{name} not in the job's trace: {sorted(set(names))}"
+
+    # One tree: every span leads up to the caller's create span, each step below the one that sent it.
+    assert create["parent_id"] is None
+    assert all(s is create or "batch_create gpt-4o-mini" in ancestors(s, by_id) for s in spans)
+    (submit,) = [s for s in spans if s["name"] == "batchline.submit"]
+    (fetch,) = [s for s in spans if s["name"] == "batchline.fetch"]
+    (deliver,) = [s for s in spans if s["name"] == "batchline.deliver"]
+    polls = [s for s in spans if s["name"] == "batchline.poll"]
+    assert all("batchline.submit" in ancestors(p, by_id) for p in polls)
+    assert "batchline.poll" in ancestors(fetch, by_id)
+    assert "batchline.fetch" in ancestors(deliver, by_id)
+    callbacks = [s for s in spans if s["name"] == "run/bltest.record"]
+    assert len(callbacks) == 2 and all("batchline.deliver" in ancestors(c, by_id) for c in callbacks)
+
+    # Attributes: the GenAI conventions, the job's ids and counts, usage and cost.
+    assert create["attributes"] | {"batchline.job_id": batch.id} == create["attributes"]
+    for span in (create, submit, fetch, deliver, *polls):
+        attributes = span["attributes"]
+        assert attributes["gen_ai.request.model"] == "gpt-4o-mini"
+        assert attributes["gen_ai.provider.name"] == attributes["gen_ai.system"] == "openai"
+        assert attributes["gen_ai.operation.name"] == "chat"
+        assert attributes["batchline.job_id"] == batch.id
+        assert attributes["batchline.requests"] == 6
+    assert fetch["attributes"]["batchline.part"] == 0
+    assert fetch["attributes"]["batchline.results_stored"] == 6
+    assert (deliver["attributes"]["batchline.succeeded"], deliver["attributes"]["batchline.failed"]) == (6, 0)
+    results = batch_results_sync(batch)
+    responses = [r.response for r in results if r.response is not None]
+    assert len(responses) == 6
+    assert fetch["attributes"]["gen_ai.usage.input_tokens"] == sum(r.usage.input_tokens for r in responses) > 0
+    assert fetch["attributes"]["gen_ai.usage.output_tokens"] == sum(r.usage.output_tokens for r in responses) > 0
+    # The cost is the one pydantic-ai gives the batch responses.
+    expected = sum((r.cost().total_price for r in responses), Decimal(0))
+    assert fetch["attributes"]["operation.cost"] == pytest.approx(float(expected))
+
+    # No prompt, no result text, no key in any span.
+    texts = [p.content for r in responses for p in r.parts if isinstance(p, TextPart)]
+    dumped = orjson.dumps(spans, default=str).decode()
+    for secret in ["secret question", FAKE_OPENAI_KEY, FAKE_ANTHROPIC_KEY, *texts]:
+        assert secret not in dumped
+
+    # Metrics in the caller: the job was counted.
+    data = _READER.get_metrics_data()
+    names_seen = {m.name for rm in data.resource_metrics for sm in rm.scope_metrics for m in sm.metrics}
+    assert "batchline.jobs.created" in names_seen
+
+
+def test_cost_is_batch_priced_and_unknown_models_get_none() -> None:
+    pairs = Tally(None).pairs
+    pairs[(1000, 500)] += 2
+    cost = cost_of("openai", "gpt-4o-mini", pairs)
+    assert cost is not None and cost == Decimal("0.075") * 2000 / 10**6 + Decimal("0.3") * 1000 / 10**6
+    assert cost_of("openai", "no-such-model", pairs) is None
+    assert cost_of("test", "test", pairs) is None
