@@ -50,7 +50,21 @@ def decode(default: str, result: StoredResult, request: BatchRequest, instance: 
     """The `ModelResponse` pydantic-ai's `batch_decode` makes of a stored result (by the user's instance if given)."""
     model = instance if instance is not None else codec_model(model_of("anthropic", default, request))
     body = result.body.decode() if result.body else None
+    if result.status == "errored" and body:
+        body = _as_sdk_dumps_it(body)
     return model.batch_decode(
         BatchResult(custom_id=result.custom_id, status=result.status, body=body),  # type: ignore[arg-type]
         request,
     )
+
+
+def _as_sdk_dumps_it(body: str) -> str:
+    """An errored result as pydantic-ai hands it to `batch_decode`: read by the SDK's model and dumped again (its
+    field order, and the fields the SDK fills in), so the error pydantic-ai makes of it is the same, byte for byte."""
+    from anthropic.types.beta.messages import BetaMessageBatchErroredResult
+    from pydantic import ValidationError
+
+    try:
+        return BetaMessageBatchErroredResult.model_validate_json(body).model_dump_json()
+    except ValidationError:
+        return body  # not the SDK's shape: pydantic-ai's decode reads it as it can
