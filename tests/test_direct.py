@@ -15,6 +15,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pydantic_ai.direct
 import pytest
 from pydantic_ai import ModelRequest
@@ -30,7 +31,7 @@ from batchline.emulator.config import BatchFault, HttpFault, RequestFault
 from batchline.runtime import runtime_for
 
 from .conftest import RealSetup, WorkerProcess, make_real_setup
-from .openai_anthropic_helpers import provider_env
+from .openai_anthropic_helpers import FAKE_OPENAI_KEY, provider_env
 
 MODELS = {
     "openai": "openai:gpt-4o-mini",
@@ -318,3 +319,79 @@ def test_the_readmes_switching_example_runs_on_the_worker(on_worker: RealSetup) 
     printed, responses = run_example(code.group(1), "")
     assert printed == "france Mock response for france\nitaly Mock response for italy\n"
     assert all(isinstance(response, ModelResponse) for response in responses)
+
+
+# -- a Model instance: its settings and base URL travel, its key does not --------------------------------------------
+SECRET = "sk-instance-secret-never-stored-0123456789"
+
+
+def everything_stored(setup: RealSetup) -> bytes:
+    """Every key and value of this setup's store, broker and result backend, as one blob to search."""
+    client = setup.client
+    blob: list[bytes] = []
+    for key in client.scan_iter(match=setup.pattern, count=1000):
+        kind = client.type(key)
+        blob.append(key)
+        if kind == b"string":
+            blob.append(client.get(key) or b"")
+        elif kind == b"hash":
+            blob += [b for pair in client.hgetall(key).items() for b in pair]
+        elif kind == b"list":
+            blob += client.lrange(key, 0, -1)
+        elif kind == b"set":
+            blob += list(client.smembers(key))
+        elif kind == b"zset":
+            blob += client.zrange(key, 0, -1)
+        elif kind == b"stream":
+            blob += [repr(entry).encode() for entry in client.xrange(key)]
+    return b"\n".join(blob)
+
+
+@pytest.mark.redis
+def test_a_model_instance_runs_with_its_settings_and_its_key_stays_in_this_process(
+    on_worker: RealSetup, emulator: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from celery.signals import before_task_publish
+    from pydantic_ai.models.openai import OpenAIResponsesModel
+    from pydantic_ai.providers.openai import OpenAIProvider
+
+    from batchline.emulator import http as emulator_http
+
+    keys_seen: list[str] = []
+    authorized = emulator_http.authorized
+
+    def recording(provider: Any, request: Any) -> bool:
+        keys_seen.append(request.headers.get("authorization", ""))
+        return authorized(provider, request)
+
+    monkeypatch.setattr(emulator_http, "authorized", recording)
+    published: list[str] = []
+
+    def capture(body: Any = None, headers: Any = None, **_: Any) -> None:
+        published.append(repr((body, headers)))
+
+    model = OpenAIResponsesModel(
+        "gpt-4o-mini",
+        provider=OpenAIProvider(base_url=emulator.openai_base_url, api_key=SECRET),
+        settings={"temperature": 0.25, "max_tokens": 77},
+    )
+    requests = [BatchRequest(custom_id=c, messages=[ModelRequest.user_text_prompt(c)]) for c in ("a", "b")]
+    before_task_publish.connect(capture, weak=False)
+    try:
+        responses = asyncio.run(batchline.direct.model_request_batch(model, requests, poll_interval=FAST))
+    finally:
+        before_task_publish.disconnect(capture)
+
+    assert [r.text for r in responses if isinstance(r, ModelResponse)] == ["Mock response for a", "Mock response for b"]
+    store = runtime_for(on_worker.app).store
+    job_id = store.job_ids(1)[0]
+    assert emulator.openai_base_url in store.load_job(job_id).endpoint
+    answers = [orjson.loads(result.body) for result in store.results(job_id, ["a", "b"]) if result is not None]
+    # the emulator's answers echo what the request asked for, as OpenAI's do: the instance's settings reached it
+    assert [(a["temperature"], a["max_output_tokens"]) for a in answers] == [(0.25, 77), (0.25, 77)]
+
+    assert published, "the job's task messages were not seen"
+    assert not [message for message in published if SECRET in message]
+    assert SECRET.encode() not in everything_stored(on_worker)
+    assert keys_seen and not [key for key in keys_seen if SECRET in key]  # the worker sent its own key
+    assert any(FAKE_OPENAI_KEY in key for key in keys_seen)
