@@ -41,7 +41,7 @@ from ._pydantic_direct import (
     refuse_pending,
 )
 from .jobs import JobLimits, JobOptions
-from .model_forms import ModelForm, resolve_model
+from .model_forms import resolve_model
 from .pipeline.base import NOT_FOUND, UNREADABLE
 from .providers import get_provider
 from .providers.base import LazyCodec
@@ -123,7 +123,7 @@ async def model_request_batch(
     limits = JobLimits(max_requests=batch_size, max_poll_interval=max_poll_interval.total_seconds())
     batch = await asyncio.to_thread(api.create_job, form, prepared, numbers, JobOptions(), limits)
     try:
-        await _wait(form, batch.id)
+        await _wait(pydantic_model.model_name, batch.id)
     except BaseException:
         # Cancelled by the caller, or a batch could not be created, checked or read: stop what has not ended.
         await asyncio.shield(api.batch_cancel(batch.id))
@@ -131,7 +131,7 @@ async def model_request_batch(
     return await asyncio.to_thread(_outcomes, codec, pydantic_model.model_name, batch.id, prepared)
 
 
-async def _wait(form: ModelForm, job_id: str) -> None:
+async def _wait(model_name: str, job_id: str) -> None:
     """Wait until the job is complete; raise the first failure to create, check on or read one of its batches."""
     delay = 0.01
     while True:
@@ -139,7 +139,7 @@ async def _wait(form: ModelForm, job_id: str) -> None:
         for part in state.provider_batches:
             if part.status in JOB_ERRORS:
                 message = part.error or f"Batch {part.part} of job {job_id} failed ({part.status})."
-                raise ModelAPIError(form.model.partition(":")[2] or form.model, message)
+                raise ModelAPIError(model_name, message)
         if state.is_complete:
             return
         await asyncio.sleep(delay)

@@ -395,3 +395,27 @@ def test_a_model_instance_runs_with_its_settings_and_its_key_stays_in_this_proce
     assert SECRET.encode() not in everything_stored(on_worker)
     assert keys_seen and not [key for key in keys_seen if SECRET in key]  # the worker sent its own key
     assert any(FAKE_OPENAI_KEY in key for key in keys_seen)
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("provider", ["anthropic", "google"])
+def test_anthropic_and_google_instances_run_on_the_worker_without_their_key(
+    provider: str, on_worker: RealSetup, emulator: Emulator
+) -> None:
+    from pydantic_ai.models import Model
+    from pydantic_ai.models.anthropic import AnthropicModel
+    from pydantic_ai.models.google import GoogleModel
+    from pydantic_ai.providers.anthropic import AnthropicProvider
+    from pydantic_ai.providers.google import GoogleProvider
+
+    model: Model
+    if provider == "anthropic":
+        model = AnthropicModel(
+            "claude-haiku-4-5", provider=AnthropicProvider(api_key=SECRET, base_url=emulator.anthropic_base_url)
+        )
+    else:
+        model = GoogleModel("gemini-2.5-flash", provider=GoogleProvider(api_key=SECRET, base_url=emulator.url))
+    requests = [BatchRequest(custom_id=c, messages=[ModelRequest.user_text_prompt(c)]) for c in ("a", "b")]
+    responses = asyncio.run(batchline.direct.model_request_batch(model, requests, poll_interval=FAST))
+    assert [r.text for r in responses if isinstance(r, ModelResponse)] == ["Mock response for a", "Mock response for b"]
+    assert SECRET.encode() not in everything_stored(on_worker)
