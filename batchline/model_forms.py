@@ -114,6 +114,8 @@ def resolve_model(model: object, *, direct: bool = False) -> ModelForm:
         raise refuse(f"{prefix + ':'!r}", "the Pydantic AI Gateway serves no batch API")
     if prefix in REFUSED:
         raise refuse(f"{prefix + ':'!r} models", REFUSED[prefix])
+    if direct:  # pydantic-ai raises its `UserError` for a model without a batch API: so does a drop-in
+        raise refuse(f"{prefix + ':'!r} models", "pydantic-ai has no batch API for them, or does not know the prefix")
     return ModelForm(model)  # `check_model` and `get_provider` refuse any other, naming the prefixes served
 
 

@@ -195,3 +195,25 @@ def test_an_instances_settings_reach_the_encoded_body() -> None:
 
 def test_no_environment_leaks_into_this_module() -> None:
     assert SECRET not in os.environ.values()
+
+
+def test_every_known_model_name_is_served_by_its_own_class_or_refused_by_name(sdk_env: None) -> None:
+    from pydantic_ai.models import known_model_names
+    from pydantic_ai.models.google import GoogleModel
+
+    from batchline.providers import provider_class
+
+    batching = (OpenAIResponsesModel, AnthropicModel, GoogleModel)
+    served: set[str] = set()
+    for name in known_model_names():
+        prefix = name.partition(":")[0]
+        try:
+            form = resolve_model(name, direct=True)
+            provider_class(form.model)
+        except UserError as error:
+            assert isinstance(error, NotImplementedError)
+            assert f"'{prefix}" in str(error) and "'openai:'" in str(error), name
+            continue
+        assert isinstance(infer_model(name), batching), name  # served only where pydantic-ai's own model batches
+        served.add(prefix)
+    assert served == {"openai", "anthropic", "google"}
