@@ -8,6 +8,7 @@ and queue a job), `status` (a job as a `Batch`) and `results` (decode or export 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import time
 from collections.abc import Callable, Coroutine, Sequence
@@ -21,11 +22,14 @@ from . import jobs, results, status, telemetry, worker
 from ._gc import gc_paused
 from .codec import to_batch_requests
 from .delivery import check_tasks, completion_spec
+from .errors import BatchInputError
+from .model_forms import ModelForm, resolve_model
 from .pipeline import request_cancel
 from .providers import get_provider
+from .providers.endpoints import untrusted
 from .runtime import Runtime, runtime_for
 from .types import Batch, BatchResult
-from .validation import check_model, check_numbers
+from .validation import JobNumbers, check_model, check_numbers
 
 if TYPE_CHECKING:
     from pydantic_ai.models.instrumented import InstrumentationSettings
@@ -71,12 +75,6 @@ def _runtime() -> tuple[Celery, Runtime]:
     return app, runtime
 
 
-def _model_string(model: Model | str) -> str:
-    if isinstance(model, Model):
-        return f"{model.system}:{model.model_name}"
-    return model
-
-
 # -- create ---------------------------------------------------------------------------------------------------------
 def _instrument_default() -> bool:
     """`instrument=None`: the process's `BATCHLINE_INSTRUMENT`."""
@@ -109,7 +107,6 @@ def batch_create_sync(
     wants. `instrument` traces the job with OpenTelemetry (see README's "Tracing"); None follows
     `BATCHLINE_INSTRUMENT`.
     """
-    model = check_model(_model_string(model))
     numbers = check_numbers(  # finite, in range, whole where they count: see `validation`
         poll_interval=poll_interval,
         timeout=timeout,
@@ -117,15 +114,39 @@ def batch_create_sync(
         max_resubmissions=max_resubmissions,
         submit_wait=submit_wait,
     )
+    options = jobs.JobOptions(model_request_parameters, model_settings, callback, on_complete)
+    return create_job(resolve_model(model), requests, numbers, options, jobs.JobLimits())
+
+
+def create_job(
+    form: ModelForm, requests: Sequence[Any], numbers: JobNumbers, options: jobs.JobOptions, limits: jobs.JobLimits
+) -> Batch:
+    """`batch_create_sync`'s work, for a model form already resolved (`model_forms`) and arguments already checked;
+    `batchline.direct` also sets the job's `limits`."""
+    model = check_model(form.model)
     codec = get_provider(model)  # an unknown prefix raises NotImplementedError here, before anything is stored
+    if form.instance is not None:
+        codec.use_model(form.instance)  # the user's model encodes: its class, settings and profile make the body
     with gc_paused():  # many requests, built at once (see `_gc`)
-        checked = to_batch_requests(requests, model_request_parameters, model_settings)
+        checked = to_batch_requests(requests, options.model_request_parameters, options.model_settings)
         encoded = jobs.encode(codec, [request for request, _ in checked])
         app, runtime = _runtime()
-        completion = completion_spec(on_complete)
-        check_tasks(callback, completion, runtime.settings.allowed_callbacks)  # the deliver step checks it again
+        if form.endpoint is not None:
+            reason = untrusted(codec.name, form.endpoint.base_url, runtime.settings.trusted_base_urls)
+            if reason is not None:
+                raise BatchInputError(reason)
+            limits = dataclasses.replace(limits, endpoint=form.endpoint)
+        completion = completion_spec(options.on_complete)
+        check_tasks(options.callback, completion, runtime.settings.allowed_callbacks)  # deliver checks it again
         record = jobs.new_record(
-            model, checked, numbers, model_request_parameters, model_settings, callback, completion
+            model,
+            checked,
+            numbers,
+            options.model_request_parameters,
+            options.model_settings,
+            options.callback,
+            completion,
+            limits,
         )
         record = telemetry.stamp(record, [request for request, _ in checked])
         job_id, parts = jobs.store_job(runtime, codec, record, checked, encoded)

@@ -47,6 +47,10 @@ class Settings:
     trusted_result_hosts: frozenset[str] = field(default_factory=frozenset)
     """Origins (`https://files.example.com:443`, comma-separated) besides each provider's base URL that URLs the
     provider hands back (results, uploads) may point to. The API key goes to no other origin."""
+    trusted_base_urls: frozenset[str] = field(default_factory=frozenset)
+    """Base URLs (comma-separated; their origins count) a pydantic-ai `Model` instance's provider may point a job at,
+    besides each provider's official one and the workers' own `OPENAI_BASE_URL`-style variables: the workers send
+    their API key there."""
     cleanup_files: bool = True
     """Delete a batch's input and result files at the provider once its results are stored."""
     claim_timeout: float = 600.0

@@ -6,9 +6,10 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import orjson
-from celery import Celery
+from celery import Celery, Signature
 from kombu.exceptions import OperationalError
 from pydantic_ai.exceptions import UserError
 from pydantic_ai.models import ModelRequestParameters
@@ -19,9 +20,33 @@ from redis.exceptions import RedisError
 from .codec import PARAMS, RawBatchRequest, request_model
 from .errors import BatchInputError
 from .providers import Encoded, Provider
+from .providers.endpoints import Endpoint
 from .records import JobRecord
 from .runtime import Runtime
 from .validation import JobNumbers
+
+
+@dataclass(frozen=True)
+class JobOptions:
+    """`batch_create`'s options that are not numbers: the job's defaults for its requests, and its tasks."""
+
+    model_request_parameters: ModelRequestParameters | None = None
+    model_settings: ModelSettings | None = None
+    callback: str | None = None
+    on_complete: str | Signature | None = None
+
+
+@dataclass(frozen=True)
+class JobLimits:
+    """What a job may carry besides `batch_create`'s own arguments (`batchline.direct` sets them)."""
+
+    max_requests: int = 0
+    """The most requests per provider batch; 0 for the provider's limit."""
+    max_poll_interval: float = 0.0
+    """The cap on this job's poll interval; 0 for the workers' own."""
+    endpoint: Endpoint | None = None
+    """A `Model` instance's base URL and non-secret headers; None for the workers' configured endpoint."""
+
 
 Checked = list[tuple[BatchRequest, bytes | None]]
 """The requests as `to_batch_requests` checked them: each with its own options to store, or None."""
@@ -41,8 +66,10 @@ def encode(codec: Provider, requests: list[BatchRequest]) -> list[Encoded]:
     return [codec.encode_raw(r.raw) if isinstance(r, RawBatchRequest) else next(encoded) for r in requests]
 
 
-def plan_parts(provider: Provider, encoded: Sequence[Encoded]) -> list[tuple[str, list[str]]]:
-    """Split requests into provider batches: one group (model) each, within the request and byte limits."""
+def plan_parts(provider: Provider, encoded: Sequence[Encoded], max_requests: int = 0) -> list[tuple[str, list[str]]]:
+    """Split requests into provider batches: one group (model) each, within the request and byte limits (and the
+    job's own `max_requests`, which the provider's limit caps)."""
+    limit = min(max_requests, provider.max_requests) if max_requests else provider.max_requests
     groups: dict[str, list[Encoded]] = {}
     for enc in encoded:
         groups.setdefault(enc.group, []).append(enc)
@@ -57,7 +84,7 @@ def plan_parts(provider: Provider, encoded: Sequence[Encoded]) -> list[tuple[str
                     f"request {enc.custom_id!r} takes {cost:,} bytes, more than a {provider.name} batch holds "
                     f"({provider.max_bytes:,})."
                 )
-            if current and (len(current) == provider.max_requests or size + cost > provider.max_bytes):
+            if current and (len(current) == limit or size + cost > provider.max_bytes):
                 parts.append((group, current))
                 current, size = [], 0
             current.append(enc.custom_id)
@@ -74,9 +101,11 @@ def new_record(
     model_settings: ModelSettings | None,
     callback: str | None,
     on_complete: str | None,
+    limits: JobLimits | None = None,
 ) -> JobRecord:
     """The record of a job created now: what it runs with, and when its timeout (if any) passes."""
     now = time.time()
+    limits = limits or JobLimits()
     return JobRecord(
         model=model,
         total=len(checked),
@@ -90,6 +119,9 @@ def new_record(
         callback=callback or None,
         on_complete=on_complete or None,
         raw=any(isinstance(request, RawBatchRequest) for request, _ in checked),
+        max_requests=limits.max_requests,
+        max_poll_interval=limits.max_poll_interval,
+        endpoint=limits.endpoint.to_json() if limits.endpoint is not None else "",
     )
 
 
@@ -99,7 +131,7 @@ def store_job(
     """Plan the job's provider batches and write it all to the store; answer its new id and its number of parts."""
     job_id = f"batch_{uuid.uuid4().hex}"
     rows = ((enc.custom_id, enc.body, own) for enc, (_, own) in zip(encoded, checked, strict=True))
-    parts = plan_parts(codec, encoded)
+    parts = plan_parts(codec, encoded, record.max_requests)
     runtime.store.create_job(job_id, record, rows, parts)
     return job_id, len(parts)
 

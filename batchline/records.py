@@ -43,6 +43,19 @@ class StoredResult:
     body: bytes
 
 
+class ModelRef(str):
+    """A job's model string that also carries the job's own endpoint (`providers.endpoints.Endpoint` as JSON), so
+    the worker-side adapter made for `job.model` reaches the job's base URL. It equals, hashes and prints as the model
+    string."""
+
+    endpoint: str
+
+    def __new__(cls, model: str, endpoint: str = "") -> ModelRef:
+        ref = super().__new__(cls, model)
+        ref.endpoint = endpoint
+        return ref
+
+
 @dataclass(frozen=True, slots=True)
 class JobRecord:
     """A job's hash (`P:job:J`): what it was created with, and its state and counts since."""
@@ -64,6 +77,13 @@ class JobRecord:
     """A task name, or a canvas as its JSON (see `delivery.completion_spec`)."""
     raw: bool = False
     """Some request was a provider's own body (raw mode): its results export as the provider's lines."""
+    max_requests: int = 0
+    """The most requests per provider batch; 0 for the provider's limit."""
+    max_poll_interval: float = 0.0
+    """This job's cap on the interval between polls (below the workers' own); 0 for the workers' cap."""
+    endpoint: str = ""
+    """The job's own base URL and non-secret headers (a pydantic-ai `Model` instance's provider), as JSON; empty for
+    the workers' configured endpoint."""
     state: BatchStatus = BatchStatus.PENDING
     parts: int = 0
     succeeded: int = 0
@@ -79,7 +99,7 @@ class JobRecord:
         get = fields.get
         completed_at = get("completed_at")
         return cls(
-            model=get("model", ""),
+            model=ModelRef(get("model", ""), get("endpoint", "")),
             total=int(get("total") or 0),
             created_at=float(get("created_at") or 0),
             poll_interval=float(get("poll_interval") or 60.0),
@@ -91,6 +111,9 @@ class JobRecord:
             callback=get("callback") or None,
             on_complete=get("on_complete") or None,
             raw=bool(get("raw")),
+            max_requests=int(get("max_requests") or 0),
+            max_poll_interval=float(get("max_poll_interval") or 0),
+            endpoint=get("endpoint") or "",
             state=BatchStatus(get("state") or BatchStatus.PENDING),
             parts=int(get("parts") or 0),
             succeeded=int(get("succeeded") or 0),
@@ -121,6 +144,9 @@ class JobRecord:
             "callback": self.callback,
             "on_complete": self.on_complete,
             "raw": 1 if self.raw else None,
+            "max_requests": self.max_requests or None,
+            "max_poll_interval": self.max_poll_interval or None,
+            "endpoint": self.endpoint or None,
             "anomalies": self.anomalies or None,
             "completed_at": self.completed_at,
             "delivery_error": self.delivery_error,

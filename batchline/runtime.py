@@ -10,6 +10,7 @@ from celery import Celery
 
 from .config import Settings
 from .providers import Provider, ProviderContext, get_provider, provider_class
+from .providers.endpoints import Endpoint
 from .store import Store
 
 _lock = threading.Lock()
@@ -21,14 +22,23 @@ _embedded_redis: redis.Redis | None = None
 class Runtime:
     settings: Settings
     store: Store
-    _providers: dict[str, Provider] = field(default_factory=dict)
+    _providers: dict[tuple[str, str], Provider] = field(default_factory=dict)
 
     def provider(self, model: str) -> Provider:
-        """The worker-side adapter for `model`, made once per process (it holds the HTTP client)."""
-        adapter = self._providers.get(model)
+        """The worker-side adapter for `model`, made once per process (it holds the HTTP client).
+
+        A job's `model` (a `records.ModelRef`) may carry the job's own endpoint: its adapter calls that base URL
+        instead of the environment's, once the worker trusts it (see `providers.endpoints`).
+        """
+        endpoint = getattr(model, "endpoint", "")
+        key = (str(model), endpoint)
+        adapter = self._providers.get(key)
         if adapter is None:
             context = ProviderContext(self.settings, self.store.scratch(provider_class(model).name))
-            adapter = self._providers[model] = get_provider(model, context)
+            adapter = get_provider(str(model), context)
+            if (own := Endpoint.from_json(endpoint)) is not None:
+                adapter.use_endpoint(own)
+            self._providers[key] = adapter
         return adapter
 
 

@@ -60,7 +60,7 @@ def poll_countdown(runtime: Runtime, job: JobRecord, polls: int) -> float:
     interval = job.poll_interval * 1.5 ** max(polls - 1, 0)
     if polls == 0:
         interval = min(interval, 1.0)  # the first check comes soon: test batches and small ones end fast
-    interval = min(interval, runtime.settings.max_poll_interval)
+    interval = min(interval, runtime.settings.max_poll_interval, job.max_poll_interval or float("inf"))
     if job.deadline:
         interval = max(0.0, min(interval, job.deadline - time.time()))
     return interval

@@ -33,7 +33,8 @@ def provider_class(model: str) -> type[Provider]:
     if target is None:
         supported = ", ".join(f"'{p}:'" if p != "test" else "'test'" for p in ADAPTERS)
         raise NotImplementedError(
-            f"batchline has no batch adapter for {model!r}; the supported model prefixes are: {supported}."
+            f"batchline has no batch adapter for {model!r}; the supported model prefixes are: {supported} "
+            "('openai-responses:' is pydantic-ai's other name for 'openai:')."
         )
     module, _, cls = target.partition(":")
     adapter: type[Provider] = getattr(importlib.import_module(module), cls)

@@ -26,11 +26,13 @@ from ..raw import RawRequest
 
 if TYPE_CHECKING:
     from pydantic_ai.messages import ModelResponse
+    from pydantic_ai.models import Model
     from pydantic_ai.models.batch import BatchRequest
 
     from ..config import Settings
     from ..records import StoredResult
     from ..store import Scratch
+    from .endpoints import Endpoint
 
 ADAPTERS: dict[str, str] = {
     "openai": "batchline.providers.openai:OpenAIProvider",
@@ -160,6 +162,10 @@ class CodecBase(Adapter, abc.ABC):
         result is read, as pydantic-ai's `Model.batch_decode` does.
         """
 
+    def use_model(self, instance: Model) -> None:
+        """Encode (and decode) with the user's pydantic-ai `Model` instance rather than one made for the name."""
+        raise NotImplementedError(f"The {self.name} adapter encodes with no pydantic-ai model instance.")
+
     def encode_many(self, requests: Sequence[BatchRequest]) -> list[Encoded]:
         """`encode` for many requests; an adapter whose codec is async overrides it to use one event loop."""
         return [self.encode(request) for request in requests]
@@ -206,6 +212,11 @@ class TransportBase(Adapter, abc.ABC):
     @abc.abstractmethod
     def cancel(self, batch_id: str) -> Snapshot: ...
 
+    def use_endpoint(self, endpoint: Endpoint) -> None:
+        """Send this adapter's calls to a job's own endpoint (a pydantic-ai `Model` instance's base URL), with the
+        worker's own key, once the worker trusts it."""
+        raise NotImplementedError(f"The {self.name} adapter serves no endpoint of a job's own.")
+
     def cleanup(self, batch: Snapshot) -> None:
         """Called once a batch's results are safely stored: delete what the provider keeps (files) if configured."""
 
@@ -239,8 +250,13 @@ class TransportBase(Adapter, abc.ABC):
 class CodecModule(Protocol):
     """A provider package's `codec.py`: the pydantic-ai side, as module functions of the model name."""
 
-    def encode_many(self, model_name: str, requests: Sequence[BatchRequest], /) -> list[Encoded]: ...
-    def decode(self, model_name: str, result: StoredResult, request: BatchRequest, /) -> ModelResponse: ...
+    def codec_model(self, model_name: str, /) -> Model: ...
+    def encode_many(
+        self, model_name: str, requests: Sequence[BatchRequest], model: Model | None = None, /
+    ) -> list[Encoded]: ...
+    def decode(
+        self, model_name: str, result: StoredResult, request: BatchRequest, model: Model | None = None, /
+    ) -> ModelResponse: ...
 
 
 class LazyCodec(CodecBase):
@@ -248,6 +264,16 @@ class LazyCodec(CodecBase):
     decode: a worker, which does neither, never loads pydantic-ai's models or the provider's SDK."""
 
     codec_module: ClassVar[str]
+    instance: Model | None = None
+    """The user's pydantic-ai `Model` instance, when the job was created with one: it encodes (its class, settings and
+    profile decide the body), and decodes in the caller's process that still holds it."""
+
+    def use_model(self, instance: Model) -> None:
+        self.instance = instance
+
+    def pydantic_model(self) -> Model:
+        """The pydantic-ai model that encodes and decodes: the user's instance, else one made for the model name."""
+        return self.instance if self.instance is not None else self._codec().codec_model(self.model_name)
 
     def _codec(self) -> CodecModule:
         return cast("CodecModule", importlib.import_module(self.codec_module))
@@ -256,10 +282,10 @@ class LazyCodec(CodecBase):
         return self.encode_many([request])[0]
 
     def encode_many(self, requests: Sequence[BatchRequest]) -> list[Encoded]:
-        return self._codec().encode_many(self.model_name, requests)
+        return self._codec().encode_many(self.model_name, requests, self.instance)
 
     def decode(self, result: StoredResult, request: BatchRequest) -> ModelResponse:
-        return self._codec().decode(self.model_name, result, request)
+        return self._codec().decode(self.model_name, result, request, self.instance)
 
 
 class Provider(CodecBase, TransportBase):

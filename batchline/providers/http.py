@@ -25,6 +25,7 @@ import httpx2
 
 from ..errors import BrokenDownload, HostileAnswer, ProviderRejected, TransientProviderError
 from .base import ProviderContext, Snapshot, TransportBase, json_answer, path_id
+from .endpoints import Endpoint, endpoint_config, origin_of
 
 TRUSTED_SETTING = "BATCHLINE_TRUSTED_RESULT_HOSTS"
 
@@ -124,17 +125,6 @@ class ProviderHTTP:
         self.client.close()
 
 
-def origin_of(url: str) -> str:
-    """`scheme://host:port` of a URL, the port spelled out, so `https://h` and `https://h:443/x` are one origin."""
-    parts = urlsplit(url.strip())
-    scheme = (parts.scheme or "https").lower()
-    try:
-        port = parts.port or {"http": 80, "https": 443}.get(scheme, 0)
-    except ValueError:
-        port = -1  # a port that is not a number: an origin nothing else has
-    return f"{scheme}://{(parts.hostname or '').lower()}:{port}"
-
-
 def retry_after(response: httpx2.Response) -> float | None:
     """The wait the provider asked for: `retry-after-ms`, or `retry-after` in seconds or as an HTTP date."""
     if (ms := response.headers.get("retry-after-ms")) is not None:
@@ -175,6 +165,11 @@ class HTTPTransport(TransportBase):
     def __init__(self, model_name: str, context: ProviderContext | None = None) -> None:
         super().__init__(model_name, context)
         self._http: ProviderHTTP | None = None
+        self._endpoint: Endpoint | None = None
+
+    def use_endpoint(self, endpoint: Endpoint) -> None:
+        self._endpoint = endpoint
+        self._http = None
 
     @abc.abstractmethod
     def client_config(self, environ: Mapping[str, str]) -> tuple[str, dict[str, str]]:
@@ -188,8 +183,13 @@ class HTTPTransport(TransportBase):
     def http(self) -> ProviderHTTP:
         """The worker's client, made on first use from the provider's environment variables."""
         if self._http is None:
-            trusted = self._context.settings.trusted_result_hosts if self._context is not None else ()
-            self._http = ProviderHTTP(self.name, *self.client_config(os.environ), trusted=trusted)
+            settings = self._context.settings if self._context is not None else None
+            base_url, headers = self.client_config(os.environ)
+            if self._endpoint is not None:  # a job's own base URL: only one the worker trusts gets its key
+                trusted_bases = settings.trusted_base_urls if settings is not None else ()
+                base_url, headers = endpoint_config(self.name, self._endpoint, headers, trusted_bases)
+            trusted = settings.trusted_result_hosts if settings is not None else ()
+            self._http = ProviderHTTP(self.name, base_url, headers, trusted=trusted)
         return self._http
 
     def status(self, batch_id: str) -> Snapshot:

@@ -16,6 +16,7 @@ import orjson
 
 from ...errors import MalformedAnswer, ProviderRejected, TransientProviderError
 from ..base import as_dict, path_id
+from ..endpoints import Endpoint, endpoint_config
 from ..http import ProviderHTTP
 
 KEY_VARIABLES = ("GOOGLE_API_KEY", "GEMINI_API_KEY")
@@ -51,6 +52,13 @@ class GeminiAPI:
         """Origins besides the base URL's that upload URLs may name (`BATCHLINE_TRUSTED_RESULT_HOSTS`)."""
         self._http: ProviderHTTP | None = None
         self._made_for: tuple[str, str] | None = None
+        self._endpoint: Endpoint | None = None
+        self._trusted_bases: tuple[str, ...] = ()
+
+    def use_endpoint(self, endpoint: Endpoint, trusted_bases: Iterable[str]) -> None:
+        """Call a job's own base URL (a `GoogleModel`'s), once it is one the worker trusts with its key."""
+        self._endpoint, self._trusted_bases = endpoint, tuple(trusted_bases)
+        self._made_for = None
 
     @property
     def http(self) -> ProviderHTTP:
@@ -59,9 +67,11 @@ class GeminiAPI:
             if self._http is not None:
                 self._http.close()
             key, base_url = wanted
-            self._http = ProviderHTTP(
-                "gemini", base_url, {"x-goog-api-key": key}, transport=self._transport, trusted=self._trusted
-            )
+            headers = {"x-goog-api-key": key}
+            if self._endpoint is not None:
+                base_url, headers = endpoint_config("gemini", self._endpoint, headers, self._trusted_bases)
+                base_url = base_url.rstrip("/")
+            self._http = ProviderHTTP("gemini", base_url, headers, transport=self._transport, trusted=self._trusted)
             self._made_for = wanted
         return self._http
 

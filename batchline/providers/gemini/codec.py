@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import cast
 
 from pydantic_ai.messages import ModelResponse
+from pydantic_ai.models import Model
 from pydantic_ai.models.batch import BatchRequest, BatchResult, BatchResultStatus
 from pydantic_ai.models.google import GoogleModel
 from pydantic_ai.providers.google import GoogleProvider
@@ -26,15 +27,16 @@ def codec_model(model_name: str) -> GoogleModel:
     return GoogleModel(model_name, provider=GoogleProvider(api_key="batchline-encodes-only"))
 
 
-def encode_many(model_name: str, requests: Sequence[BatchRequest]) -> list[Encoded]:
-    """`generateContent` bodies for `requests`, all on `model_name` (one group)."""
-    return encode_all(requests, Encoder("google", model_name, codec_model, own_models=False))
+def encode_many(model_name: str, requests: Sequence[BatchRequest], model: Model | None = None) -> list[Encoded]:
+    """`generateContent` bodies for `requests`, all on `model_name` (one group); by the user's `model` if given."""
+    models = codec_model if model is None else (lambda _: model)
+    return encode_all(requests, Encoder("google", model_name, models, own_models=False))
 
 
-def decode(model_name: str, result: StoredResult, request: BatchRequest) -> ModelResponse:
-    """The `ModelResponse` pydantic-ai's `batch_decode` makes of a stored result."""
+def decode(model_name: str, result: StoredResult, request: BatchRequest, model: Model | None = None) -> ModelResponse:
+    """The `ModelResponse` pydantic-ai's `batch_decode` makes of a stored result (by the user's `model` if given)."""
     body = result.body.decode() if result.body else None
     status = cast(BatchResultStatus, result.status)
-    return codec_model(model_name).batch_decode(
+    return (model or codec_model(model_name)).batch_decode(
         BatchResult(custom_id=result.custom_id, status=status, body=body), request
     )

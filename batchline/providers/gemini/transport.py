@@ -24,6 +24,7 @@ from typing import Any, ClassVar, cast
 
 from ...errors import ProviderRejected, TransientProviderError
 from ..base import SCRATCH_CHUNK, ProviderContext, Snapshot, TransportBase, as_dict
+from ..endpoints import Endpoint
 from . import wire
 from .api import GeminiAPI, credentials
 from .spool import PartInput
@@ -40,6 +41,9 @@ class GeminiTransport(TransportBase):
     def __init__(self, model_name: str, context: ProviderContext | None = None) -> None:
         super().__init__(model_name.removeprefix("models/"), context)
         self.api = GeminiAPI(trusted=context.settings.trusted_result_hosts if context is not None else ())
+
+    def use_endpoint(self, endpoint: Endpoint) -> None:
+        self.api.use_endpoint(endpoint, self.context.settings.trusted_base_urls if self._context is not None else ())
 
     def is_transient(self, status: str, body: bytes) -> bool:
         return super().is_transient(status, body) or (status == "errored" and wire.is_transient(body))

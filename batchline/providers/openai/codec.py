@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import orjson
 from pydantic_ai.exceptions import UserError
 from pydantic_ai.messages import ModelResponse
+from pydantic_ai.models import Model
 from pydantic_ai.models.batch import BatchRequest, BatchResult
 from pydantic_ai.models.openai import OpenAIChatModel, OpenAIResponsesModel
 from pydantic_ai.providers.openai import OpenAIProvider as PydanticAIOpenAIProvider
@@ -37,16 +38,21 @@ def _chat_model(name: str) -> OpenAIChatModel:
     return OpenAIChatModel(name, provider=PydanticAIOpenAIProvider(base_url=DEFAULT_BASE_URL, api_key=PLACEHOLDER_KEY))
 
 
-def encode_many(default: str, requests: Sequence[BatchRequest]) -> list[Encoded]:
-    """Responses API bodies for `requests`, each grouped by its model (`default` unless it names its own)."""
+def encode_many(default: str, requests: Sequence[BatchRequest], model: Model | None = None) -> list[Encoded]:
+    """Responses API bodies for `requests`, each grouped by its model (`default` unless it names its own); all by the
+    user's `model` instance when given."""
     refusal = "OpenAI does not serve model {name} through its Batch API."
+    if model is not None:
+        return encode_all(requests, Encoder("openai", default, lambda _: model, refusal, own_models=False))
     return encode_all(requests, Encoder("openai", default, codec_model, refusal))
 
 
-def decode(default: str, result: StoredResult, request: BatchRequest) -> ModelResponse:
-    """The `ModelResponse` of a stored result: the fast decoder for common shapes, else pydantic-ai's."""
+def decode(default: str, result: StoredResult, request: BatchRequest, model: Model | None = None) -> ModelResponse:
+    """The `ModelResponse` of a stored result: the fast decoder for common shapes, else pydantic-ai's (by the user's
+    `model` instance when given)."""
     name = model_of("openai", default, request)
-    if result.status == "succeeded" and (fast := fast_decode(codec_model(name), result.body, request)) is not None:
+    decoder = model if isinstance(model, OpenAIResponsesModel) else codec_model(name)
+    if result.status == "succeeded" and (fast := fast_decode(decoder, result.body, request)) is not None:
         return fast  # a common shape, built straight from the JSON: the ModelResponse pydantic-ai's decode gives
     body = result.body.decode() if result.body else None
     kind = _object_kind(result.body) if result.status == "succeeded" else "response"
@@ -58,7 +64,7 @@ def decode(default: str, result: StoredResult, request: BatchRequest) -> ModelRe
             f"A {kind or 'non-model'} result (raw mode) has no ModelResponse; export it with `batchline results` "
             "or batch_export_sync."
         )
-    return codec_model(name).batch_decode(
+    return decoder.batch_decode(
         BatchResult(custom_id=result.custom_id, status=result.status, body=body),  # type: ignore[arg-type]
         request,
     )

@@ -1,0 +1,120 @@
+"""A job's own endpoint: the non-secret parts of a pydantic-ai `Model` instance's provider (its base URL and the
+headers that are not credentials), which travel with the job so the workers reach the same host with their own key.
+
+A worker sends its key (from its environment) only to a base URL it trusts: each provider's official origin, the base
+URL its environment already names (`OPENAI_BASE_URL`, `ANTHROPIC_BASE_URL`, `GOOGLE_GEMINI_BASE_URL`) and the origins
+listed in `BATCHLINE_TRUSTED_BASE_URLS`. The caller checks the same before storing a job, the worker again before
+sending a key.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import orjson
+
+from ..errors import ProviderRejected
+
+TRUSTED_SETTING = "BATCHLINE_TRUSTED_BASE_URLS"
+
+OFFICIAL_BASE_URLS: dict[str, str] = {
+    "openai": "https://api.openai.com/v1",
+    "anthropic": "https://api.anthropic.com",
+    "gemini": "https://generativelanguage.googleapis.com",
+}
+"""Each adapter's (`Provider.name`) official base URL, trusted by default."""
+
+BASE_URL_VARIABLES: dict[str, str] = {
+    "openai": "OPENAI_BASE_URL",
+    "anthropic": "ANTHROPIC_BASE_URL",
+    "gemini": "GOOGLE_GEMINI_BASE_URL",
+}
+"""The environment variable each adapter's workers already take their base URL from, trusted by default."""
+
+
+def origin_of(url: str) -> str:
+    """`scheme://host:port` of a URL, the port spelled out, so `https://h` and `https://h:443/x` are one origin."""
+    parts = urlsplit(url.strip())
+    scheme = (parts.scheme or "https").lower()
+    try:
+        port = parts.port or {"http": 80, "https": 443}.get(scheme, 0)
+    except ValueError:
+        port = -1  # a port that is not a number: an origin nothing else has
+    return f"{scheme}://{(parts.hostname or '').lower()}:{port}"
+
+
+_CREDENTIAL_WORDS = ("auth", "key", "token", "secret", "password", "cookie", "session", "signature", "credential")
+_SDK_HEADERS = ("accept", "content-type", "content-length", "user-agent", "host", "x-stainless-")
+
+
+def is_credential(header: str) -> bool:
+    """Whether a header may carry a secret: it never leaves the caller's process."""
+    name = header.lower()
+    return any(word in name for word in _CREDENTIAL_WORDS)
+
+
+def plain_headers(headers: Mapping[str, object]) -> dict[str, str]:
+    """The headers that may travel with a job: text values, neither credentials nor the SDK's own."""
+    return {
+        name: value
+        for name, value in headers.items()
+        if isinstance(value, str) and not is_credential(name) and not name.lower().startswith(_SDK_HEADERS)
+    }
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where a job's provider batches go, and the non-secret headers they carry; never a key."""
+
+    base_url: str
+    headers: tuple[tuple[str, str], ...] = ()
+
+    def to_json(self) -> str:
+        return orjson.dumps({"base_url": self.base_url, "headers": dict(self.headers)}).decode()
+
+    @classmethod
+    def from_json(cls, text: str) -> Endpoint | None:
+        if not text:
+            return None
+        value = orjson.loads(text)
+        return cls(value["base_url"], tuple(plain_headers(value.get("headers") or {}).items()))
+
+
+def trusted_origins(provider: str, trusted: Iterable[str], environ: Mapping[str, str] | None = None) -> set[str]:
+    """The origins `provider`'s key may go to: its official one, its environment's base URL and the listed ones."""
+    env = os.environ if environ is None else environ
+    origins = {origin_of(url) for url in trusted if url.strip()}
+    if official := OFFICIAL_BASE_URLS.get(provider):
+        origins.add(origin_of(official))
+    if (variable := BASE_URL_VARIABLES.get(provider)) and (configured := env.get(variable, "").strip()):
+        origins.add(origin_of(configured))
+    return origins
+
+
+def untrusted(
+    provider: str, base_url: str, trusted: Iterable[str], environ: Mapping[str, str] | None = None
+) -> str | None:
+    """Why `base_url` must not receive `provider`'s key, or None when it may."""
+    origin = origin_of(base_url)
+    if origin in trusted_origins(provider, trusted, environ):
+        return None
+    variable = BASE_URL_VARIABLES.get(provider, "the provider's base URL variable")
+    return (
+        f"{provider}: the model's base URL {base_url!r} is not one the workers trust with their API key; trusted are "
+        f"the provider's official origin, the workers' {variable} and the origins listed in {TRUSTED_SETTING} "
+        f"(add {origin} there to allow it)."
+    )
+
+
+def endpoint_config(
+    provider: str, endpoint: Endpoint, headers: Mapping[str, str], trusted: Iterable[str]
+) -> tuple[str, dict[str, str]]:
+    """The base URL and headers a worker sends a job's calls with: the job's endpoint, checked against what the worker
+    trusts before its key (in `headers`, from its environment) goes anywhere; the worker's own headers win."""
+    reason = untrusted(provider, endpoint.base_url, trusted)
+    if reason is not None:
+        raise ProviderRejected(reason, 403)
+    return endpoint.base_url, {**dict(endpoint.headers), **headers}
