@@ -43,18 +43,6 @@ class StoredResult:
     body: bytes
 
 
-class ModelRef(str):
-    """A job's model string that also carries the job's own endpoint (`providers.endpoints.Endpoint` as JSON), so
-    the worker-side adapter made for `job.model` reaches the job's base URL. It equals, hashes and prints as the model
-    string."""
-
-    endpoint: str
-
-    def __new__(cls, model: str, endpoint: str = "") -> ModelRef:
-        ref = super().__new__(cls, model)
-        ref.endpoint = endpoint
-        return ref
-
 
 @dataclass(frozen=True, slots=True)
 class JobRecord:
@@ -99,7 +87,7 @@ class JobRecord:
         get = fields.get
         completed_at = get("completed_at")
         return cls(
-            model=ModelRef(get("model", ""), get("endpoint", "")),
+            model=get("model", ""),
             total=int(get("total") or 0),
             created_at=float(get("created_at") or 0),
             poll_interval=float(get("poll_interval") or 60.0),

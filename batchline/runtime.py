@@ -24,18 +24,17 @@ class Runtime:
     store: Store
     _providers: dict[tuple[str, str], Provider] = field(default_factory=dict)
 
-    def provider(self, model: str) -> Provider:
-        """The worker-side adapter for `model`, made once per process (it holds the HTTP client).
+    def provider(self, model: str, endpoint: str = "") -> Provider:
+        """The worker-side adapter for `model`, made once per process and endpoint (it holds the HTTP client).
 
-        A job's `model` (a `records.ModelRef`) may carry the job's own endpoint: its adapter calls that base URL
+        `endpoint` is a job's own (`JobRecord.endpoint`, from a `Model` instance): its adapter calls that base URL
         instead of the environment's, once the worker trusts it (see `providers.endpoints`).
         """
-        endpoint = getattr(model, "endpoint", "")
-        key = (str(model), endpoint)
+        key = (model, endpoint)
         adapter = self._providers.get(key)
         if adapter is None:
             context = ProviderContext(self.settings, self.store.scratch(provider_class(model).name))
-            adapter = get_provider(str(model), context)
+            adapter = get_provider(model, context)
             if (own := Endpoint.from_json(endpoint)) is not None:
                 adapter.use_endpoint(own)
             self._providers[key] = adapter

@@ -53,7 +53,7 @@ def cancel(runtime: Runtime, job_id: str) -> list[Next]:
     job = store.load_job(job_id)
     if job.state != BatchStatus.CANCELLING:
         return []
-    provider = runtime.provider(job.model)
+    provider = runtime.provider(job.model, job.endpoint)
     nexts: list[Next] = []
     for n, part in enumerate(store.parts(job_id, job.parts)):
         if part.state == PartState.SUBMITTED:

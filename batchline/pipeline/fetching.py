@@ -25,7 +25,7 @@ def fetch(runtime: Runtime, job_id: str, n: int, progress: Callable[[int, int], 
     part = store.part(job_id, n)
     if part.state == PartState.ENDED:
         snapshot = snapshot_of(part)
-        provider = runtime.provider(job.model)
+        provider = runtime.provider(job.model, job.endpoint)
         generation = part.generation
         resubmit = generation < job.max_resubmissions and job.state != BatchStatus.CANCELLING
         retry: set[str] = set()

@@ -26,7 +26,7 @@ def poll(runtime: Runtime, job_id: str, n: int) -> Next | None:
         return None  # not created yet (submit polls it when it is), or already stored
     if job.deadline and time.time() >= job.deadline and request_cancel(runtime, job_id):
         job = store.load_job(job_id)  # the job's timeout passed: this poll cancels the batch
-    provider = runtime.provider(job.model)
+    provider = runtime.provider(job.model, job.endpoint)
     try:
         snapshot = provider.status(part.provider_id)
         record_poll(runtime, job.model)

@@ -26,7 +26,7 @@ def submit(runtime: Runtime, job_id: str) -> Iterator[Next]:
         return
     if job.state == BatchStatus.PENDING:
         store.submit_seen(job_id)  # a submit is alive: the sweep sends none while it goes on
-    provider = runtime.provider(job.model)
+    provider = runtime.provider(job.model, job.endpoint)
     for n, part in enumerate(store.parts(job_id, job.parts)):
         if part.state == PartState.SUBMITTED:
             yield Next("poll", n)  # polling twice is harmless; a lost poll chain is not
