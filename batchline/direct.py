@@ -31,7 +31,12 @@ from pydantic_ai.models.batch import BatchRequest
 from pydantic_ai.settings import merge_model_settings
 
 from . import api
-from ._pydantic_direct import (
+from .jobs import JobLimits, JobOptions
+from .model_forms import resolve_model
+from .pipeline.base import NOT_FOUND, UNREADABLE
+from .providers import get_provider
+from .providers.base import LazyCodec
+from .pydantic_private import (
     DEFAULT_MAX_POLL_INTERVAL,
     DEFAULT_MAX_RESUBMISSIONS,
     DEFAULT_POLL_INTERVAL,
@@ -40,11 +45,6 @@ from ._pydantic_direct import (
     prepare,
     refuse_pending,
 )
-from .jobs import JobLimits, JobOptions
-from .model_forms import resolve_model
-from .pipeline.base import NOT_FOUND, UNREADABLE
-from .providers import get_provider
-from .providers.base import LazyCodec
 from .validation import check_model, check_numbers
 
 __all__ = (

@@ -43,7 +43,6 @@ class StoredResult:
     body: bytes
 
 
-
 @dataclass(frozen=True, slots=True)
 class JobRecord:
     """A job's hash (`P:job:J`): what it was created with, and its state and counts since."""

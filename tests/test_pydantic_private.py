@@ -20,7 +20,8 @@ from pydantic_ai.messages import ModelRequest
 from pydantic_ai.models.batch import BatchRequest
 from pydantic_ai.models.openai import _response_fields
 
-from batchline.providers import get_provider, pydantic_private
+from batchline import pydantic_private
+from batchline.providers import get_provider
 from batchline.providers.openai.codec import codec_model
 from batchline.providers.openai.fastdecode import fast_decode
 
@@ -75,3 +76,40 @@ def test_with_every_name_present_the_fast_path_is_on() -> None:
         warnings.simplefilter("error")
         assert fast_decode(codec_model(MODEL), orjson.dumps(body), _request(name, params)) is not None
     assert pydantic_private.fast_path_missing() is None
+
+
+# -- batchline.direct's helpers -------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("arguments", "accepted"),
+    [
+        ({"max_requests": 10, "max_resubmissions": 2, "poll_interval": 30, "max_poll_interval": 600}, True),
+        ({"max_requests": 0, "max_resubmissions": 2, "poll_interval": 30, "max_poll_interval": 600}, False),
+        ({"max_requests": None, "max_resubmissions": -1, "poll_interval": 30, "max_poll_interval": 600}, False),
+        ({"max_requests": None, "max_resubmissions": 2, "poll_interval": 60, "max_poll_interval": 30}, False),
+    ],
+)
+def test_without_pydantic_ais_batch_checks_the_fallback_checks_the_same(
+    arguments: dict[str, object], accepted: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from datetime import timedelta
+
+    from pydantic_ai.exceptions import UserError
+
+    model = codec_model(MODEL.partition(":")[2])
+    kwargs = {k: timedelta(seconds=v) if "interval" in k and isinstance(v, int) else v for k, v in arguments.items()}
+
+    def outcome() -> object:
+        try:
+            return pydantic_private.check_batch_settings(model, **kwargs)  # type: ignore[arg-type]
+        except UserError:
+            return UserError
+
+    pydantic_private._direct_helper.cache_clear()
+    with_helper = outcome()
+    monkeypatch.setitem(sys.modules, "pydantic_ai.models._batch_settings", None)
+    pydantic_private._direct_helper.cache_clear()
+    with pytest.warns(UserWarning, match="check_batch_settings; a plain fallback runs"):
+        fallback = outcome()
+    pydantic_private._direct_helper.cache_clear()
+    assert fallback == with_helper
+    assert (with_helper is not UserError) is accepted

@@ -17,10 +17,10 @@ from pydantic_ai.models.batch import BatchRequest, BatchResult
 from pydantic_ai.models.openai import OpenAIChatModel, OpenAIResponsesModel
 from pydantic_ai.providers.openai import OpenAIProvider as PydanticAIOpenAIProvider
 
+from ...pydantic_private import chat_completion_response
 from ...records import StoredResult
 from .._pydantic_codec import PLACEHOLDER_KEY, Encoder, encode_all, model_of
 from ..base import Encoded
-from ..pydantic_private import chat_completion_response
 from .fastdecode import fast_decode
 from .wire import DEFAULT_BASE_URL
 

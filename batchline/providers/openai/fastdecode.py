@@ -27,7 +27,7 @@ from pydantic_ai.models.batch import BatchRequest
 from pydantic_ai.models.openai import OpenAIResponsesModel
 from pydantic_ai.usage import RequestUsage
 
-from ..pydantic_private import Helpers, adds_provider_details, helpers, model_facts
+from ...pydantic_private import Helpers, adds_provider_details, helpers, model_facts
 
 _USAGE_KEYS = frozenset(
     {"input_tokens", "input_tokens_details", "output_tokens", "output_tokens_details", "total_tokens"}

@@ -1,5 +1,9 @@
 """Every private name of pydantic-ai that batchline uses, in one place and behind one guard.
 
+They may move in any release (pyproject pins the minor version the tests prove); when one is gone, batchline warns
+once, naming it, and takes pydantic-ai's public path or a plain fallback with the documented behaviour: slower or
+plainer, never wrong, never an ImportError.
+
 The fast OpenAI decoder (openai/fastdecode.py) builds the `ModelResponse` pydantic-ai's `batch_decode` would, with
 pydantic-ai's own private helpers and model attributes. Those may move in any release (pyproject pins the minor
 version the differential tests prove). When one is gone, the fast path switches off, with one warning that names it,
@@ -11,17 +15,21 @@ fail with a clear `UserError` rather than at import.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import threading
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from pydantic_ai.exceptions import UserError
+from pydantic_ai.exceptions import ModelAPIError, UserError
 
 if TYPE_CHECKING:
-    from pydantic_ai.messages import FinishReason, ModelResponse
+    from pydantic_ai.messages import FinishReason, ModelMessage, ModelResponse
+    from pydantic_ai.models import Model
+    from pydantic_ai.models.batch import BatchRequest
     from pydantic_ai.models.openai import OpenAIChatModel, OpenAIResponsesModel
 
 
@@ -145,3 +153,90 @@ def chat_completion_response(model: OpenAIChatModel, completion: Any) -> ModelRe
             "no `_process_response`); export the results with `batchline results` or batch_export_sync."
         )
     return process(completion)
+
+
+# -- batchline.direct: model_request_batch's own checks, defaults and request preparation -----------------------------
+try:
+    from pydantic_ai.models._batch_settings import (
+        DEFAULT_MAX_POLL_INTERVAL as DEFAULT_MAX_POLL_INTERVAL,
+    )
+    from pydantic_ai.models._batch_settings import (
+        DEFAULT_MAX_RESUBMISSIONS as DEFAULT_MAX_RESUBMISSIONS,
+    )
+    from pydantic_ai.models._batch_settings import (
+        DEFAULT_POLL_INTERVAL as DEFAULT_POLL_INTERVAL,
+    )
+except ImportError:  # pragma: no cover - the documented defaults
+    DEFAULT_MAX_RESUBMISSIONS = 2
+    DEFAULT_POLL_INTERVAL = timedelta(seconds=30)
+    DEFAULT_MAX_POLL_INTERVAL = timedelta(minutes=10)
+
+
+def _private(module: str, name: str) -> Callable[..., Any] | None:
+    try:
+        found: Callable[..., Any] = getattr(__import__(module, fromlist=[name]), name)
+    except (ImportError, AttributeError):
+        warnings.warn(f"batchline.direct: pydantic-ai has no {module}.{name}; a plain fallback runs", stacklevel=3)
+        return None
+    return found
+
+
+@functools.cache
+def _direct_helper(module: str, name: str) -> Callable[..., Any] | None:
+    """One of `pydantic_ai.direct.model_request_batch`'s private helpers, looked up on first use."""
+    return _private(module, name)
+
+
+def check_batch_settings(
+    model: Model,
+    *,
+    max_requests: int | None,
+    max_resubmissions: int,
+    poll_interval: timedelta,
+    max_poll_interval: timedelta,
+) -> int:
+    """pydantic-ai's checks of `model_request_batch`'s arguments; the most requests per batch."""
+    check = _direct_helper("pydantic_ai.models._batch_settings", "check_batch_settings")
+    if check is not None:
+        size: int = check(
+            model,
+            max_requests=max_requests,
+            max_resubmissions=max_resubmissions,
+            poll_interval=poll_interval,
+            max_poll_interval=max_poll_interval,
+        )
+        return size
+    if max_requests is not None and max_requests <= 0:
+        raise UserError("`max_requests` must be positive.")
+    if max_resubmissions < 0:
+        raise UserError("`max_resubmissions` must not be negative.")
+    if poll_interval <= timedelta(0) or max_poll_interval < poll_interval:
+        raise UserError("`poll_interval` must be positive and no longer than `max_poll_interval`.")
+    limit = model.batch_max_requests
+    if limit is None:
+        raise UserError(f"`{type(model).__name__}` {model.model_name!r} has no batch API.")
+    return limit if max_requests is None else min(max_requests, limit)
+
+
+def refuse_pending(messages: Sequence[ModelMessage]) -> None:
+    """pydantic-ai's refusal of a request whose last message awaits tool results it cannot batch."""
+    pending = _direct_helper("pydantic_ai.models._batch_model", "refuse_pending_batch_request")
+    if pending is not None:
+        pending(messages)
+
+
+def prepare(model: Model, request: BatchRequest) -> BatchRequest:
+    """The request as `model_request_batch` sends it: special tokens broken, instruction parts filled in."""
+    messages = list(request.messages)
+    special_tokens = _direct_helper("pydantic_ai.direct", "_break_special_tokens")
+    if special_tokens is not None:
+        messages = special_tokens(model, messages)
+    params = request.model_request_parameters
+    instruction_parts = _direct_helper("pydantic_ai.direct", "_ensure_instruction_parts")
+    if instruction_parts is not None:
+        params = instruction_parts(request.messages, params)
+    return dataclasses.replace(request, messages=messages, model_request_parameters=params)
+
+
+def missing_result_error(model_name: str, batch_id: str) -> ModelAPIError:
+    return ModelAPIError(model_name, f"Batch {batch_id!r} ended without a result for the request.")
