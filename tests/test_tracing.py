@@ -155,6 +155,33 @@ def test_one_trace_per_job_from_the_caller_through_the_worker_to_the_callback(
     assert "batchline.jobs.created" in names_seen
 
 
+@pytest.mark.redis
+def test_a_job_sent_without_trace_headers_still_has_one_trace(
+    traced_worker: tuple[RealSetup, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A caller whose Celery is not instrumented sends the submit with no context: Celery's task span on the worker
+    # starts a trace of its own, and batchline's steps join the job's trace (kept in its record), linked to it.
+    _, path = traced_worker
+    uninstrument_celery()
+    monkeypatch.setattr("batchline.telemetry.caller.instrument_celery", lambda **_: None)
+    batch = batch_create_sync(
+        MODEL, [("r0", [ModelRequest.user_text_prompt("hello")])], poll_interval=0.2, instrument=True
+    )
+    batch_wait_sync(batch)
+    steps = ("batchline.submit", "batchline.fetch", "batchline.deliver")
+
+    def traced() -> list[dict[str, Any]]:
+        spans = worker_spans(path)
+        return spans if all(any(s["name"] == name for s in spans) for name in steps) else []
+
+    spans = wait_for(traced, "the worker's step spans", timeout=60)
+    (create,) = [span_json(s) for s in _EXPORTER.get_finished_spans() if s.name.startswith("batch_create")]
+    (run_submit,) = [s for s in spans if s["name"] == "run/batchline.submit"]
+    assert run_submit["trace_id"] != create["trace_id"]  # no context came with the message
+    for name in steps:
+        assert {s["trace_id"] for s in spans if s["name"] == name} == {create["trace_id"]}, name
+
+
 def test_cost_is_batch_priced_and_unknown_models_get_none() -> None:
     pairs = Tally(None).pairs
     pairs[(1000, 500)] += 2

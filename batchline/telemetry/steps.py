@@ -37,13 +37,20 @@ def step(runtime: Runtime, name: str, job_id: str | None = None, part: int | Non
     from opentelemetry.trace import Status, StatusCode
 
     values: dict[str, Any] = {attr.STEP: name}
+    job = runtime.store.job(job_id) if job_id is not None else None
     if job_id is not None:
-        values.update(attr.job_attributes(job_id, runtime.store.job(job_id)))
+        values.update(attr.job_attributes(job_id, job))
     if part is not None:
         values[attr.PART] = part
+    parent, links = _job_parent(job.traceparent if job is not None else None)
     tracer = trace.get_tracer(SCOPE)
     with tracer.start_as_current_span(
-        f"batchline.{name}", attributes=values, record_exception=False, set_status_on_exception=False
+        f"batchline.{name}",
+        context=parent,
+        links=links,
+        attributes=values,
+        record_exception=False,
+        set_status_on_exception=False,
     ) as span:
         try:
             yield
@@ -54,6 +61,23 @@ def step(runtime: Runtime, name: str, job_id: str | None = None, part: int | Non
             else:
                 span.set_status(Status(StatusCode.ERROR, kind))
             raise
+
+
+def _job_parent(traceparent: str | None) -> tuple[Any, list[Any]]:
+    """The parent of a step's span: the current one (Celery's task span, carrying the context its message brought),
+    unless that is in another trace than the job's: a message sent where no tracer was set up carries no context, and
+    its task span starts a trace of its own. The step then joins the job's trace, linked to that task span."""
+    if not traceparent:
+        return None, []
+    from opentelemetry import trace
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    job_context = TraceContextTextMapPropagator().extract({"traceparent": traceparent})
+    job_trace = trace.get_current_span(job_context).get_span_context()
+    current = trace.get_current_span().get_span_context()
+    if not job_trace.is_valid or current.trace_id == job_trace.trace_id:
+        return None, []
+    return job_context, [trace.Link(current)] if current.is_valid else []
 
 
 def summarised(runtime: Runtime, summary: S) -> S:
