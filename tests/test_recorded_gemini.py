@@ -110,6 +110,8 @@ def test_the_adapter_reads_the_recorded_inline_batch_through_its_stored_order(ad
     assert [r.text for r in responses] == CAPITALS
     assert [r.model_name for r in responses] == ["gemini-2.5-flash-lite"] * 3
     assert [(r.usage.input_tokens, r.usage.output_tokens) for r in responses] == [(8, 8), (8, 8), (8, 9)]
+    # The tracing's usage reader, on the raw bodies, counts what pydantic-ai's decode counts.
+    assert [wire.usage_of(body) for _, _, body in results] == [(8, 8), (8, 8), (8, 9)]
     assert asked == [f"/v1beta/{name}"] * 2
 
 

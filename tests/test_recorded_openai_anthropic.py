@@ -158,6 +158,8 @@ def test_openai_output_file_streams_into_results_that_decode() -> None:
             usage["prompt_tokens"],
             usage["completion_tokens"],
         )
+        # The tracing's usage reader, on the raw body, counts what pydantic-ai's decode counts.
+        assert openai.usage_of(body) == (response.usage.input_tokens, response.usage.output_tokens)
 
 
 def test_openai_error_file_lines_for_unrun_requests_are_expired() -> None:
@@ -281,6 +283,7 @@ def test_anthropic_results_stream_from_results_url_and_decode() -> None:
             message["usage"]["input_tokens"],
             message["usage"]["output_tokens"],
         )
+        assert anthropic.usage_of(body) == (response.usage.input_tokens, response.usage.output_tokens)
 
 
 def test_anthropic_thinking_result_decodes_with_its_signature() -> None:
@@ -292,6 +295,7 @@ def test_anthropic_thinking_result_decodes_with_its_signature() -> None:
     assert isinstance(first, ThinkingPart) and first.content == thinking["thinking"]
     assert first.signature == thinking["signature"]
     assert isinstance(second, TextPart) and second.content == text["text"]
+    assert anthropic.usage_of(body) == (response.usage.input_tokens, response.usage.output_tokens)
 
 
 def test_anthropic_errored_result_decodes_into_a_clear_batch_error() -> None:
