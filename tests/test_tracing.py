@@ -189,3 +189,40 @@ def test_cost_is_batch_priced_and_unknown_models_get_none() -> None:
     assert cost is not None and cost == Decimal("0.075") * 2000 / 10**6 + Decimal("0.3") * 1000 / 10**6
     assert cost_of("openai", "no-such-model", pairs) is None
     assert cost_of("test", "test", pairs) is None
+
+
+def test_the_worker_steps_record_their_metrics(caller_telemetry: Any) -> None:
+    # The steps run by hand on fakeredis (as in test_pipeline_steps), with instrumentation on, in this process.
+    from batchline import pipeline
+
+    from .test_pipeline_steps import end_at_provider, make_runtime, new_job
+
+    def points() -> dict[str, float]:
+        data = _READER.get_metrics_data()  # None until an instrument has recorded something
+        seen: dict[str, float] = {}
+        if data is None:
+            return seen
+        for metric in (m for rm in data.resource_metrics for sm in rm.scope_metrics for m in sm.metrics):
+            for point in metric.data.data_points:
+                value = getattr(point, "value", None)
+                seen[metric.name] = seen.get(metric.name, 0) + (value if value is not None else point.count)
+        return seen
+
+    before = points()
+    runtime = make_runtime(instrument=True)
+    job_id = new_job(runtime, count=3)
+    list(pipeline.submit(runtime, job_id))
+    still_running = pipeline.poll(runtime, job_id, 0)
+    assert still_running is not None and still_running.step == "poll"
+    end_at_provider(runtime, job_id)
+    assert pipeline.poll(runtime, job_id, 0) == pipeline.Next("fetch", 0)
+    pipeline.fetch(runtime, job_id, 0)
+    after = points()
+
+    def grew(name: str) -> float:
+        return after.get(name, 0) - before.get(name, 0)
+
+    assert grew("batchline.parts") == 3  # submitted, ended, stored
+    assert grew("batchline.results.ingested") == 3
+    assert grew("batchline.polls") >= 1
+    assert grew("batchline.job.duration") == 1  # one job ended: one measurement

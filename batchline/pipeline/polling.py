@@ -44,6 +44,7 @@ def poll(runtime: Runtime, job_id: str, n: int) -> Next | None:
         snapshot = Snapshot(part.provider_id, NOT_FOUND, "failed", error=str(error))
         end_part(runtime, job_id, n, snapshot)
         return Next("fetch", n)
+    record_poll(runtime, job.model)
     if job.state == BatchStatus.CANCELLING and snapshot.state == "running":
         snapshot = provider.cancel(snapshot.id)
     if snapshot.ended:
