@@ -158,7 +158,9 @@ def main() -> None:
     if want("poll"):
         report["poll"] = poll_scale(bench, sizes["poll"], sizes["window"])
     delete_prefix(bench.redis, bench.prefix)
-    delete_prefix(bench.redis, f"blbench-{bench.token}")
+    queue = f"blbench-{bench.token}"
+    delete_prefix(bench.redis, queue)
+    bench.redis.delete(f"_kombu.binding.{queue}", f"_kombu.binding_permanent.{queue}")  # kombu's, outside the prefix
     for leftover in bench.tmp.iterdir():
         leftover.unlink()
     bench.tmp.rmdir()
