@@ -8,6 +8,7 @@ and queue a job), `status` (a job as a `Batch`) and `results` (decode or export 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import functools
 import time
@@ -250,7 +251,8 @@ async def model_request_batch(
     Cancelling the awaiting task, or reaching `timeout` (which then raises `TimeoutError`), cancels the job's
     provider batches.
     """
-    batch = await batch_create(
+    create = functools.partial(
+        batch_create_sync,
         model,
         requests,
         model_request_parameters=model_request_parameters,
@@ -261,14 +263,33 @@ async def model_request_batch(
         submit_wait=0,
         instrument=instrument,
     )
+    batch = await created(create)
     try:
         async with asyncio.timeout(timeout):
             await batch_wait(batch.id)
     except BaseException:
         # Cancelled by the caller, timed out, or interrupted: the provider batches must not run on unpaid-for.
-        await asyncio.shield(batch_cancel(batch.id))
+        await cancel_quietly(batch.id)
         raise
     return await batch_results(batch.id)
+
+
+async def created(create: Callable[[], Batch]) -> Batch:
+    """Create a job in a thread, to the end even when the awaiting task is cancelled meanwhile: a job stored after its
+    caller left (a timeout, a cancelled task) is then cancelled, so no paid batch runs for nobody."""
+    creating = asyncio.ensure_future(asyncio.to_thread(create))
+    try:
+        return await asyncio.shield(creating)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            await cancel_quietly((await creating).id)
+        raise
+
+
+async def cancel_quietly(job_id: str) -> None:
+    """Cancel a job the caller is leaving; a failure to cancel (Redis down) never hides why the caller left."""
+    with contextlib.suppress(Exception):
+        await asyncio.shield(batch_cancel(job_id))
 
 
 model_request_batch_sync = _sync_twin(model_request_batch)

@@ -12,6 +12,7 @@ pydantic-ai's own, re-exported unchanged, as is any other name of `pydantic_ai.d
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
@@ -121,12 +122,12 @@ async def model_request_batch(
         submit_wait=0,
     )
     limits = JobLimits(max_requests=batch_size, max_poll_interval=max_poll_interval.total_seconds())
-    batch = await asyncio.to_thread(api.create_job, form, prepared, numbers, JobOptions(), limits)
+    batch = await api.created(functools.partial(api.create_job, form, prepared, numbers, JobOptions(), limits))
     try:
         await _wait(pydantic_model.model_name, batch.id)
     except BaseException:
         # Cancelled by the caller, or a batch could not be created, checked or read: stop what has not ended.
-        await asyncio.shield(api.batch_cancel(batch.id))
+        await api.cancel_quietly(batch.id)
         raise
     return await asyncio.to_thread(_outcomes, codec, pydantic_model.model_name, batch.id, prepared)
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic_ai.exceptions import UserError
 
 from .errors import BatchInputError
-from .providers.endpoints import Endpoint, plain_headers
+from .providers.endpoints import Endpoint, hidden_credentials, is_official, plain_headers
 
 if TYPE_CHECKING:
     from pydantic_ai.models import Model
@@ -32,6 +32,9 @@ SERVED: dict[str, str] = {
     "google": "google",
 }
 """pydantic-ai's prefix -> batchline's adapter prefix, for the prefixes whose pydantic-ai model batches."""
+
+SERVED_BY = {"openai": "openai", "anthropic": "anthropic", "google": "gemini"}
+"""batchline's adapter prefix -> its adapter's name (`Provider.name`)."""
 
 SUPPORTED = "'openai:', 'openai-responses:', 'anthropic:', 'google:', or an OpenAIResponsesModel, AnthropicModel or "
 SUPPORTED += "GoogleModel (Gemini API) instance"
@@ -136,7 +139,15 @@ def _instance_form(model: Model) -> ModelForm:
     for header, attribute in (("OpenAI-Organization", "organization"), ("OpenAI-Project", "project")):
         if isinstance(value := getattr(client, attribute, None), str) and value:
             headers[header] = value
-    endpoint = Endpoint(str(model.base_url or ""), tuple(sorted(headers.items())))
+    base_url = str(model.base_url or "")
+    if hidden_credentials(base_url):
+        raise BatchInputError(
+            f"The {kind}'s base URL carries a user, password or query; batchline stores no credentials with a job. "
+            "Give the workers the key, and the model a plain base URL."
+        )
+    if is_official(SERVED_BY[prefix], base_url):
+        base_url = ""  # the provider's own: the workers call it as they are configured (a gateway, if they have one)
+    endpoint = Endpoint(base_url, tuple(sorted(headers.items()))) if base_url or headers else None
     return ModelForm(f"{prefix}:{model.model_name}", instance=model, endpoint=endpoint)
 
 

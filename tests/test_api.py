@@ -27,12 +27,15 @@ from batchline import (
     batch_wait_sync,
     model_request_batch,
     model_request_batch_sync,
+    worker,
 )
 from batchline.config import Settings
 from batchline.providers.test import TestProvider
+from batchline.runtime import runtime_for
 from batchline.store import Store
 
 from .conftest import set_embedded_settings
+from .waiting import wait_for
 
 
 def prompt(text: str) -> list[ModelRequest]:
@@ -292,3 +295,22 @@ def test_a_job_timeout_is_kept_by_the_workers_even_when_nobody_waits(embedded: S
     final = batch_wait_sync(batch)  # only reads the store: the worker's poll does the cancelling
     assert final.status is BatchStatus.CANCELLED
     assert b"cancelled_at" in provider_batch_state(embedded_store, final)
+
+
+def test_a_caller_that_leaves_while_its_job_is_created_leaves_no_batch_running(embedded: Settings) -> None:
+    # The caller's timeout passes while the requests are still being encoded and stored: the job is stored all the
+    # same (the thread cannot be stopped midway), and is then cancelled, not left to run for a caller that is gone.
+    set_embedded_settings(replace(embedded, test_delay=3600))  # the provider batch runs until cancelled
+    store = runtime_for(worker.app).store
+    before = set(store.job_ids(10_000))
+    requests = [(f"r{i}", [ModelRequest.user_text_prompt(f"q{i}")]) for i in range(5000)]
+
+    async def leave_early() -> None:
+        async with asyncio.timeout(0.01):
+            await model_request_batch("test", requests)
+
+    with pytest.raises(TimeoutError):
+        asyncio.run(leave_early())
+    (job_id,) = set(store.job_ids(10_000)) - before
+    final = wait_for(lambda: (b := batch_status_sync(job_id)).is_complete and b, "the job's end", timeout=60)
+    assert final.status is BatchStatus.CANCELLED

@@ -4,7 +4,6 @@ name before anything is stored; a `Model` instance keeps its class, settings and
 from __future__ import annotations
 
 import asyncio
-import os
 from typing import Any
 
 import pytest
@@ -24,7 +23,7 @@ from batchline.config import Settings
 from batchline.errors import ProviderRejected
 from batchline.model_forms import ModelNotBatchable, resolve_model
 from batchline.providers import ProviderContext, get_provider
-from batchline.providers.endpoints import Endpoint, untrusted
+from batchline.providers.endpoints import Endpoint, plain_headers, untrusted
 from batchline.store import Store
 
 SECRET = "sk-instance-secret-never-stored-0123456789"
@@ -151,9 +150,11 @@ def test_an_instance_on_an_untrusted_base_url_is_refused_at_create(embedded: Set
     assert embedded_store.job_ids(10_000) == before
 
 
-def test_trust_is_the_official_origin_the_environment_and_the_setting() -> None:
+def test_trust_is_the_workers_configured_base_url_and_the_setting() -> None:
     env = {"OPENAI_BASE_URL": "http://proxy.internal:8080/v1"}
-    assert untrusted("openai", "https://api.openai.com/v1", (), env) is None
+    # A worker pointed at a gateway never sends the gateway's key to the official host.
+    assert untrusted("openai", "https://api.openai.com/v1", (), env) is not None
+    assert untrusted("openai", "https://api.openai.com/v1", (), {}) is None  # no gateway: the official origin
     assert untrusted("openai", "http://proxy.internal:8080/other", (), env) is None
     assert untrusted("openai", "http://elsewhere:1/v1", (), env) is not None
     assert untrusted("openai", "http://elsewhere:1/v1", ("http://elsewhere:1",), env) is None
@@ -193,8 +194,35 @@ def test_an_instances_settings_reach_the_encoded_body() -> None:
     )
 
 
-def test_no_environment_leaks_into_this_module() -> None:
-    assert SECRET not in os.environ.values()
+def test_an_instance_on_the_official_base_url_goes_where_the_workers_are_configured() -> None:
+    form = resolve_model(openai_instance("https://api.openai.com/v1"))
+    assert form.endpoint is None  # no base URL of its own: a worker with OPENAI_BASE_URL uses it, with its key
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["https://user:hunter2@api.openai.com/v1", "https://api.openai.com/v1?key=hunter2", "https://x.test/#hunter2"],
+)
+def test_a_base_url_carrying_credentials_is_refused_without_repeating_them(url: str) -> None:
+    with pytest.raises(BatchInputError, match="carries a user, password or query") as refused:
+        resolve_model(openai_instance(url))
+    assert "hunter2" not in str(refused.value)
+    assert "hunter2" not in (untrusted("openai", url, (url,), {}) or "")
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("X-JWT-Assertion", "eyJhbGciOi"),
+        ("cf-access-jwt-assertion", "abc"),
+        ("X-Amzn-Oidc-Data", "abc"),
+        ("X-Sig", "abc"),
+        ("X-Forward", "Bearer abc"),
+        ("X-Upstream", "sk-abc"),
+    ],
+)
+def test_headers_that_look_like_credentials_stay_in_the_caller(name: str, value: str) -> None:
+    assert plain_headers({name: value, "X-Team": "research"}) == {"X-Team": "research"}
 
 
 def test_every_known_model_name_is_served_by_its_own_class_or_refused_by_name(sdk_env: None) -> None:

@@ -187,7 +187,7 @@ class HTTPTransport(TransportBase):
             base_url, headers = self.client_config(os.environ)
             if self._endpoint is not None:  # a job's own base URL: only one the worker trusts gets its key
                 trusted_bases = settings.trusted_base_urls if settings is not None else ()
-                base_url, headers = endpoint_config(self.name, self._endpoint, headers, trusted_bases)
+                base_url, headers = endpoint_config(self.name, self._endpoint, base_url, headers, trusted_bases)
             trusted = settings.trusted_result_hosts if settings is not None else ()
             self._http = ProviderHTTP(self.name, base_url, headers, trusted=trusted)
         return self._http

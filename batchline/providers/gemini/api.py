@@ -69,7 +69,7 @@ class GeminiAPI:
             key, base_url = wanted
             headers = {"x-goog-api-key": key}
             if self._endpoint is not None:
-                base_url, headers = endpoint_config("gemini", self._endpoint, headers, self._trusted_bases)
+                base_url, headers = endpoint_config("gemini", self._endpoint, base_url, headers, self._trusted_bases)
                 base_url = base_url.rstrip("/")
             self._http = ProviderHTTP("gemini", base_url, headers, transport=self._transport, trusted=self._trusted)
             self._made_for = wanted
