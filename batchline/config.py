@@ -14,6 +14,7 @@ import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
+from urllib.parse import urlsplit
 
 from .errors import SettingsError
 from .validation import DAY, plain_number
@@ -216,6 +217,13 @@ def _check_together(settings: Settings, sources: Mapping[str, str]) -> None:
             f"({settings.visibility_timeout}s): a poll waits that long unacknowledged, and the broker would redeliver "
             "it."
         )
+    for url in settings.trusted_base_urls:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.username or parts.query:
+            raise SettingsError(
+                f"{sources['trusted_base_urls']} takes base URLs like https://gateway.example.com/v1 (a scheme, a "
+                f"host, no user, password or query); one of its entries is not (not repeated: it may hold a secret)."
+            )
     if settings.visibility_timeout > settings.ttl_seconds:
         raise SettingsError(
             f"{visibility} ({settings.visibility_timeout}s) must be at most {ttl} ({settings.ttl_seconds}s): a message "

@@ -46,7 +46,7 @@ from .pydantic_private import (
     prepare,
     refuse_pending,
 )
-from .validation import check_model, check_numbers
+from .validation import JobNumbers, check_model
 
 __all__ = (
     "StreamedResponseSync",
@@ -114,13 +114,8 @@ async def model_request_batch(
     if not requests:
         return []
     prepared = [prepare(pydantic_model, request) for request in requests]
-    numbers = check_numbers(
-        poll_interval=poll_interval.total_seconds(),
-        timeout=None,
-        chunk_size=500,
-        max_resubmissions=max_resubmissions,
-        submit_wait=0,
-    )
+    # pydantic-ai's own checks above decide what is accepted: no narrower ranges of batchline's.
+    numbers = JobNumbers(poll_interval.total_seconds(), None, 500, max_resubmissions, 0.0)
     limits = JobLimits(max_requests=batch_size, max_poll_interval=max_poll_interval.total_seconds())
     batch = await api.created(functools.partial(api.create_job, form, prepared, numbers, JobOptions(), limits))
     try:

@@ -21,6 +21,7 @@ from pydantic_ai.exceptions import UserError
 
 from .errors import BatchInputError
 from .providers.endpoints import Endpoint, hidden_credentials, is_official, plain_headers
+from .pydantic_private import no_batch_api_message, sdk_custom_headers
 
 if TYPE_CHECKING:
     from pydantic_ai.models import Model
@@ -110,6 +111,8 @@ def resolve_model(model: object, *, direct: bool = False) -> ModelForm:
             )
         return ModelForm(model)
     if not colon:
+        if direct:  # pydantic-ai knows no model without its provider's prefix: its `UserError`, as pydantic-ai's
+            raise refuse(repr(model), "a model string names its provider first, as in 'openai:gpt-4o-mini'")
         return ModelForm(model)  # `check_model` and `get_provider` name what is wrong with it
     if prefix in SERVED:
         return ModelForm(f"{SERVED[prefix]}:{name}")
@@ -133,9 +136,8 @@ def _instance_form(model: Model) -> ModelForm:
     if prefix is None:
         raise refuse(f"a {kind}", "batchline's adapters batch only the models below")
     if model.batch_max_requests is None:
-        no_batch = getattr(model, "_no_batch_api_message", lambda: f"`{kind}` has no batch API.")
-        raise refuse(f"this {kind} ({model.model_name!r})", str(no_batch()).rstrip("."))
-    headers = plain_headers(getattr(client, "_custom_headers", None) or {})
+        raise refuse(f"this {kind} ({model.model_name!r})", no_batch_api_message(model).rstrip("."))
+    headers = plain_headers(sdk_custom_headers(client))
     for header, attribute in (("OpenAI-Organization", "organization"), ("OpenAI-Project", "project")):
         if isinstance(value := getattr(client, attribute, None), str) and value:
             headers[header] = value

@@ -155,6 +155,19 @@ def chat_completion_response(model: OpenAIChatModel, completion: Any) -> ModelRe
     return process(completion)
 
 
+# -- batchline.model_forms: what a Model instance says of itself ------------------------------------------------------
+def no_batch_api_message(model: Model) -> str:
+    """pydantic-ai's own words for why `model` cannot batch (its Vertex AI and Azure reasons), or plain ones."""
+    message = getattr(model, "_no_batch_api_message", None)
+    return str(message()) if callable(message) else f"`{type(model).__name__}` has no batch API."
+
+
+def sdk_custom_headers(client: object) -> Mapping[str, object]:
+    """The headers an SDK client (openai, anthropic) was made with (`default_headers`), which it keeps privately."""
+    headers = getattr(client, "_custom_headers", None)
+    return headers if isinstance(headers, Mapping) else {}
+
+
 # -- batchline.direct: model_request_batch's own checks, defaults and request preparation -----------------------------
 try:
     from pydantic_ai.models._batch_settings import (

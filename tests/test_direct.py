@@ -419,3 +419,34 @@ def test_anthropic_and_google_instances_run_on_the_worker_without_their_key(
     responses = asyncio.run(batchline.direct.model_request_batch(model, requests, poll_interval=FAST))
     assert [r.text for r in responses if isinstance(r, ModelResponse)] == ["Mock response for a", "Mock response for b"]
     assert SECRET.encode() not in everything_stored(on_worker)
+
+
+def test_a_model_without_its_providers_prefix_is_pydantic_ais_user_error() -> None:
+    ask = [BatchRequest(custom_id="a", messages=[ModelRequest.user_text_prompt("q")])]
+    with pytest.raises(UserError, match="names its provider first"):
+        asyncio.run(batchline.direct.model_request_batch("gpt-4o-mini", ask))
+
+
+def test_pydantic_ais_ranges_are_accepted_not_batchlines_narrower_ones(monkeypatch: pytest.MonkeyPatch) -> None:
+    # batch_create refuses a poll interval over a day or more than 10 resubmissions; pydantic-ai takes both, so the
+    # drop-in does: the job is created with them (stopped here, before anything is stored).
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    seen: list[Any] = []
+
+    def create_job(form: Any, requests: Any, numbers: Any, options: Any, limits: Any) -> Any:
+        seen.append(numbers)
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr("batchline.api.create_job", create_job)
+    ask = [BatchRequest(custom_id="a", messages=[ModelRequest.user_text_prompt("q")])]
+    with pytest.raises(RuntimeError, match="stop here"):
+        asyncio.run(
+            batchline.direct.model_request_batch(
+                "openai:gpt-4o-mini",
+                ask,
+                max_resubmissions=11,
+                poll_interval=timedelta(days=2),
+                max_poll_interval=timedelta(days=3),
+            )
+        )
+    assert (seen[0].max_resubmissions, seen[0].poll_interval) == (11, 2 * 86400)

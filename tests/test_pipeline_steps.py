@@ -637,3 +637,10 @@ def test_a_step_on_a_job_that_is_gone_names_it(runtime: Runtime) -> None:
             step(runtime, "batch_gone")
     with pytest.raises(JobNotFound, match="batch_gone"):
         pipeline.poll(runtime, "batch_gone", 0)
+
+
+def test_a_part_whose_record_is_gone_is_never_created_as_an_empty_batch(runtime: Runtime) -> None:
+    job_id = new_job(runtime)
+    runtime.store.redis.delete(runtime.store.part_key(job_id, 0))  # evicted, or deleted by hand
+    assert submitted(runtime, job_id) == []
+    assert creates(runtime, job_id) == 0

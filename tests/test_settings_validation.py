@@ -66,6 +66,17 @@ def test_a_url_is_not_repeated_in_the_error_it_may_hold_a_password() -> None:
     assert "s3cret" not in str(error.value)
 
 
+@pytest.mark.parametrize(
+    "entry", ["proxy.internal", "ftp://host", "https://user:s3cret@gw.test", "https://gw.test/?k=s3cret"]
+)
+def test_a_trusted_base_url_must_be_a_plain_http_url_and_is_never_repeated(entry: str) -> None:
+    with pytest.raises(SettingsError, match="BATCHLINE_TRUSTED_BASE_URLS takes base URLs like") as error:
+        Settings.load({}, {"BATCHLINE_TRUSTED_BASE_URLS": f"https://fine.test,{entry}"})
+    assert "s3cret" not in str(error.value)
+    loaded = Settings.load({}, {"BATCHLINE_TRUSTED_BASE_URLS": "https://gw.test/v1, http://proxy.internal:8080"})
+    assert loaded.trusted_base_urls == {"https://gw.test/v1", "http://proxy.internal:8080"}
+
+
 def test_a_value_from_the_celery_config_is_named_as_such() -> None:
     with pytest.raises(SettingsError, match=r"batchline_ttl_seconds \(Celery config\) must be a whole number"):
         Settings.load({"batchline_ttl_seconds": 0}, {})

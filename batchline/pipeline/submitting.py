@@ -36,6 +36,9 @@ def submit(runtime: Runtime, job_id: str) -> Iterator[Next]:
             continue
         if part.state != PartState.PENDING:
             continue
+        if part.total == 0:  # its hash is gone (evicted, deleted by hand): an empty batch is never created
+            log.error("job %s: part %d has no record in the store; it is not created", job_id, n)
+            continue
         now = store.job(job_id)
         if now is not None and now.state == BatchStatus.CANCELLING:
             end_part(runtime, job_id, n, Snapshot("", "not_created", "cancelled"))
