@@ -27,9 +27,10 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from pydantic_ai import ModelRequest, TextPart
 
 from batchline import batch_create_sync, batch_results_sync, batch_wait_sync, worker
+from batchline.costs import cost_of
 from batchline.emulator import Emulator
 from batchline.telemetry.celery import uninstrument_celery
-from batchline.telemetry.usage import Tally, cost_of
+from batchline.telemetry.usage import Tally
 
 from .conftest import RealSetup, WorkerProcess, make_real_setup
 from .openai_anthropic_helpers import FAKE_ANTHROPIC_KEY, FAKE_OPENAI_KEY, provider_env
