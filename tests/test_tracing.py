@@ -98,9 +98,11 @@ def test_one_trace_per_job_from_the_caller_through_the_worker_to_the_callback(
     batch_wait_sync(batch)
 
     def callbacks_traced() -> bool:
-        return sum(s["name"] == "run/bltest.record" for s in worker_spans(path)) == 2
+        # The deliver span ends after its callbacks were sent (and may be written after their own spans).
+        names = [s["name"] for s in worker_spans(path)]
+        return names.count("run/bltest.record") == 2 and "batchline.deliver" in names
 
-    wait_for(callbacks_traced, "the callback tasks' spans", timeout=60)
+    wait_for(callbacks_traced, "the callback tasks' and the deliver step's spans", timeout=60)
     caller = [span_json(span) for span in _EXPORTER.get_finished_spans()]
     (create,) = [s for s in caller if s["name"].startswith("batch_create")]
     trace_id = create["trace_id"]
