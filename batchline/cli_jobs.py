@@ -141,6 +141,8 @@ def _jobs(args: argparse.Namespace, console: Console) -> int:
     table.add_column("status", overflow="fold")
     for name in ("requests", "succeeded", "failed", "not run"):
         table.add_column(name, justify="right", overflow="fold")
+    for name in ("tokens in", "tokens out", "cost"):
+        table.add_column(name, justify="right", overflow="fold")
     table.add_column("created", overflow="fold")
     for batch in api.batch_list_sync(args.limit):
         counts = job_counts(batch, _parts(batch.id, len(batch.provider_batches)))
@@ -150,6 +152,9 @@ def _jobs(args: argparse.Namespace, console: Console) -> int:
             batch.status.name,
             str(batch.request_count),
             *(str(count) for count in counts),
+            str(batch.usage.input_tokens),
+            str(batch.usage.output_tokens),
+            cost_text(batch),
             batch.created_at.strftime("%Y-%m-%d %H:%M:%S"),
         )
     console.print(table)
@@ -286,7 +291,21 @@ def status_table(batch: Batch, stored: list[PartRecord] | None = None) -> Table:
     )
     if batch.anomaly_count:
         table.caption += f"; {batch.anomaly_count} result lines from the provider matched no request and were skipped"
+    table.caption += f"\n{usage_text(batch)}"
     return table
+
+
+def usage_text(batch: Batch) -> str:
+    """The job's token usage and its cost, as a line: `1,200 input + 340 output tokens, cost $0.000012`."""
+    usage = batch.usage
+    return f"{usage.input_tokens:,} input + {usage.output_tokens:,} output tokens, cost {cost_text(batch)}"
+
+
+def cost_text(batch: Batch) -> str:
+    """The job's cost in USD at batch prices, or `unknown` when there is no price for its model (never a made-up 0)."""
+    if batch.cost is None:
+        return "unknown"
+    return f"${batch.cost:,.2f}" if batch.cost >= 1 else f"${batch.cost:.6f}"
 
 
 def wait(job_id: str, timeout: float | None, console: Console) -> int:
@@ -320,6 +339,7 @@ def wait(job_id: str, timeout: float | None, console: Console) -> int:
             delay = min(delay * 1.5, 5.0)
             batch = batch_status_sync(job_id)
     console.print(f"{batch.id}: {batch.status.name}, {batch.completed_count} succeeded, {batch.failed_count} failed")
+    console.print(usage_text(batch), highlight=False)
     return 0 if batch.is_successful else 1
 
 

@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from .types import BatchStatus
 
 HashValue = str | int | float
 """A value as the store writes it into a hash field."""
+
+UsageReader = Callable[[bytes], tuple[int, int]]
+"""Reads a provider's stored succeeded body: its `(input, output)` tokens."""
 
 
 class PartState(enum.StrEnum):
@@ -76,6 +79,9 @@ class JobRecord:
     succeeded: int = 0
     failed: int = 0
     anomalies: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    """Token usage of the job's succeeded results, summed by the store as it stores them (0 in an older record)."""
     completed_at: float | None = None
     delivery_error: str | None = None
     traceparent: str | None = None
@@ -106,6 +112,8 @@ class JobRecord:
             succeeded=int(get("succeeded") or 0),
             failed=int(get("failed") or 0),
             anomalies=int(get("anomalies") or 0),
+            input_tokens=int(get("input_tokens") or 0),
+            output_tokens=int(get("output_tokens") or 0),
             completed_at=float(completed_at) if completed_at else None,
             delivery_error=get("delivery_error") or None,
             traceparent=get("traceparent") or None,
@@ -135,6 +143,8 @@ class JobRecord:
             "max_poll_interval": self.max_poll_interval or None,
             "endpoint": self.endpoint or None,
             "anomalies": self.anomalies or None,
+            "input_tokens": self.input_tokens or None,
+            "output_tokens": self.output_tokens or None,
             "completed_at": self.completed_at,
             "delivery_error": self.delivery_error,
             "traceparent": self.traceparent,

@@ -6,10 +6,11 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 
+from .costs import job_cost
 from .pipeline import poll_countdown
 from .records import PartRecord, PartState
 from .runtime import Runtime
-from .types import Batch, BatchStatus, ProviderBatch
+from .types import Batch, BatchStatus, BatchUsage, ProviderBatch
 
 
 def batch_of(runtime: Runtime, job_id: str) -> Batch:
@@ -39,6 +40,8 @@ def batch_of(runtime: Runtime, job_id: str) -> Batch:
             )
             for n, part in enumerate(parts)
         ],
+        usage=BatchUsage(input_tokens=job.input_tokens, output_tokens=job.output_tokens),
+        cost=job_cost(job),
     )
 
 

@@ -35,7 +35,7 @@ import redis
 from . import store_scripts as lua
 from ._chunks import chunks as _chunks
 from .errors import JobNotFound
-from .records import RESULT_TAGS, TAG_STATUS, HashValue, JobRecord, PartRecord, PartState, StoredResult
+from .records import RESULT_TAGS, TAG_STATUS, HashValue, JobRecord, PartRecord, PartState, StoredResult, UsageReader
 from .types import BatchStatus
 
 CHUNK = 1000
@@ -113,7 +113,9 @@ class Store:
                 pipe.rpush(self.part_key(job_id, n, ":ids"), *ids)
             planned = {"state": PartState.PENDING, "total": len(part_ids), "group": group}
             pipe.hset(self.part_key(job_id, n), mapping=_fields(planned))
-        initial = dataclasses.replace(job, state=BatchStatus.PENDING, parts=len(parts), succeeded=0, failed=0)
+        initial = dataclasses.replace(
+            job, state=BatchStatus.PENDING, parts=len(parts), succeeded=0, failed=0, input_tokens=0, output_tokens=0
+        )
         pipe.hset(self.job_key(job_id), mapping=_fields(initial.to_hash()))
         pipe.zadd(f"{self.prefix}jobs", {job_id: job.created_at})
         # In the same transaction as the job: a job that survives a crash is always one the sweep can find.
@@ -311,8 +313,12 @@ class Store:
         results: Iterable[tuple[str, str, bytes]],
         chunk: int = 500,
         progress: Callable[[int], None] | None = None,
+        usage: UsageReader | None = None,
     ) -> int:
         """Store `(custom_id, status, body)` results a chunk at a time; answer how many were new.
+
+        `usage` reads each succeeded body's `(input, output)` tokens (see `costs.usage_reader`): the new results' add
+        to the job's `input_tokens` and `output_tokens` in the step that stores them.
 
         `progress` hears the running count of new results after each chunk. A helper thread runs each chunk's script
         while the next chunk is read (Redis works while this process parses), one chunk at a time and in order, so
@@ -328,7 +334,8 @@ class Store:
             for batch in _chunks(results, chunk):
                 args: list[Any] = [self.ttl, 0]
                 for custom_id, status, body in batch:
-                    args += [custom_id, RESULT_TAGS[status] + body]
+                    given, made = usage(body) if usage is not None and status == "succeeded" else (0, 0)
+                    args += [custom_id, RESULT_TAGS[status] + body, given, made]
                 stored = writer.submit(self._add_results, keys=keys, args=args)
                 if pending is not None:
                     added += int(pending.result())

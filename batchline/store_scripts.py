@@ -1,21 +1,27 @@
 """The store's Lua scripts: each is one atomic step in Redis (see `store.Store` for what calls them)."""
 
-# Store each new result, count it, and announce the chunk's new results in one stream entry, in one atomic step per
-# chunk. A value comes tagged (its status letter first) from the client: joining them here would copy every body once
-# more inside Redis. One entry per chunk, not per result, spares Redis a command per result.
+# Store each new result, count it, add its token usage to the job's, and announce the chunk's new results in one
+# stream entry, in one atomic step per chunk. A result comes as four values: its custom_id, its value tagged (its status
+# letter first) by the client, since joining them here would copy every body once more inside Redis, and its input and
+# output tokens. Only a result this step stores adds its tokens, so a fetch that runs again counts nothing twice. One
+# entry per chunk, not per result, spares Redis a command per result.
 ADD_RESULTS = """
-local ok, bad, arrived = 0, 0, {}
-for i = 3, #ARGV, 2 do
+local ok, bad, given, made, arrived = 0, 0, 0, 0, {}
+for i = 3, #ARGV, 4 do
   if redis.call('HSETNX', KEYS[1], ARGV[i], ARGV[i + 1]) == 1 then
     local tag = string.sub(ARGV[i + 1], 1, 1)
     arrived[#arrived + 1] = ARGV[i]
     arrived[#arrived + 1] = tag
     if tag == 's' then ok = ok + 1 else bad = bad + 1 end
+    given = given + tonumber(ARGV[i + 2])
+    made = made + tonumber(ARGV[i + 3])
   end
 end
 if #arrived > 0 then redis.call('XADD', KEYS[2], '*', unpack(arrived)) end
 if ok > 0 then redis.call('HINCRBY', KEYS[3], 'succeeded', ok) end
 if bad > 0 then redis.call('HINCRBY', KEYS[3], 'failed', bad) end
+if given > 0 then redis.call('HINCRBY', KEYS[3], 'input_tokens', string.format('%d', given)) end
+if made > 0 then redis.call('HINCRBY', KEYS[3], 'output_tokens', string.format('%d', made)) end
 local ttl = tonumber(ARGV[1])
 redis.call('EXPIRE', KEYS[1], ttl)
 redis.call('EXPIRE', KEYS[2], ttl)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict
@@ -56,6 +57,15 @@ class ProviderBatch(BaseModel):
     """Why the provider ended the batch without running it, when it did."""
 
 
+class BatchUsage(BaseModel):
+    """The token usage of a job's succeeded results, as the provider reported it in each result."""
+
+    model_config = ConfigDict(frozen=True)
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+
 class Batch(BaseModel):
     """A handle on a job. It round-trips through JSON, so an app can keep it (or only its `id`) and check later."""
 
@@ -73,6 +83,11 @@ class Batch(BaseModel):
     """Result lines the provider sent that match no request of the job (not JSON, no custom_id, an id outside the
     part, a repeat): never stored or counted as results, so the counts above never exceed `request_count`."""
     provider_batches: list[ProviderBatch] = []
+    usage: BatchUsage = BatchUsage()
+    """Tokens of the results stored so far, each counted once."""
+    cost: Decimal | None = None
+    """What that usage costs in USD at the provider's batch prices (genai-prices, as pydantic-ai's
+    `ModelResponse.cost()` prices it); None when genai-prices does not know the model."""
 
     @property
     def is_complete(self) -> bool:

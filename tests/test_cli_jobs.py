@@ -38,9 +38,11 @@ def test_submit_wait_status_results_and_jobs(real_setup: RealSetup, real_worker:
     waited = batchline("wait", job_id, env=real_setup.env)
     assert waited.returncode == 0, waited.stderr
     assert "12/12" in waited.stdout and "COMPLETED, 12 succeeded, 0 failed" in waited.stdout
+    assert "output tokens, cost unknown" in waited.stdout  # the test model has no price: never a made-up 0
 
     status = batchline("status", job_id, env=real_setup.env)
     assert status.returncode == 0 and "COMPLETED" in status.stdout and "batch_test_" in status.stdout
+    assert "output tokens, cost unknown" in status.stdout
 
     out = tmp_path / "out.jsonl"
     exported = batchline("results", job_id, "-o", str(out), env=real_setup.env)
@@ -52,6 +54,7 @@ def test_submit_wait_status_results_and_jobs(real_setup: RealSetup, real_worker:
 
     listed = batchline("jobs", env=real_setup.env)
     assert listed.returncode == 0 and job_id in listed.stdout
+    assert "cost" in listed.stdout and "unknown" in next(line for line in listed.stdout.splitlines() if job_id in line)
 
 
 def test_cancel_stops_a_running_job(redis_url: str, tmp_path: Path) -> None:

@@ -27,9 +27,10 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from pydantic_ai import ModelRequest, TextPart
 
 from batchline import batch_create_sync, batch_results_sync, batch_wait_sync, worker
+from batchline.costs import cost_of
 from batchline.emulator import Emulator
 from batchline.telemetry.celery import uninstrument_celery
-from batchline.telemetry.usage import Tally, cost_of
+from batchline.telemetry.usage import Tally
 
 from .conftest import RealSetup, WorkerProcess, make_real_setup
 from .openai_anthropic_helpers import FAKE_ANTHROPIC_KEY, FAKE_OPENAI_KEY, provider_env
@@ -97,9 +98,11 @@ def test_one_trace_per_job_from_the_caller_through_the_worker_to_the_callback(
     batch_wait_sync(batch)
 
     def callbacks_traced() -> bool:
-        return sum(s["name"] == "run/bltest.record" for s in worker_spans(path)) == 2
+        # The deliver span ends after its callbacks were sent (and may be written after their own spans).
+        names = [s["name"] for s in worker_spans(path)]
+        return names.count("run/bltest.record") == 2 and "batchline.deliver" in names
 
-    wait_for(callbacks_traced, "the callback tasks' spans", timeout=60)
+    wait_for(callbacks_traced, "the callback tasks' and the deliver step's spans", timeout=60)
     caller = [span_json(span) for span in _EXPORTER.get_finished_spans()]
     (create,) = [s for s in caller if s["name"].startswith("batch_create")]
     trace_id = create["trace_id"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Iterable, Iterator
 
+from ..costs import usage_reader
 from ..errors import BrokenDownload, HostileAnswer, MalformedAnswer, ProviderRejected, TransientProviderError
 from ..records import RESULT_TAGS, PartState
 from ..runtime import Runtime
@@ -44,7 +45,8 @@ def fetch(runtime: Runtime, job_id: str, n: int, progress: Callable[[int, int], 
             screen = Screen(set(store.part_ids(job_id, n)))
             tally = tally_for(runtime, provider.name)  # token usage for the span, with instrumentation on
             results = final(screen(provider.results(snapshot)))
-            stored = store.add_results(job_id, tally(results) if tally else results, progress=report)
+            results = tally(results) if tally else results
+            stored = store.add_results(job_id, results, progress=report, usage=usage_reader(provider.name))
             record_fetch(runtime, job, tally)
             log.info("job %s part %d: stored %d results", job_id, n, stored)
             anomalies = screen.anomalies

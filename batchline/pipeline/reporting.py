@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from .._chunks import chunks
+from ..costs import job_cost
 from ..runtime import Runtime
 
 
@@ -16,8 +17,10 @@ def delivery_chunks(runtime: Runtime, job_id: str, size: int) -> Iterator[tuple[
 
 
 def summary(runtime: Runtime, job_id: str) -> dict[str, Any]:
-    """A job's counts and status, with no prompt and no result text: what tasks return and Flower shows."""
+    """A job's counts, status, token usage and cost, with no prompt and no result text: what tasks return and Flower
+    shows."""
     job = runtime.store.load_job(job_id)
+    cost = job_cost(job)
     return {
         "job_id": job_id,
         "status": job.state.value,
@@ -25,4 +28,7 @@ def summary(runtime: Runtime, job_id: str) -> dict[str, Any]:
         "succeeded": job.succeeded,
         "failed": job.failed,
         "anomalies": job.anomalies,
+        "input_tokens": job.input_tokens,
+        "output_tokens": job.output_tokens,
+        "cost": None if cost is None else float(cost),  # USD at batch prices; None when the model has no known price
     }

@@ -11,10 +11,11 @@ asks for them).
 
 from __future__ import annotations
 
+from ..costs import cost_of, usage_reader
 from .caller import instrument_enabled, stamp, traced_create
 from .celery import instrument_celery
 from .steps import job_context, record_fetch, record_job_done, record_part, record_poll, step, summarised, tally_for
-from .usage import Tally, cost_of, usage_reader
+from .usage import Tally
 
 __all__ = [
     "Tally",

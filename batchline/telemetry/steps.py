@@ -10,9 +10,10 @@ import time
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from ..costs import cost_of
 from . import attributes as attr
 from .instruments import instruments
-from .usage import Tally, cost_of
+from .usage import Tally
 
 if TYPE_CHECKING:
     from ..records import JobRecord
@@ -164,6 +165,6 @@ def tally_for(runtime: Runtime, provider_name: str) -> Tally | None:
     """A usage tally for a fetch, or None with instrumentation off."""
     if not runtime.settings.instrument:
         return None
-    from .usage import usage_reader
+    from ..costs import usage_reader
 
     return Tally(usage_reader(provider_name))
