@@ -9,26 +9,27 @@ from ..records import UsageReader
 
 
 class Tally:
-    """Passes a part's results through on their way to the store, adding up the token usage of the succeeded ones.
+    """Counts a part's results on their way to the store, and the token usage of the succeeded ones.
 
-    Each succeeded result's `(input, output)` pair is counted, so a price that changes with a request's size (a
-    long-context tier) is applied per request, as the provider bills it."""
+    The store reads each succeeded body's usage once (`read`, given to `Store.add_results` as its reader), and the
+    tally keeps each `(input, output)` pair, so a price that changes with a request's size (a long-context tier) is
+    applied per request, as the provider bills it."""
 
     def __init__(self, reader: UsageReader | None) -> None:
         self.reader = reader
         self.pairs: Counter[tuple[int, int]] = Counter()
         self.results = 0
-        self.succeeded = 0
 
     def __call__(self, results: Iterable[tuple[str, str, bytes]]) -> Iterator[tuple[str, str, bytes]]:
-        reader = self.reader
         for result in results:
             self.results += 1
-            if result[1] == "succeeded":
-                self.succeeded += 1
-                if reader is not None:
-                    self.pairs[reader(result[2])] += 1
             yield result
+
+    def read(self, body: bytes) -> tuple[int, int]:
+        """A succeeded body's usage, by the provider's reader, counted here too."""
+        pair = self.reader(body) if self.reader is not None else (0, 0)
+        self.pairs[pair] += 1
+        return pair
 
     @property
     def input_tokens(self) -> int:
