@@ -23,7 +23,7 @@ from . import jobs, results, status, telemetry, worker
 from ._gc import gc_paused
 from .codec import to_batch_requests
 from .delivery import check_tasks, completion_spec
-from .errors import BatchInputError
+from .errors import BatchInputError, JobNotFound
 from .model_forms import ModelForm, resolve_model
 from .pipeline import request_cancel
 from .providers import get_provider
@@ -186,11 +186,11 @@ batch_status = _async_twin(batch_status_sync)
 def batch_list_sync(limit: int = 20) -> list[Batch]:
     """The most recent jobs in the store, newest first."""
     _, runtime = _runtime()
-    return [
-        status.batch_of(runtime, job_id)
-        for job_id in runtime.store.job_ids(limit)
-        if runtime.store.job(job_id) is not None
-    ]
+    batches = []
+    for job_id in runtime.store.job_ids(limit):
+        with contextlib.suppress(JobNotFound):  # listed, but its record expired: a job no longer
+            batches.append(status.batch_of(runtime, job_id))
+    return batches
 
 
 batch_list = _async_twin(batch_list_sync)
