@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from .answers_common import AnswerContext, Tool, answer_text, choose_tool, schema_json, text_of, tokens, tool_arguments
+from .answers_common import (
+    AnswerContext,
+    Tool,
+    Turn,
+    answer_text,
+    choose_tool,
+    schema_json,
+    text_of,
+    tokens,
+    tool_arguments,
+)
 from .store import digest_id
 
 _ID_CHARS = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
@@ -28,21 +38,37 @@ def _output_schema(params: dict[str, Any]) -> Any:
     return None
 
 
+def _blocks(message: dict[str, Any], kind: str) -> list[dict[str, Any]]:
+    content = message.get("content")
+    return [b for b in content if isinstance(b, dict) and b.get("type") == kind] if isinstance(content, list) else []
+
+
+def _turn(messages: list[dict[str, Any]]) -> Turn:
+    """Tool results come back in user messages: the prompt is the last user message that is not only tool results."""
+    prompts = [
+        n
+        for n, m in enumerate(messages)
+        if m.get("role") == "user" and (isinstance(m.get("content"), str) or not _blocks(m, "tool_result"))
+    ]
+    start = prompts[-1] if prompts else -1
+    after = messages[start + 1 :]
+    return Turn(
+        text_of(messages[start].get("content")) if start >= 0 else "",
+        tuple(str(b.get("name")) for m in after for b in _blocks(m, "tool_use")),
+        tuple(text_of(b.get("content")) for m in after for b in _blocks(m, "tool_result")),
+    )
+
+
 def message(params: dict[str, Any], custom_id: str, ctx: AnswerContext) -> dict[str, Any]:
     model = str(params.get("model", ""))
     messages = [m for m in params.get("messages") or [] if isinstance(m, dict)]
-    last = messages[-1] if messages else {}
-    content = last.get("content")
-    after_tool = isinstance(content, list) and any(
-        isinstance(block, dict) and block.get("type") == "tool_result" for block in content
-    )
-    last_user = next((m for m in reversed(messages) if m.get("role") == "user"), {})
+    turn = _turn(messages)
     tools = [
         Tool(str(t["name"]), t.get("input_schema") or {})
         for t in params.get("tools") or []
         if isinstance(t, dict) and "input_schema" in t and isinstance(t.get("name"), str)
     ]
-    tool = choose_tool(tools, _forced(params.get("tool_choice")), text_of(last_user.get("content")), after_tool)
+    tool = choose_tool(tools, _forced(params.get("tool_choice")), turn)
     key = (ctx.batch_id, custom_id)
     blocks: list[dict[str, Any]]
     if tool is not None:
@@ -52,7 +78,7 @@ def message(params: dict[str, Any], custom_id: str, ctx: AnswerContext) -> dict[
         stop_reason, out_tokens = "tool_use", tokens(arguments)
     else:
         schema = _output_schema(params)
-        text = schema_json(schema) if schema is not None else answer_text(ctx, custom_id, model, "anthropic")
+        text = schema_json(schema) if schema is not None else answer_text(ctx, custom_id, model, "anthropic", turn)
         blocks = [{"type": "text", "text": text}]
         stop_reason, out_tokens = "end_turn", tokens(text)
     return {

@@ -35,9 +35,26 @@ def tokens(value: Any) -> int:
     return max(1, math.ceil(len(text) / 4))
 
 
-def answer_text(ctx: AnswerContext, custom_id: str, model: str | None, provider: str) -> str:
+@dataclass(frozen=True)
+class Turn:
+    """The conversation since the user's last prompt: what the model was asked, and the tools it has called since."""
+
+    prompt: str = ""
+    called: tuple[str, ...] = ()
+    """The names of the tools called since the prompt, in order."""
+    results: tuple[str, ...] = ()
+    """The text of the tool results given back since the prompt, in order."""
+
+    @property
+    def after_tool(self) -> bool:
+        return bool(self.results)
+
+
+def answer_text(ctx: AnswerContext, custom_id: str, model: str | None, provider: str, turn: Turn | None = None) -> str:
+    results = "; ".join(turn.results) if turn else ""
+    fields = {"custom_id": custom_id, "model": model or "", "provider": provider, "tool_results": results}
     try:
-        return ctx.template.format_map({"custom_id": custom_id, "model": model or "", "provider": provider})
+        return ctx.template.format_map(fields)
     except (KeyError, IndexError, ValueError):
         return ctx.template
 
@@ -51,22 +68,22 @@ def tool_arguments(tool: Tool) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def choose_tool(tools: list[Tool], forced: str | None, last_text: str, after_tool: bool) -> Tool | None:
+def choose_tool(tools: list[Tool], forced: str | None, turn: Turn) -> Tool | None:
     """The tool the model calls, if any.
 
     `forced` is a tool name, "any" (a tool must be called), "none", or None (the model decides). Deciding alone, the
-    model calls a tool whose name the last user message mentions, unless it has just been given a tool's result.
+    model calls, one per round, each tool the user's last prompt mentions (in the order the tools are declared) that
+    it has not called since that prompt, then answers: a prompt naming two tools takes two tool rounds.
     """
     if not tools or forced == "none":
         return None
-    mentioned = next((t for t in tools if re.search(rf"(?<![\w-]){re.escape(t.name)}(?![\w-])", last_text)), None)
+    mentioned = [t for t in tools if re.search(rf"(?<![\w-]){re.escape(t.name)}(?![\w-])", turn.prompt)]
     if forced not in (None, "any", "auto"):
         return next((t for t in tools if t.name == forced), tools[0])
-    if forced == "any":
-        if mentioned is not None:
-            return mentioned
-        return tools[-1] if after_tool else tools[0]
-    return None if after_tool else mentioned
+    fresh = next((t for t in mentioned if t.name not in turn.called), None)
+    if forced == "any" and fresh is None:
+        return tools[-1] if turn.after_tool else tools[0]  # pydantic-ai declares its output tools last
+    return fresh
 
 
 def text_of(content: Any) -> str:

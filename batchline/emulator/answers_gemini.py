@@ -4,7 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from .answers_common import AnswerContext, Tool, answer_text, choose_tool, schema_json, text_of, tokens, tool_arguments
+import orjson
+
+from .answers_common import (
+    AnswerContext,
+    Tool,
+    Turn,
+    answer_text,
+    choose_tool,
+    schema_json,
+    text_of,
+    tokens,
+    tool_arguments,
+)
 
 
 def field(data: Any, camel: str) -> Any:
@@ -32,11 +44,31 @@ def _text_parts(content: Any) -> str:
     return " ".join(text_of(p) for p in parts or [] if isinstance(p, dict) and "text" in p)
 
 
+def _parts(content: dict[str, Any], kind: str) -> list[Any]:
+    return [p[kind] for p in content.get("parts") or [] if isinstance(p, dict) and isinstance(p.get(kind), dict)]
+
+
+def _turn(contents: list[dict[str, Any]]) -> Turn:
+    """Function responses come back in user turns: the prompt is the last user turn that holds text."""
+    prompts = [n for n, c in enumerate(contents) if c.get("role", "user") == "user" and _text_parts(c)]
+    start = prompts[-1] if prompts else -1
+    after = contents[start + 1 :]
+    return Turn(
+        _text_parts(contents[start]) if start >= 0 else "",
+        tuple(str(call.get("name")) for c in after for call in _parts(c, "functionCall")),
+        tuple(_response_text(r.get("response")) for c in after for r in _parts(c, "functionResponse")),
+    )
+
+
+def _response_text(response: Any) -> str:
+    """pydantic-ai sends a tool's return as `{"return_value": ...}`."""
+    value = response.get("return_value", response) if isinstance(response, dict) else response
+    return value if isinstance(value, str) else orjson.dumps(value).decode()
+
+
 def generate_content_response(request: dict[str, Any], key: str, model: str, ctx: AnswerContext) -> dict[str, Any]:
     contents = [c for c in request.get("contents") or [] if isinstance(c, dict)]
-    last = contents[-1] if contents else {}
-    after_tool = any(isinstance(p, dict) and "functionResponse" in p for p in last.get("parts") or [])
-    last_user = next((c for c in reversed(contents) if c.get("role", "user") == "user"), {})
+    turn = _turn(contents)
     forced, allowed = _forced(field(request, "toolConfig"))
     tools = [
         Tool(str(decl.get("name")), field(decl, "parametersJsonSchema") or decl.get("parameters") or {})
@@ -45,7 +77,7 @@ def generate_content_response(request: dict[str, Any], key: str, model: str, ctx
         for decl in field(group, "functionDeclarations") or []
         if isinstance(decl, dict) and (not allowed or decl.get("name") in allowed)
     ]
-    tool = choose_tool(tools, forced, _text_parts(last_user), after_tool)
+    tool = choose_tool(tools, forced, turn)
     part: dict[str, Any]
     if tool is not None:
         arguments = tool_arguments(tool)
@@ -59,7 +91,7 @@ def generate_content_response(request: dict[str, Any], key: str, model: str, ctx
         elif field(config, "responseMimeType") == "application/json":
             text = "{}"
         else:
-            text = answer_text(ctx, key, model, "gemini")
+            text = answer_text(ctx, key, model, "gemini", turn)
         part = {"text": text}
         out_tokens = tokens(text)
     prompt_tokens = tokens(contents) + tokens(field(request, "systemInstruction") or "")

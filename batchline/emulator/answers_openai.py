@@ -7,6 +7,7 @@ from typing import Any
 from .answers_common import (
     AnswerContext,
     Tool,
+    Turn,
     answer_text,
     choose_tool,
     embedding,
@@ -46,19 +47,42 @@ def _forced(choice: Any) -> str | None:
     return None
 
 
+def _responses_turn(items: list[dict[str, Any]]) -> Turn:
+    start = max((n for n, item in enumerate(items) if item.get("role") == "user"), default=-1)
+    after = items[start + 1 :]
+    return Turn(
+        text_of(items[start].get("content")) if start >= 0 else "",
+        tuple(str(i.get("name")) for i in after if i.get("type") == "function_call"),
+        tuple(str(i.get("output")) for i in after if i.get("type") == "function_call_output"),
+    )
+
+
+def _chat_turn(messages: list[dict[str, Any]]) -> Turn:
+    start = max((n for n, m in enumerate(messages) if m.get("role") == "user"), default=-1)
+    after = messages[start + 1 :]
+    return Turn(
+        text_of(messages[start].get("content")) if start >= 0 else "",
+        tuple(
+            str((call.get("function") or {}).get("name"))
+            for m in after
+            for call in m.get("tool_calls") or []
+            if isinstance(call, dict)
+        ),
+        tuple(text_of(m.get("content")) for m in after if m.get("role") == "tool"),
+    )
+
+
 def response(body: dict[str, Any], custom_id: str, ctx: AnswerContext) -> dict[str, Any]:
     model = str(body.get("model", ""))
     items = body.get("input")
     items = [{"role": "user", "content": items}] if isinstance(items, str) else (items or [])
-    last = items[-1] if items and isinstance(items[-1], dict) else {}
-    after_tool = last.get("type") == "function_call_output"
-    last_user = next((i for i in reversed(items) if isinstance(i, dict) and i.get("role") == "user"), {})
+    turn = _responses_turn([i for i in items if isinstance(i, dict)])
     tools = [
         Tool(str(t.get("name")), t.get("parameters") or {})
         for t in body.get("tools") or []
         if isinstance(t, dict) and t.get("type") == "function"
     ]
-    tool = choose_tool(tools, _forced(body.get("tool_choice")), text_of(last_user.get("content")), after_tool)
+    tool = choose_tool(tools, _forced(body.get("tool_choice")), turn)
     key = (ctx.batch_id, custom_id)
     output: list[dict[str, Any]]
     if tool is not None:
@@ -79,7 +103,7 @@ def response(body: dict[str, Any], custom_id: str, ctx: AnswerContext) -> dict[s
         text = (
             schema_json(fmt.get("schema") or {})
             if fmt.get("type") == "json_schema"
-            else ("{}" if fmt.get("type") == "json_object" else answer_text(ctx, custom_id, model, "openai"))
+            else ("{}" if fmt.get("type") == "json_object" else answer_text(ctx, custom_id, model, "openai", turn))
         )
         output = [
             {
@@ -145,14 +169,13 @@ def _chat_usage(prompt: int, completion: int) -> dict[str, Any]:
 def chat_completion(body: dict[str, Any], custom_id: str, ctx: AnswerContext) -> dict[str, Any]:
     model = str(body.get("model", ""))
     messages = [m for m in body.get("messages") or [] if isinstance(m, dict)]
-    after_tool = bool(messages) and messages[-1].get("role") == "tool"
-    last_user = next((m for m in reversed(messages) if m.get("role") == "user"), {})
+    turn = _chat_turn(messages)
     tools = [
         Tool(str(t["function"].get("name")), t["function"].get("parameters") or {})
         for t in body.get("tools") or []
         if isinstance(t, dict) and isinstance(t.get("function"), dict)
     ]
-    tool = choose_tool(tools, _forced(body.get("tool_choice")), text_of(last_user.get("content")), after_tool)
+    tool = choose_tool(tools, _forced(body.get("tool_choice")), turn)
     key = (ctx.batch_id, custom_id)
     message: dict[str, Any]
     if tool is not None:
@@ -171,7 +194,7 @@ def chat_completion(body: dict[str, Any], custom_id: str, ctx: AnswerContext) ->
         elif fmt.get("type") == "json_object":
             out_text = "{}"
         else:
-            out_text = answer_text(ctx, custom_id, model, "openai")
+            out_text = answer_text(ctx, custom_id, model, "openai", turn)
         message = {"role": "assistant", "content": out_text, "refusal": None, "annotations": []}
         finish = "stop"
     return {

@@ -124,7 +124,8 @@ class EmulatorConfig:
 
     stage_seconds: how long each lifecycle stage lasts (OpenAI validating, in_progress, finalizing; Anthropic
     in_progress; Gemini PENDING, RUNNING). 0 is instant: the batch has ended on the first GET after create.
-    response_template: the answer text; `{custom_id}`, `{model}` and `{provider}` are filled in.
+    response_template: the answer text; `{custom_id}`, `{model}`, `{provider}` and `{tool_results}` (the results of
+        the tools called since the last prompt, joined by "; ") are filled in.
     shuffle_seed: seeds the (deterministic) order of result lines.
     completion_window_seconds: after this long (on the emulator's clock) an unfinished batch expires.
     """

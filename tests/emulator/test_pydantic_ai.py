@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 
 import pytest
+from pydantic_ai import Agent, RunContext
+from pydantic_ai.capabilities import BatchModelRequests
 from pydantic_ai.messages import ModelRequest, TextPart, ToolCallPart, UserPromptPart
 from pydantic_ai.models import Model, ModelRequestParameters
 from pydantic_ai.models.anthropic import AnthropicModel
@@ -66,3 +69,41 @@ def test_batch_round_trip(provider: str, emulator: Emulator) -> None:
     assert isinstance(call, ToolCallPart) and call.tool_name == "get_weather"
     assert call.args_as_dict() == {"city": "example city", "days": 1}
     assert emulator.stats()[provider]["batches_created"] == 1
+
+
+def _two_tool_agent() -> Agent[str, str]:
+    agent = Agent(deps_type=str)
+
+    @agent.tool
+    def lookup(ctx: RunContext[str], city: str) -> str:
+        return f"lookup({ctx.deps})"
+
+    @agent.tool_plain
+    def forecast(days: int) -> str:
+        return f"forecast({days})"
+
+    return agent
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic", "gemini"])
+def test_an_agent_takes_two_tool_rounds_through_batches(provider: str, emulator: Emulator) -> None:
+    """A prompt naming two tools: the model calls one per round, then answers with both results; every model request
+    of the runs goes through the provider's batch API (pydantic-ai's own `BatchModelRequests`)."""
+    emulator.configure(response_template="answer for {custom_id}: {tool_results}")
+    agent = _two_tool_agent()
+    batching = BatchModelRequests(max_requests=3, poll_interval=timedelta(milliseconds=10))
+
+    async def run_all() -> list[str]:
+        async with batching:
+            runs = [
+                agent.run(
+                    "use lookup, then forecast", model=_model(provider, emulator), deps=name, capabilities=[batching]
+                )
+                for name in ("a", "b", "c")
+            ]
+            return [result.output for result in await asyncio.gather(*runs)]
+
+    outputs = asyncio.run(run_all())
+    for name, output in zip(("a", "b", "c"), outputs, strict=True):
+        assert output.endswith(f": lookup({name}); forecast(1)")
+    assert emulator.stats()[provider]["batches_created"] == 3  # one batch per round, not per run
