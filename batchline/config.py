@@ -45,6 +45,11 @@ class Settings:
     sweep_interval: float = 300.0
     allowed_callbacks: frozenset[str] = field(default_factory=frozenset)
     """Task names a job may name as its callback or on_complete task; any other name is refused."""
+    allowed_agents: frozenset[str] = field(default_factory=frozenset)
+    """Agents (`module:attribute`) or whole modules a `batchline.agents` job may name; the workers import them."""
+    agent_lease: float = 300.0
+    """How long a worker holds an agent run while it takes one round (its tools, its next request); a run whose
+    worker died goes on elsewhere after this."""
     trusted_result_hosts: frozenset[str] = field(default_factory=frozenset)
     """Origins (`https://files.example.com:443`, comma-separated) besides each provider's base URL that URLs the
     provider hands back (results, uploads) may point to. The API key goes to no other origin."""
@@ -166,6 +171,7 @@ _RULES: dict[str, _Rule] = {
     "visibility_timeout": _Rule(low=1, unit=" seconds"),
     "sweep_interval": _Rule(low=0, low_open=True, high=DAY, unit=" seconds"),
     "claim_timeout": _Rule(low=0, low_open=True, high=DAY, unit=" seconds"),
+    "agent_lease": _Rule(low=0, low_open=True, high=DAY, unit=" seconds"),
     "test_delay": _Rule(low=0, high=DAY, unit=" seconds"),
     "test_create_seconds": _Rule(low=0, high=DAY, unit=" seconds"),
     "test_result_seconds": _Rule(low=0, high=DAY, unit=" seconds"),

@@ -198,10 +198,15 @@ def _check_values(value: Any, allowed: frozenset[str], where: str) -> None:
             _check_values(item, allowed, where)
 
 
+BUILT_IN_COMPLETIONS = frozenset({"batchline.agent_resume"})
+"""batchline's own `on_complete` tasks, always allowed: the one that wakes the agent runs a pool's batch answered only
+wakes runs that wait on that batch's own requests."""
+
+
 def refuse_delivery(runtime: Runtime, job_id: str, job: JobRecord) -> bool:
     """The worker's own check, right before sending: on refusal, record why on the job and send nothing."""
     try:
-        check_tasks(job.callback, job.on_complete, runtime.settings.allowed_callbacks)
+        check_tasks(job.callback, job.on_complete, runtime.settings.allowed_callbacks | BUILT_IN_COMPLETIONS)
     except CallbackNotAllowed as error:
         log.error("job %s: delivery refused: %s", job_id, error)
         runtime.store.set_delivery_error(job_id, str(error))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 
+from .agents.records import is_agent_job
 from .costs import job_cost
 from .pipeline import poll_countdown
 from .records import PartRecord, PartState
@@ -15,6 +16,10 @@ from .types import Batch, BatchStatus, BatchUsage, ProviderBatch
 
 def batch_of(runtime: Runtime, job_id: str) -> Batch:
     """The job's current state as a `Batch`; JobNotFound when the store has no such job."""
+    if is_agent_job(job_id):
+        from .agents.status import agent_batch_of  # loads pydantic-ai's messages: only for an agent job
+
+        return agent_batch_of(runtime, job_id)
     store = runtime.store
     job = store.load_job(job_id)
     parts = store.parts(job_id, job.parts)

@@ -186,9 +186,12 @@ def sweep(self: Task[Any, Any]) -> int:
         for job_id, part in stale:
             with telemetry.job_context(runtime, job_id):  # the re-sent poll goes on in its job's trace
                 self.app.send_task("batchline.poll", args=(job_id, part))
+        from .agents import outbox, pools  # light: the agents' worker side loads pydantic-ai only to run a round
+
+        agent_steps = pools.sweep(runtime, outbox.CeleryOutbox(self.app))
         resubmit = pipeline.stale_submits(runtime)
         for job_id in resubmit:
             log.warning("job %s: still pending with no submit seen; the sweep sends one", job_id)
             with telemetry.job_context(runtime, job_id):
                 self.app.send_task("batchline.submit", args=(job_id,))
-        return len(stale) + len(resubmit)
+        return len(stale) + len(resubmit) + agent_steps

@@ -66,6 +66,25 @@ class BatchUsage(BaseModel):
     output_tokens: int = 0
 
 
+class AgentProgress(BaseModel):
+    """Where the runs of an agent job are (`batchline.agents`)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    not_started: int = 0
+    waiting: int = 0
+    """Runs whose model request is in a pool or a provider batch: the model requests in flight."""
+    runs_by_step: dict[int, int] = {}
+    """Waiting runs by the number of the model request they wait on (1 for their first)."""
+    succeeded: int = 0
+    failed: int = 0
+    cancelled: int = 0
+    model_requests: int = 0
+    """Model requests made so far, across every run and round."""
+    tool_calls: int = 0
+    """Tool calls executed so far (a call taken again after a crash counts once)."""
+
+
 class Batch(BaseModel):
     """A handle on a job. It round-trips through JSON, so an app can keep it (or only its `id`) and check later."""
 
@@ -88,6 +107,8 @@ class Batch(BaseModel):
     cost: Decimal | None = None
     """What that usage costs in USD at the provider's batch prices (genai-prices, as pydantic-ai's
     `ModelResponse.cost()` prices it); None when genai-prices does not know the model."""
+    agent: AgentProgress | None = None
+    """For an agent job (`batchline.agents`): its runs' progress. Its requests count its runs."""
 
     @property
     def is_complete(self) -> bool:

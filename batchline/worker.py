@@ -98,7 +98,7 @@ def configure(app: Celery, settings: Settings | None = None, *, own: bool = Fals
         conf.task_routes = (
             route if not routes else {**routes, **route} if isinstance(routes, dict) else (*routes, route)
         )
-    conf.include = [*conf.include, "batchline.tasks"]
+    conf.include = [*conf.include, "batchline.tasks", "batchline.agents.tasks"]
     if settings.instrument:
         instrument_celery()  # task spans, and the trace context in every message's headers
     return settings
@@ -143,4 +143,5 @@ if getattr(celery_state, "default_app", None) is None:
     # `celery -A batchline.worker flower|inspect|...` and threads with no current app find this one, but an app a
     # project made current in its own thread keeps precedence there.
     app.set_default()
-import batchline.tasks  # noqa: E402,F401  (registers the tasks on this app when it finalizes)
+import batchline.agents.tasks  # noqa: E402  (registers the tasks on this app when it finalizes)
+import batchline.tasks  # noqa: E402,F401

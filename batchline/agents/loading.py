@@ -1,0 +1,61 @@
+"""The agent and deps factory a job names, imported on a worker only when the workers allow them.
+
+A job is data in Redis: were a worker to import whatever module a job names, anyone able to write a job could run
+code on the workers. So, like callback tasks, agents are named in the workers' `allowed_agents`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from typing import Any
+
+from pydantic_ai import Agent
+
+from ..errors import BatchInputError, CallbackNotAllowed
+
+
+def check_allowed(path: str, allowed: frozenset[str]) -> None:
+    module, _, _ = path.partition(":")
+    if path not in allowed and module not in allowed:
+        raise CallbackNotAllowed(
+            f"Agent {path!r} is not in batchline's allowed_agents; add it (or its module {module!r}) to the config."
+        )
+
+
+def _resolve(path: str, what: str) -> Any:
+    module_name, sep, attribute = path.partition(":")
+    if not sep or not module_name or not attribute:
+        raise BatchInputError(f"{what} must be an import path `module:attribute`, not {path!r}.")
+    try:
+        value: Any = importlib.import_module(module_name)
+    except ImportError as error:
+        raise BatchInputError(f"{what} {path!r}: module {module_name!r} cannot be imported ({error}).") from None
+    for name in attribute.split("."):
+        if not hasattr(value, name):
+            raise BatchInputError(f"{what} {path!r}: {value.__name__!r} has no attribute {name!r}.")
+        value = getattr(value, name)
+    return value
+
+
+def load_agent(path: str, allowed: frozenset[str]) -> Agent[Any, Any]:
+    check_allowed(path, allowed)
+    agent = _resolve(path, "The agent")
+    if not isinstance(agent, Agent):
+        raise BatchInputError(f"{path!r} is a {type(agent).__name__}, not a pydantic-ai Agent.")
+    return agent
+
+
+def load_deps_factory(path: str, agent_path: str, allowed: frozenset[str]) -> Any:
+    """The factory must live in the agent's own module (or one the workers allow): it runs on the workers too."""
+    if path.partition(":")[0] != agent_path.partition(":")[0]:
+        check_allowed(path, allowed)
+    factory = _resolve(path, "The deps factory")
+    if not callable(factory):
+        raise BatchInputError(f"The deps factory {path!r} is not callable.")
+    return factory
+
+
+async def make_deps(factory: Any, custom_id: str) -> Any:
+    deps = factory(custom_id)
+    return await deps if inspect.isawaitable(deps) else deps
