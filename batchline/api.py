@@ -12,15 +12,17 @@ import contextlib
 import dataclasses
 import functools
 import time
-from collections.abc import Callable, Coroutine, Sequence
-from typing import IO, TYPE_CHECKING, Any, ParamSpec, TypeVar
+from collections.abc import Callable, Sequence
+from typing import IO, TYPE_CHECKING, Any
 
-from celery import Celery, Signature
+from celery import Signature
 from pydantic_ai.models import Model, ModelRequestParameters
 from pydantic_ai.settings import ModelSettings
 
 from . import jobs, results, status, telemetry, worker
 from ._gc import gc_paused
+from .agents.records import is_agent_job
+from .caller import async_twin, caller_runtime, sync_twin
 from .codec import to_batch_requests
 from .delivery import check_tasks, completion_spec
 from .errors import BatchInputError, JobNotFound
@@ -28,7 +30,7 @@ from .model_forms import ModelForm, resolve_model
 from .pipeline import request_cancel
 from .providers import get_provider
 from .providers.endpoints import untrusted
-from .runtime import Runtime, runtime_for
+from .runtime import runtime_for
 from .types import Batch, BatchResult
 from .validation import JobNumbers, check_model, check_numbers
 
@@ -37,43 +39,6 @@ if TYPE_CHECKING:
 
 BatchRef = Batch | str
 """A `Batch` handle or its id."""
-
-P = ParamSpec("P")
-R = TypeVar("R")
-
-
-def _async_twin(sync: Callable[P, R]) -> Callable[P, Coroutine[Any, Any, R]]:
-    """The async function of `sync`'s signature that runs it in a thread: the event loop is never blocked on Redis."""
-
-    @functools.wraps(sync)
-    async def twin(*args: P.args, **kwargs: P.kwargs) -> R:
-        return await asyncio.to_thread(sync, *args, **kwargs)
-
-    twin.__name__ = twin.__qualname__ = sync.__name__.removesuffix("_sync")
-    twin.__doc__ = f"Async twin of `{sync.__name__}`.\n\n{sync.__doc__ or ''}"
-    return twin
-
-
-def _sync_twin(run: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, R]:
-    """The blocking function of `run`'s signature, for code without an event loop."""
-
-    @functools.wraps(run)
-    def twin(*args: P.args, **kwargs: P.kwargs) -> R:
-        return asyncio.run(run(*args, **kwargs))
-
-    twin.__name__ = twin.__qualname__ = f"{run.__name__}_sync"
-    twin.__doc__ = f"Sync twin of `{run.__name__}`.\n\n{run.__doc__ or ''}"
-    return twin
-
-
-def _runtime() -> tuple[Celery, Runtime]:
-    app = worker.current_app()
-    runtime = runtime_for(app)
-    if runtime.settings.embedded:
-        from .embedded import ensure_worker
-
-        ensure_worker(app)
-    return app, runtime
 
 
 # -- create ---------------------------------------------------------------------------------------------------------
@@ -131,7 +96,7 @@ def create_job(
     with gc_paused():  # many requests, built at once (see `_gc`)
         checked = to_batch_requests(requests, options.model_request_parameters, options.model_settings)
         encoded = jobs.encode(codec, [request for request, _ in checked])
-        app, runtime = _runtime()
+        app, runtime = caller_runtime()
         if form.endpoint is not None:
             reason = untrusted(codec.name, form.endpoint.base_url, runtime.settings.trusted_base_urls)
             if reason is not None:
@@ -160,7 +125,7 @@ def create_job(
     return status.batch_of(runtime, job_id)
 
 
-batch_create = _async_twin(batch_create_sync)
+batch_create = async_twin(batch_create_sync)
 
 
 # -- status ---------------------------------------------------------------------------------------------------------
@@ -176,16 +141,16 @@ def _job_id(model_or_batch: Model | BatchRef, batch: BatchRef | None) -> str:
 
 def batch_status_sync(model_or_batch: Model | BatchRef, batch: BatchRef | None = None) -> Batch:
     """The job's current state, read from the store (the workers keep it current)."""
-    _, runtime = _runtime()
+    _, runtime = caller_runtime()
     return status.batch_of(runtime, _job_id(model_or_batch, batch))
 
 
-batch_status = _async_twin(batch_status_sync)
+batch_status = async_twin(batch_status_sync)
 
 
 def batch_list_sync(limit: int = 20) -> list[Batch]:
     """The most recent jobs in the store, newest first."""
-    _, runtime = _runtime()
+    _, runtime = caller_runtime()
     batches = []
     for job_id in runtime.store.job_ids(limit):
         with contextlib.suppress(JobNotFound):  # listed, but its record expired: a job no longer
@@ -193,7 +158,7 @@ def batch_list_sync(limit: int = 20) -> list[Batch]:
     return batches
 
 
-batch_list = _async_twin(batch_list_sync)
+batch_list = async_twin(batch_list_sync)
 
 
 # -- results --------------------------------------------------------------------------------------------------------
@@ -204,8 +169,11 @@ def batch_results_sync(
 
     `custom_ids` picks some (a callback task receives the ids of its chunk).
     """
-    _, runtime = _runtime()
-    return results.read_results(runtime, _job_id(model_or_batch, batch), custom_ids)
+    _, runtime = caller_runtime()
+    job_id = _job_id(model_or_batch, batch)
+    if is_agent_job(job_id):
+        raise BatchInputError(f"{job_id} is an agent job: read its runs with batchline.agents.results_sync.")
+    return results.read_results(runtime, job_id, custom_ids)
 
 
 def batch_export_sync(model_or_batch: Model | BatchRef, out: IO[bytes], batch: BatchRef | None = None) -> int:
@@ -214,24 +182,28 @@ def batch_export_sync(model_or_batch: Model | BatchRef, out: IO[bytes], batch: B
     This is raw mode's way out: nothing is decoded, so any endpoint's results (embeddings included) come back as the
     provider wrote them.
     """
-    _, runtime = _runtime()
+    _, runtime = caller_runtime()
     return results.export_results(runtime, _job_id(model_or_batch, batch), out)
 
 
-batch_results = _async_twin(batch_results_sync)
+batch_results = async_twin(batch_results_sync)
 
 
 # -- cancel ---------------------------------------------------------------------------------------------------------
 def batch_cancel_sync(model_or_batch: Model | BatchRef, batch: BatchRef | None = None) -> Batch:
     """Cancel the job: its provider batches that have not ended are cancelled by a worker. Kept results stay."""
-    app, runtime = _runtime()
+    app, runtime = caller_runtime()
     job_id = _job_id(model_or_batch, batch)
+    if is_agent_job(job_id):
+        from .agents.api import cancel_sync
+
+        return cancel_sync(job_id)
     if request_cancel(runtime, job_id):
         app.send_task("batchline.cancel", args=(job_id,))
     return status.batch_of(runtime, job_id)
 
 
-batch_cancel = _async_twin(batch_cancel_sync)
+batch_cancel = async_twin(batch_cancel_sync)
 
 
 # -- all in one -----------------------------------------------------------------------------------------------------
@@ -292,7 +264,7 @@ async def cancel_quietly(job_id: str) -> None:
         await asyncio.shield(batch_cancel(job_id))
 
 
-model_request_batch_sync = _sync_twin(model_request_batch)
+model_request_batch_sync = sync_twin(model_request_batch)
 
 
 async def batch_wait(model_or_batch: Model | BatchRef, batch: BatchRef | None = None) -> Batch:
@@ -310,4 +282,4 @@ async def batch_wait(model_or_batch: Model | BatchRef, batch: BatchRef | None = 
         delay = min(delay * 1.5, 1.0)
 
 
-batch_wait_sync = _sync_twin(batch_wait)
+batch_wait_sync = sync_twin(batch_wait)

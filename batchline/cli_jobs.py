@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from .agents.records import is_agent_job
 from .cli_args import Commands, positive_float, positive_int
 from .errors import BatchInputError
 from .raw import RawRequest, from_line, json_lines, parse_lines
@@ -105,7 +106,13 @@ def _status(args: argparse.Namespace, console: Console) -> int:
     from . import api
 
     _need_shared_store()
-    console.print(status_table(api.batch_status_sync(args.job_id)))
+    batch = api.batch_status_sync(args.job_id)
+    if batch.agent is not None:
+        from .cli_agents import agent_table
+
+        console.print(agent_table(batch))
+    else:
+        console.print(status_table(batch))
     return 0
 
 
@@ -196,6 +203,8 @@ def export(args: argparse.Namespace, console: Console) -> int:
     from .status import is_raw
     from .worker import current_app
 
+    if is_agent_job(args.job_id):
+        return _agent_results(args, console)
     provider_format = args.format == "provider"
     if args.format == "auto":
         provider_format = is_raw(runtime_for(current_app()), args.job_id)
@@ -248,6 +257,20 @@ def read_requests(path: Path) -> Iterator[tuple[str, list[Any]] | RawRequest]:
                     raise BatchInputError(f"{path}, line {number}: messages are not pydantic-ai messages") from error
             else:
                 raise BatchInputError(f"{path}, line {number}: needs a 'prompt' string or a 'messages' list")
+
+
+def _agent_results(args: argparse.Namespace, console: Console) -> int:
+    from .cli_agents import write_agent_results
+
+    out: IO[bytes] = sys.stdout.buffer if args.output is None else args.output.open("wb")
+    try:
+        count = write_agent_results(args.job_id, out)
+    finally:
+        if args.output is not None:
+            out.close()
+    if args.output is not None:
+        console.print(f"{count} runs written to {args.output}")
+    return 0
 
 
 def write_results(results: list[BatchResult], out: IO[bytes]) -> None:
@@ -314,7 +337,7 @@ def wait(job_id: str, timeout: float | None, console: Console) -> int:
 
     deadline = None if timeout is None else time.monotonic() + timeout
     batch = batch_status_sync(job_id)
-    due = None if batch.is_complete else next_poll(job_id)
+    due = None if batch.is_complete or batch.agent is not None else next_poll(job_id)
     if due is not None and due[0] >= FAR_POLL:
         console.print(
             f"next poll in {due[0]:.0f} s (poll interval {due[1]:g} s; submit with --poll-interval to change)",

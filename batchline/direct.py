@@ -32,6 +32,7 @@ from pydantic_ai.models.batch import BatchRequest
 from pydantic_ai.settings import merge_model_settings
 
 from . import api
+from .caller import caller_runtime
 from .jobs import JobLimits, JobOptions
 from .model_forms import resolve_model
 from .pipeline.base import NOT_FOUND, UNREADABLE
@@ -146,7 +147,7 @@ def _outcomes(
     codec: LazyCodec, model_name: str, job_id: str, requests: list[BatchRequest]
 ) -> list[ModelResponse | ModelAPIError]:
     """Each request's response, decoded as pydantic-ai decodes it, or the `ModelAPIError` it failed with."""
-    _, runtime = api._runtime()
+    _, runtime = caller_runtime()
     stored = runtime.store.results(job_id, [request.custom_id for request in requests])
     out: list[ModelResponse | ModelAPIError] = []
     for request, result in zip(requests, stored, strict=True):

@@ -186,9 +186,11 @@ def sweep(self: Task[Any, Any]) -> int:
         for job_id, part in stale:
             with telemetry.job_context(runtime, job_id):  # the re-sent poll goes on in its job's trace
                 self.app.send_task("batchline.poll", args=(job_id, part))
-        from .agents import outbox, pools  # light: the agents' worker side loads pydantic-ai only to run a round
+        # Light: the agents' worker side loads pydantic-ai only to run a round.
+        from .agents.outbox import CeleryOutbox
+        from .agents.pools import sweep as sweep_agents
 
-        agent_steps = pools.sweep(runtime, outbox.CeleryOutbox(self.app))
+        agent_steps = sweep_agents(runtime, CeleryOutbox(self.app))
         resubmit = pipeline.stale_submits(runtime)
         for job_id in resubmit:
             log.warning("job %s: still pending with no submit seen; the sweep sends one", job_id)

@@ -14,7 +14,7 @@ from pydantic import TypeAdapter
 from pydantic_ai.messages import ModelMessage, ModelMessagesTypeAdapter
 from pydantic_ai.usage import UsageLimits
 
-from ..api import _async_twin, _runtime, _sync_twin
+from ..caller import async_twin, caller_runtime, sync_twin
 from ..delivery import check_tasks, completion_spec
 from ..errors import BatchInputError
 from ..model_forms import resolve_model
@@ -85,7 +85,7 @@ def run_batch_sync(
     once all have; both must be in the workers' `allowed_callbacks`, and the agent in `allowed_agents`.
     Nothing is stored when an argument is wrong.
     """
-    app, runtime = _runtime()
+    app, runtime = caller_runtime()
     allowed = runtime.settings.allowed_agents
     loaded = load_agent(agent, allowed)
     if loaded.model is not None:
@@ -114,15 +114,15 @@ def run_batch_sync(
     return agent_batch_of(runtime, job_id)
 
 
-run_batch = _async_twin(run_batch_sync)
+run_batch = async_twin(run_batch_sync)
 
 
 def status_sync(job_id: str | Batch) -> Batch:
-    _, runtime = _runtime()
+    _, runtime = caller_runtime()
     return agent_batch_of(runtime, _id(job_id))
 
 
-status = _async_twin(status_sync)
+status = async_twin(status_sync)
 
 
 def results_sync(
@@ -130,20 +130,20 @@ def results_sync(
 ) -> list[AgentRunResult]:
     """The runs that have ended, in input order. Outputs are typed by `output_type`, else by the agent's output
     type when this process can import the agent and it is one type; else they are their JSON value."""
-    _, runtime = _runtime()
+    _, runtime = caller_runtime()
     job = load(runtime, _id(job_id))
     if output_type is None:
         output_type = _single_output_type(job.agent, runtime.settings.allowed_agents)
     return read_runs(runtime, _id(job_id), custom_ids, output_type)
 
 
-results = _async_twin(results_sync)
+results = async_twin(results_sync)
 
 
 def cancel_sync(job_id: str | Batch) -> Batch:
     """Cancel the job: its runs end `cancelled` where they stand, and requests still in a pool are taken out (a
     request already in a provider batch, shared with other jobs, runs on; its result is dropped)."""
-    app, runtime = _runtime()
+    app, runtime = caller_runtime()
     job_id = _id(job_id)
     agents = AgentStore(runtime.store)
     job = load(runtime, job_id)
@@ -158,7 +158,7 @@ def cancel_sync(job_id: str | Batch) -> Batch:
     return agent_batch_of(runtime, job_id)
 
 
-cancel = _async_twin(cancel_sync)
+cancel = async_twin(cancel_sync)
 
 
 async def wait(job_id: str | Batch) -> Batch:
@@ -170,7 +170,7 @@ async def wait(job_id: str | Batch) -> Batch:
     return batch
 
 
-wait_sync = _sync_twin(wait)
+wait_sync = sync_twin(wait)
 
 
 def _id(job: str | Batch) -> str:

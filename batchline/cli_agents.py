@@ -1,0 +1,52 @@
+"""The CLI's view of an agent job (`batchline.agents`): its runs by state and step, and their results as lines."""
+
+from __future__ import annotations
+
+from typing import IO
+
+import orjson
+from rich.table import Table
+
+from .types import Batch
+
+
+def agent_table(batch: Batch) -> Table:
+    progress = batch.agent
+    assert progress is not None
+    table = Table(title=f"{batch.id} (agent {batch.model}): {batch.status.name}")
+    table.add_column("runs")
+    table.add_column("count", justify="right")
+    rows = [("not started", progress.not_started)]
+    rows += [(f"waiting on model request {step}", count) for step, count in sorted(progress.runs_by_step.items())]
+    rows += [("succeeded", progress.succeeded), ("failed", progress.failed), ("cancelled", progress.cancelled)]
+    for name, count in rows:
+        table.add_row(name, str(count))
+    usage = batch.usage
+    table.caption = (
+        f"{batch.request_count} runs; {progress.waiting} model requests in flight, {progress.model_requests} made, "
+        f"{progress.tool_calls} tool calls executed\n"
+        f"{usage.input_tokens:,} input + {usage.output_tokens:,} output tokens"
+    )
+    return table
+
+
+def write_agent_results(job_id: str, out: IO[bytes]) -> int:
+    """One JSON line per ended run: its custom_id, state, output (as JSON), error and usage."""
+    from pydantic import TypeAdapter
+    from pydantic_ai.usage import RunUsage
+
+    from .agents.api import results_sync
+
+    usage = TypeAdapter(RunUsage)
+    count = 0
+    for run in results_sync(job_id):
+        line = {
+            "custom_id": run.custom_id,
+            "state": run.state.value,
+            "output": orjson.Fragment(TypeAdapter(object).dump_json(run.output)) if run.output is not None else None,
+            "error": run.error,
+            "usage": None if run.usage is None else orjson.Fragment(usage.dump_json(run.usage)),
+        }
+        out.write(orjson.dumps(line) + b"\n")
+        count += 1
+    return count
