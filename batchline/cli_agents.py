@@ -5,15 +5,18 @@ from __future__ import annotations
 from typing import IO
 
 import orjson
+from rich.console import Group
 from rich.table import Table
+from rich.text import Text
 
 from .types import Batch
 
 
-def agent_table(batch: Batch) -> Table:
+def agent_table(batch: Batch) -> Group:
+    """The job's line, its runs by where they are, and its counts: lines of their own, as the table is narrow."""
     progress = batch.agent
     assert progress is not None
-    table = Table(title=f"{batch.id} (agent {batch.model}): {batch.status.name}")
+    table = Table()
     table.add_column("runs")
     table.add_column("count", justify="right")
     rows = [("not started", progress.not_started)]
@@ -22,12 +25,13 @@ def agent_table(batch: Batch) -> Table:
     for name, count in rows:
         table.add_row(name, str(count))
     usage = batch.usage
-    table.caption = (
+    counts = (
         f"{batch.request_count} runs; {progress.waiting} model requests in flight, {progress.model_requests} made, "
         f"{progress.tool_calls} tool calls executed\n"
         f"{usage.input_tokens:,} input + {usage.output_tokens:,} output tokens"
     )
-    return table
+    title = Text(f"{batch.id} (agent {batch.model}): {batch.status.name}", style="bold")
+    return Group(title, table, Text(counts))
 
 
 def write_agent_results(job_id: str, out: IO[bytes]) -> int:

@@ -50,7 +50,7 @@ def _record(ctx: RunContext[str]) -> None:
 
 openai_agent = _agent("openai:gpt-4o-mini")
 anthropic_agent = _agent("anthropic:claude-haiku-4-5")
-google_agent = _agent("google-gla:gemini-2.5-flash")
+google_agent = _agent("google:gemini-2.5-flash")
 
 
 class Forecast(BaseModel):
@@ -71,4 +71,11 @@ failing_agent = Agent("openai:gpt-4o-mini", defer_model_check=True)
 
 @failing_agent.tool_plain
 def lookup_broken(city: str) -> str:
-    raise ModelRetry("the lookup service is down")
+    """A tool that fails: pydantic-ai ends the run with its exception."""
+    raise RuntimeError("the lookup service is down")
+
+
+@failing_agent.tool_plain
+def lookup_flaky(city: str) -> str:
+    """A tool that asks the model to try again once, as `ModelRetry` does."""
+    raise ModelRetry("try another city")
