@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 from celery import chain, signature
-from pydantic_ai.messages import ModelRequest, ModelResponse, TextPart, ToolCallPart, ToolReturnPart
+from pydantic_ai.messages import ModelRequest, ModelResponse, ToolCallPart, ToolReturnPart
 from pydantic_ai.usage import UsageLimits
 
 from batchline import BatchInputError, BatchStatus, agents, batch_cancel_sync, batch_status_sync, worker
