@@ -23,8 +23,6 @@ log = logging.getLogger("batchline")
 RESUME_TASK = "batchline.agent_resume"
 """The `on_complete` of a pool's batch job: wakes the runs that waited on it."""
 
-FLUSH_GRACE = 60.0
-"""How long a flush or a resume may take before the sweep finishes it."""
 
 RESUME_CHUNK = 1000
 
@@ -91,19 +89,20 @@ def sweep(runtime: Runtime, out: Outbox, limit: int = 1000) -> int:
     flushes never written, batch jobs that ended without waking their runs. Answer how many it sent."""
     agents = AgentStore(runtime.store)
     now = time.time()
+    grace = runtime.settings.claim_timeout  # how long a flush or a wake-up may take before the sweep finishes it
     sent = 0
     for job_id, index in agents.due(now - runtime.settings.agent_lease, limit):
         out.step(job_id, index)
         sent += 1
     for pool in agents.due_pools(now - 1.0):
         sent += flush(runtime, out, pool, force=True) is not None
-    for job_id, pool, tickets in agents.flushing(now - FLUSH_GRACE):
+    for job_id, pool, tickets in agents.flushing(now - grace):
         if agents.claim_flush(job_id, runtime.settings.claim_timeout):
             log.warning("agent pool %s: the flush into %s was left half done; the sweep writes it", pool, job_id)
             write_job(runtime, out, pool, job_id, tickets)
             sent += 1
-    for job_id in agents.open_pool_jobs(now - FLUSH_GRACE):
+    for job_id in agents.open_pool_jobs(now - grace):
         job = runtime.store.job(job_id)
-        if job is not None and job.state.is_final and (job.completed_at or now) < now - FLUSH_GRACE:
+        if job is not None and job.state.is_final and (job.completed_at or now) < now - grace:
             sent += resume(runtime, out, job_id)
     return sent
