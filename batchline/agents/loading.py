@@ -11,6 +11,7 @@ import inspect
 from typing import Any
 
 from pydantic_ai import Agent
+from pydantic_ai.models import Model, infer_model
 
 from ..errors import BatchInputError, CallbackNotAllowed
 
@@ -54,6 +55,21 @@ def load_deps_factory(path: str, agent_path: str, allowed: frozenset[str]) -> An
     if not callable(factory):
         raise BatchInputError(f"The deps factory {path!r} is not callable.")
     return factory
+
+
+_models: dict[str, Model] = {}
+
+
+def model_of(agent: Agent[Any, Any]) -> Model | None:
+    """The agent's model made once per worker process from its model string, None for a `Model` instance (used as
+    is). pydantic-ai would make a provider, and its HTTP client with a new TLS context, for every run; the pool never
+    uses that client, so one model serves every run."""
+    name = agent.model
+    if not isinstance(name, str):
+        return None
+    if name not in _models:
+        _models[name] = infer_model(name)
+    return _models[name]
 
 
 async def make_deps(factory: Any, custom_id: str) -> Any:

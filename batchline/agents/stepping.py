@@ -23,7 +23,7 @@ from ..delivery import check_tasks
 from ..errors import CallbackNotAllowed
 from ..runtime import Runtime
 from . import context
-from .loading import load_agent, load_deps_factory, make_deps
+from .loading import load_agent, load_deps_factory, make_deps, model_of
 from .outbox import Outbox
 from .pooled import Flush, Place, PooledModel, pending_ticket
 from .records import AgentJob, RunRecord, RunState, ticket_of
@@ -106,6 +106,7 @@ async def _run_round(
         result = await agent.run(
             None if waiting else (run.prompt or None),
             message_history=history or None,
+            model=model_of(agent),
             deps=await make_deps(factory, run.custom_id) if factory is not None else None,
             output_type=_with_pending(agent),
             usage_limits=LIMITS.validate_json(job.usage_limits) if job.usage_limits else None,
