@@ -112,7 +112,7 @@ def test_the_estimate_holds_what_the_emulator_bills(on_worker: RealSetup, model:
     assert 0 < used_out <= tokens_out.upper
     assert found.cost.lower is not None and found.cost.upper is not None and batch.cost is not None
     assert found.cost.lower <= batch.cost <= found.cost.upper
-    # The figures the README's cost section quotes (run with -s to see them): the typical input estimate against the billed.
+    # The figures the README's cost section quotes (`-s` shows them): the typical input estimate against the billed.
     error = (tokens_in.typical - used_in) / used_in
     print(
         f"\n{model}: input billed {used_in}, lower {tokens_in.lower}, typical {tokens_in.typical} ({error:+.0%}), "
