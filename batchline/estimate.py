@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict
 from pydantic_ai.models.batch import BatchRequest
 
 from .codec import RawBatchRequest
-from .costs import cost_of, usd
+from .costs import PRICES_PROVIDER, cost_of, usd
 from .errors import BatchInputError
 from .output_limits import output_limit
 from .providers import Encoded, provider_class, split_model
@@ -138,24 +138,56 @@ def _priced(
     upper_pairs: dict[str, Counter[tuple[int, int]]],
     complete: bool,
 ) -> CostRange:
-    lower = _price(provider, lower_pairs)
+    lower = _price(provider, lower_pairs, down=True)
     if lower is None:
         names = ", ".join(sorted(lower_pairs))
         return CostRange(lower=None, upper=None, method=f"unknown: genai-prices has no price for {provider}:{names}")
     method = "genai-prices at batch prices: lower prices the input's lower bound and no output, upper both upper bounds"
     if not complete:
         return CostRange(lower=lower, upper=None, method=method + "; no upper bound, as the tokens have none")
-    return CostRange(lower=lower, upper=_price(provider, upper_pairs), method=method)
+    return CostRange(lower=lower, upper=_price(provider, upper_pairs, down=False), method=method)
 
 
-def _price(provider: str, pairs: dict[str, Counter[tuple[int, int]]]) -> Decimal | None:
+def _price(provider: str, pairs: dict[str, Counter[tuple[int, int]]], down: bool) -> Decimal | None:
     total = Decimal(0)
     for name, counts in pairs.items():
+        if len(counts) > DISTINCT_SIZES and _tiered(provider, name):
+            counts = _coarse(counts, down)
         cost = cost_of(provider, name, counts)
         if cost is None:
             return None
         total += cost
     return total
+
+
+DISTINCT_SIZES = 256
+"""Above this many distinct request sizes, a model whose price has tiers is priced on sizes rounded outward to two
+significant digits: a tiered price is computed request size by request size (half a millisecond each), and rounding
+down a lower bound or up an upper one keeps each a bound."""
+
+
+def _coarse(counts: Counter[tuple[int, int]], down: bool) -> Counter[tuple[int, int]]:
+    rounded: Counter[tuple[int, int]] = Counter()
+    for (given, made), n in counts.items():
+        rounded[(_two_digits(given, down), _two_digits(made, down))] += n
+    return rounded
+
+
+def _two_digits(value: int, down: bool) -> int:
+    step: int = 10 ** max(0, len(str(value)) - 2)
+    return value // step * step if down else -(-value // step) * step
+
+
+def _tiered(provider: str, model_name: str) -> bool:
+    from genai_prices import Usage, calc_price
+    from genai_prices.types import TieredPrices
+
+    provider_id = PRICES_PROVIDER.get(provider)
+    try:
+        found = calc_price(Usage(), model_name, provider_id=provider_id)
+    except LookupError:
+        return False
+    return any(isinstance(value, TieredPrices) for value in vars(found.model_price).values())
 
 
 def output_bound(provider: str, model_name: str, body: dict[str, Any], url: str | None) -> tuple[int | None, str]:

@@ -143,10 +143,10 @@ def test_passing_the_budget_cancels_a_running_multi_part_job(
 ) -> None:
     monkeypatch.setattr(OpenAIProvider, "max_requests", 5)  # planned in this process: four parts of five requests
     emulator.configure(stage_seconds=1.0)  # a batch runs about three seconds
-    # The first part is created at once; the second's create takes 12 s, long enough for the first to end and be
+    # The first part is created at once; the second's create takes 15 s, long enough for the first to end and be
     # fetched, its cost to pass the budget, and the last two parts, not created yet, to be held back.
     emulator.add_fault(HttpFault(kind="slow", delay=0.0, method="POST", path=r"/v1/batches$", times=1))
-    emulator.add_fault(HttpFault(kind="slow", delay=12.0, method="POST", path=r"/v1/batches$", times=1))
+    emulator.add_fault(HttpFault(kind="slow", delay=15.0, method="POST", path=r"/v1/batches$", times=1))
     requests = [(f"r{i:02d}", [ModelRequest.user_text_prompt(f"Ticket {i}: refund?")]) for i in range(20)]
     found = estimate_cost_sync("openai:gpt-4o-mini", requests)
     assert found.cost.lower is not None

@@ -194,3 +194,17 @@ def test_submit_estimate_prints_the_estimate_with_no_broker(tmp_path: Path, clea
     assert unknown.returncode == 0 and "unknown" in unknown.stdout
     refused = batchline("submit", str(path), "--model", "test", "--max-cost", "0", env=clean_env)
     assert refused.returncode == 2 and "expected an amount of USD above 0" in refused.stderr
+
+
+def test_many_request_sizes_on_a_tiered_price_are_priced_rounded_outward() -> None:
+    """gemini-2.5-pro's price has a long-context tier, so it is priced size by size; past 256 distinct sizes, the
+    sizes are rounded to two digits, down for the lower bound and up for the upper, which keeps both bounds."""
+    items = [(f"r{i}", [ModelRequest.user_text_prompt("word " * (i + 1))]) for i in range(300)]
+    found = estimate_cost_sync("google:gemini-2.5-pro", items, model_settings={"max_tokens": 1234})
+    sizes = bodies("google:gemini-2.5-pro", items, settings={"max_tokens": 1234})
+    exact_lower = cost_of("gemini", "gemini-2.5-pro", Counter((i + 1, 0) for i in range(300)))
+    exact_upper = cost_of("gemini", "gemini-2.5-pro", Counter((len(body), 1234) for body in sizes))
+    assert found.cost.lower is not None and found.cost.upper is not None
+    assert exact_lower is not None and exact_upper is not None
+    assert exact_lower * Decimal("0.9") < found.cost.lower < exact_lower
+    assert exact_upper < found.cost.upper < exact_upper * Decimal("1.1")
