@@ -28,7 +28,8 @@ def add_arguments(submit: argparse.ArgumentParser) -> None:
     submit.add_argument(
         "--estimate",
         action="store_true",
-        help="print the job's estimated tokens and cost and stop: nothing is stored or sent, no broker is needed",
+        help="print the job's estimated tokens and cost and stop: nothing is stored or sent, no broker is needed "
+        "(with --max-cost: exit 1 when submit would refuse the job)",
     )
 
 
@@ -43,10 +44,23 @@ def usd_amount(text: str) -> Decimal:
     return value
 
 
-def show_estimate(model: str, requests: list[Any], console: Console) -> int:
+def show_estimate(model: str, requests: list[Any], max_cost: Decimal | None, console: Console) -> int:
+    """Print the estimate; with a budget, say whether `submit` would take the job (exit 0) or refuse it (exit 1)."""
     from .api import estimate_cost_sync
+    from .costs import usd
+    from .errors import BatchInputError
+    from .estimate import refuse_over_budget
 
-    console.print(estimate_table(estimate_cost_sync(model, requests)))
+    found = estimate_cost_sync(model, requests)
+    console.print(estimate_table(found))
+    if max_cost is None:
+        return 0
+    try:
+        refuse_over_budget(found, max_cost)
+    except BatchInputError as refused:
+        console.print(f"--max-cost {usd(max_cost)}: submit would refuse this job: {refused}", highlight=False)
+        return 1
+    console.print(f"--max-cost {usd(max_cost)}: the lower bound stays within it; submit would take the job", highlight=False)
     return 0
 
 

@@ -100,7 +100,7 @@ def _submit(args: argparse.Namespace, console: Console) -> int:
         _need_shared_store()
     requests: list[Any] = with_model(list(read_requests(args.file)), args.model)
     if args.estimate:
-        return cli_cost.show_estimate(args.model, requests, console)
+        return cli_cost.show_estimate(args.model, requests, args.max_cost, console)
     batch = api.batch_create_sync(
         args.model, requests, poll_interval=args.poll_interval, submit_wait=0, max_cost=args.max_cost
     )

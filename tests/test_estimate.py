@@ -208,3 +208,16 @@ def test_many_request_sizes_on_a_tiered_price_are_priced_rounded_outward() -> No
     assert exact_lower is not None and exact_upper is not None
     assert exact_lower * Decimal("0.9") < found.cost.lower < exact_lower
     assert exact_upper < found.cost.upper < exact_upper * Decimal("1.1")
+
+
+def test_submit_estimate_with_max_cost_says_whether_submit_would_take_the_job(
+    tmp_path: Path, clean_env: dict[str, str]
+) -> None:
+    rows = [{"custom_id": f"q{i}", "prompt": question} for i, question in enumerate(QUESTIONS)]
+    path = write_jsonl(tmp_path / "in.jsonl", rows)
+    command = ("submit", str(path), "--model", "openai:gpt-4o-mini", "--estimate", "--max-cost")
+    taken = batchline(*command, "0.5", env=clean_env)
+    assert taken.returncode == 0 and "--max-cost $0.50: the lower bound stays within it; submit would take the job" in taken.stdout
+    refused = batchline(*command, "0.0000001", env=clean_env)
+    assert refused.returncode == 1, refused.stderr
+    assert "--max-cost $1.00e-7: submit would refuse this job: this job costs at least $" in refused.stdout
