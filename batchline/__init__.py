@@ -23,11 +23,14 @@ if TYPE_CHECKING:  # what a type checker sees at once; `__getattr__` loads each 
     from .api import batch_status_sync as batch_status_sync
     from .api import batch_wait as batch_wait
     from .api import batch_wait_sync as batch_wait_sync
+    from .api import estimate_cost as estimate_cost
+    from .api import estimate_cost_sync as estimate_cost_sync
     from .api import model_request_batch as model_request_batch
     from .api import model_request_batch_sync as model_request_batch_sync
     from .errors import BatchInputError as BatchInputError
     from .errors import BatchlineError as BatchlineError
     from .errors import JobNotFound as JobNotFound
+    from .estimate import CostEstimate as CostEstimate
     from .raw import RawRequest as RawRequest
     from .types import Batch as Batch
     from .types import BatchError as BatchError
@@ -50,10 +53,13 @@ _EXPORTS = {
         "batch_status_sync",
         "batch_wait",
         "batch_wait_sync",
+        "estimate_cost",
+        "estimate_cost_sync",
         "model_request_batch",
         "model_request_batch_sync",
     ),
     "errors": ("BatchInputError", "BatchlineError", "JobNotFound"),
+    "estimate": ("CostEstimate",),
     "raw": ("RawRequest",),
     "types": ("Batch", "BatchError", "BatchResult", "BatchStatus", "ProviderBatch"),
 }

@@ -13,6 +13,7 @@ import dataclasses
 import functools
 import time
 from collections.abc import Callable, Sequence
+from decimal import Decimal
 from typing import IO, TYPE_CHECKING, Any
 
 from celery import Signature
@@ -26,6 +27,7 @@ from .caller import async_twin, caller_runtime, sync_twin
 from .codec import to_batch_requests
 from .delivery import check_tasks, completion_spec
 from .errors import BatchInputError, JobNotFound
+from .estimate import CostEstimate, check_max_cost, estimate, refuse_over_budget
 from .model_forms import ModelForm, resolve_model
 from .pipeline import request_cancel
 from .providers import get_provider
@@ -62,6 +64,7 @@ def batch_create_sync(
     max_resubmissions: int = 2,
     submit_wait: float = 30.0,
     instrument: bool | InstrumentationSettings | None = None,
+    max_cost: float | Decimal | None = None,
 ) -> Batch:
     """Store a job and queue it; wait up to `submit_wait` seconds for the provider to accept it.
 
@@ -71,7 +74,8 @@ def batch_create_sync(
     which receives the summary as its first argument. Requests that expire or meet a transient error are sent again
     in new provider batches, up to `max_resubmissions` times. With `submit_wait=0` it returns at once, as a web view
     wants. `instrument` traces the job with OpenTelemetry (see README's "Tracing"); None follows
-    `BATCHLINE_INSTRUMENT`.
+    `BATCHLINE_INSTRUMENT`. `max_cost` is a budget in USD at batch prices: a job whose estimated cost cannot stay
+    within it is refused here, and once its cost passes it while it runs, what has not run yet is cancelled.
     """
     numbers = check_numbers(  # finite, in range, whole where they count: see `validation`
         poll_interval=poll_interval,
@@ -81,7 +85,8 @@ def batch_create_sync(
         submit_wait=submit_wait,
     )
     options = jobs.JobOptions(model_request_parameters, model_settings, callback, on_complete)
-    return create_job(resolve_model(model), requests, numbers, options, jobs.JobLimits())
+    limits = jobs.JobLimits(max_cost=check_max_cost(max_cost))
+    return create_job(resolve_model(model), requests, numbers, options, limits)
 
 
 def create_job(
@@ -96,6 +101,8 @@ def create_job(
     with gc_paused():  # many requests, built at once (see `_gc`)
         checked = to_batch_requests(requests, options.model_request_parameters, options.model_settings)
         encoded = jobs.encode(codec, [request for request, _ in checked])
+        if limits.max_cost is not None:  # refused before anything is stored when its cost cannot stay within it
+            refuse_over_budget(estimate(model, [request for request, _ in checked], encoded), limits.max_cost)
         app, runtime = caller_runtime()
         if form.endpoint is not None:
             reason = untrusted(codec.name, form.endpoint.base_url, runtime.settings.trusted_base_urls)
@@ -126,6 +133,28 @@ def create_job(
 
 
 batch_create = async_twin(batch_create_sync)
+
+
+def estimate_cost_sync(
+    model: Model | str,
+    requests: Sequence[Any],
+    *,
+    model_request_parameters: ModelRequestParameters | None = None,
+    model_settings: ModelSettings | None = None,
+) -> CostEstimate:
+    """What a job of these requests would use and cost, estimated here: nothing is stored or sent, and no broker or
+    store is needed. It takes what `batch_create` takes, and checks it the same way."""
+    form = resolve_model(model)
+    name = check_model(form.model)
+    codec = get_provider(name)
+    if form.instance is not None:
+        codec.use_model(form.instance)
+    with gc_paused():
+        checked = [request for request, _ in to_batch_requests(requests, model_request_parameters, model_settings)]
+        return estimate(name, checked, jobs.encode(codec, checked))
+
+
+estimate_cost = async_twin(estimate_cost_sync)
 
 
 # -- status ---------------------------------------------------------------------------------------------------------
@@ -217,11 +246,12 @@ async def model_request_batch(
     timeout: float | None = None,
     max_resubmissions: int = 2,
     instrument: bool | InstrumentationSettings | None = None,
+    max_cost: float | Decimal | None = None,
 ) -> list[BatchResult]:
     """Run the requests as one job and wait: one `BatchResult` per request, in request order.
 
     Cancelling the awaiting task, or reaching `timeout` (which then raises `TimeoutError`), cancels the job's
-    provider batches.
+    provider batches. `max_cost` is `batch_create`'s budget.
     """
     create = functools.partial(
         batch_create_sync,
@@ -234,6 +264,7 @@ async def model_request_batch(
         max_resubmissions=max_resubmissions,
         submit_wait=0,
         instrument=instrument,
+        max_cost=max_cost,
     )
     batch = await created(create)
     try:

@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from . import cli_cost
 from .agents.records import is_agent_job
 from .cli_args import Commands, positive_float, positive_int
 from .errors import BatchInputError
@@ -51,6 +52,7 @@ def add_commands(commands: Commands) -> None:
         help="seconds between the workers' checks of the provider batch, growing by half each time up to "
         "BATCHLINE_MAX_POLL_INTERVAL (default 60; the first check comes within a second). Use 1-5 with the emulator",
     )
+    cli_cost.add_arguments(submit)
     submit.set_defaults(handler=_submit)
     for name, text, handler in (
         ("status", "show a job's state", _status),
@@ -95,9 +97,14 @@ def _need_shared_store() -> None:
 def _submit(args: argparse.Namespace, console: Console) -> int:
     from . import api
 
-    _need_shared_store()
+    if not args.estimate:  # an estimate stores and sends nothing: it needs no shared store
+        _need_shared_store()
     requests: list[Any] = with_model(list(read_requests(args.file)), args.model)
-    batch = api.batch_create_sync(args.model, requests, poll_interval=args.poll_interval, submit_wait=0)
+    if args.estimate:
+        return cli_cost.show_estimate(args.model, requests, args.max_cost, console)
+    batch = api.batch_create_sync(
+        args.model, requests, poll_interval=args.poll_interval, submit_wait=0, max_cost=args.max_cost
+    )
     print(batch.id)
     return 0
 
@@ -315,13 +322,18 @@ def status_table(batch: Batch, stored: list[PartRecord] | None = None) -> Table:
     if batch.anomaly_count:
         table.caption += f"; {batch.anomaly_count} result lines from the provider matched no request and were skipped"
     table.caption += f"\n{usage_text(batch)}"
+    if batch.cancel_reason:
+        table.caption += f"\ncancelled by batchline: {batch.cancel_reason}"
     return table
 
 
 def usage_text(batch: Batch) -> str:
     """The job's token usage and its cost, as a line: `1,200 input + 340 output tokens, cost $0.000012`."""
+    from .costs import usd
+
     usage = batch.usage
-    return f"{usage.input_tokens:,} input + {usage.output_tokens:,} output tokens, cost {cost_text(batch)}"
+    budget = f" of max_cost {usd(batch.max_cost)}" if batch.max_cost is not None else ""
+    return f"{usage.input_tokens:,} input + {usage.output_tokens:,} output tokens, cost {cost_text(batch)}{budget}"
 
 
 def cost_text(batch: Batch) -> str:

@@ -85,3 +85,13 @@ def job_cost(job: JobRecord) -> Decimal | None:
     except (ValueError, NotImplementedError):
         return None
     return cost_of_totals(provider, name, job.input_tokens, job.output_tokens, job.succeeded)
+
+
+def usd(amount: Decimal) -> str:
+    """An amount in USD as people read it: `$12.50`, `$0.50`, `$0.000017` (batch costs are small), `$3.20e-08`."""
+    if amount >= 1:
+        return f"${amount:,.2f}"
+    if amount != 0 and amount < Decimal("0.000001"):
+        return f"${amount:.2e}"
+    digits = f"{amount:.6f}".rstrip("0")
+    return "$" + (digits + "0" * max(0, 2 - len(digits.partition(".")[2])))

@@ -7,6 +7,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 
 import orjson
 from celery import Celery, Signature
@@ -46,6 +47,8 @@ class JobLimits:
     """The cap on this job's poll interval; 0 for the workers' own."""
     endpoint: Endpoint | None = None
     """A `Model` instance's base URL and non-secret headers; None for the workers' configured endpoint."""
+    max_cost: Decimal | None = None
+    """The job's budget in USD, checked against its estimate at create and its cost while it runs; None for none."""
 
 
 Checked = list[tuple[BatchRequest, bytes | None]]
@@ -122,6 +125,7 @@ def new_record(
         max_requests=limits.max_requests,
         max_poll_interval=limits.max_poll_interval,
         endpoint=limits.endpoint.to_json() if limits.endpoint is not None else "",
+        max_cost=limits.max_cost,
     )
 
 

@@ -14,6 +14,7 @@ import dataclasses
 import enum
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 
 from .types import BatchStatus
 
@@ -86,6 +87,10 @@ class JobRecord:
     delivery_error: str | None = None
     traceparent: str | None = None
     """The W3C trace context of the caller's `batch_create` span (ids only), when it was traced."""
+    max_cost: Decimal | None = None
+    """The job's budget in USD (`max_cost`); None for none (and in an older record)."""
+    cancel_reason: str | None = None
+    """Why batchline cancelled the job itself (its budget was passed); None when it did not."""
 
     @classmethod
     def from_hash(cls, fields: Mapping[str, str]) -> JobRecord:
@@ -117,6 +122,8 @@ class JobRecord:
             completed_at=float(completed_at) if completed_at else None,
             delivery_error=get("delivery_error") or None,
             traceparent=get("traceparent") or None,
+            max_cost=Decimal(get("max_cost") or 0) or None,
+            cancel_reason=get("cancel_reason") or None,
         )
 
     def to_hash(self) -> dict[str, HashValue]:
@@ -148,6 +155,8 @@ class JobRecord:
             "completed_at": self.completed_at,
             "delivery_error": self.delivery_error,
             "traceparent": self.traceparent,
+            "max_cost": None if self.max_cost is None else str(self.max_cost),
+            "cancel_reason": self.cancel_reason,
         }
         fields.update({name: value for name, value in optional.items() if value is not None})
         return fields

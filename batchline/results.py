@@ -38,7 +38,9 @@ def read_results(runtime: Runtime, job_id: str, custom_ids: Sequence[str] | None
                     continue
                 if result.status in ("expired", "canceled"):
                     verb = "expired" if result.status == "expired" else "was cancelled"
-                    error = BatchError(result.status, f"The batch {verb} before the model ran this request.")
+                    message = f"The batch {verb} before the model ran this request"
+                    why = f": the job was cancelled as {job.cancel_reason}." if job.cancel_reason else "."
+                    error = BatchError(result.status, message + why)
                     out.append(BatchResult(custom_id, error=error))
                     continue
                 request = decode_request(custom_id, params, settings, own)

@@ -47,6 +47,8 @@ def batch_of(runtime: Runtime, job_id: str) -> Batch:
         ],
         usage=BatchUsage(input_tokens=job.input_tokens, output_tokens=job.output_tokens),
         cost=job_cost(job),
+        max_cost=job.max_cost,
+        cancel_reason=job.cancel_reason,
     )
 
 

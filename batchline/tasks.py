@@ -85,7 +85,8 @@ def _provider_errors_retry(task: Task[Any, Any], job_id: str) -> Iterator[None]:
 def _schedule(task: Task[Any, Any], job_id: str, nexts: list[Next]) -> None:
     """Send the next steps through the app running `task` (a shared task alone would pick Celery's current app)."""
     for nxt in nexts:
-        args: tuple[str] | tuple[str, int] = (job_id,) if nxt.step in ("submit", "deliver") else (job_id, nxt.part)
+        whole_job = nxt.step in ("submit", "deliver", "cancel")
+        args: tuple[str] | tuple[str, int] = (job_id,) if whole_job else (job_id, nxt.part)
         task.app.send_task(f"batchline.{nxt.step}", args=args, countdown=nxt.countdown or None)
 
 

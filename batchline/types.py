@@ -107,6 +107,10 @@ class Batch(BaseModel):
     cost: Decimal | None = None
     """What that usage costs in USD at the provider's batch prices (genai-prices, as pydantic-ai's
     `ModelResponse.cost()` prices it); None when genai-prices does not know the model."""
+    max_cost: Decimal | None = None
+    """The job's budget in USD (`max_cost`), None for none: past it, what has not run yet is cancelled."""
+    cancel_reason: str | None = None
+    """Why batchline cancelled the job itself (its cost passed `max_cost`); None when it did not."""
     agent: AgentProgress | None = None
     """For an agent job (`batchline.agents`): its runs' progress. Its requests count its runs."""
 

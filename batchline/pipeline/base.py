@@ -34,7 +34,7 @@ connection) is not poison and is waited for as before."""
 class Next:
     """The step a task schedules after its own."""
 
-    step: Literal["submit", "poll", "fetch", "deliver"]
+    step: Literal["submit", "poll", "fetch", "deliver", "cancel"]
     part: int = 0
     countdown: float = 0.0
 

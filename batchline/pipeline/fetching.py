@@ -11,6 +11,7 @@ from ..records import RESULT_TAGS, PartState
 from ..runtime import Runtime
 from ..telemetry import record_fetch, record_part, tally_for
 from ..types import BatchStatus
+from . import budget
 from .base import NOT_FOUND, UNREADABLE, Next, log, poisoned, snapshot_of
 from .ending import finish
 
@@ -81,8 +82,9 @@ def fetch(runtime: Runtime, job_id: str, n: int, progress: Callable[[int, int], 
             if snapshot.id:
                 provider.cleanup(snapshot)
         store.forget_poll(job_id, n)
-        if retry_ids:
-            return [Next("submit")]
+        stop = budget.enforce(runtime, job_id)  # the usage just stored may pass the job's max_cost
+        if retry_ids or stop:
+            return [*stop, *([Next("submit")] if retry_ids else [])]
     return [Next("deliver")] if finish(runtime, job_id) else []
 
 
