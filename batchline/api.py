@@ -97,6 +97,7 @@ def batch_create_sync(
     max_resubmissions: int = 2,
     submit_wait: float = 30.0,
     instrument: bool | InstrumentationSettings | None = None,
+    cache: bool = False,
 ) -> Batch:
     """Store a job and queue it; wait up to `submit_wait` seconds for the provider to accept it.
 
@@ -106,7 +107,9 @@ def batch_create_sync(
     which receives the summary as its first argument. Requests that expire or meet a transient error are sent again
     in new provider batches, up to `max_resubmissions` times. With `submit_wait=0` it returns at once, as a web view
     wants. `instrument` traces the job with OpenTelemetry (see README's "Tracing"); None follows
-    `BATCHLINE_INSTRUMENT`.
+    `BATCHLINE_INSTRUMENT`. With `cache=True` a request an identical one was answered for (same body, model and
+    endpoint) gets that answer without being sent, and identical requests in flight are sent once (see README's
+    "Response cache").
     """
     numbers = check_numbers(  # finite, in range, whole where they count: see `validation`
         poll_interval=poll_interval,
@@ -115,7 +118,9 @@ def batch_create_sync(
         max_resubmissions=max_resubmissions,
         submit_wait=submit_wait,
     )
-    options = jobs.JobOptions(model_request_parameters, model_settings, callback, on_complete)
+    if not isinstance(cache, bool):
+        raise BatchInputError(f"cache must be True or False, not {cache!r}.")
+    options = jobs.JobOptions(model_request_parameters, model_settings, callback, on_complete, cache=cache)
     return create_job(resolve_model(model), requests, numbers, options, jobs.JobLimits())
 
 
@@ -150,7 +155,7 @@ def create_job(
             limits,
         )
         record = telemetry.stamp(record, [request for request, _ in checked])
-        job_id, parts = jobs.store_job(runtime, codec, record, checked, encoded)
+        job_id, parts = jobs.store_job(runtime, codec, record, checked, encoded, cache=options.cache)
     jobs.send_submit(app, runtime, job_id, parts)
     deadline = time.monotonic() + numbers.submit_wait
     delay = 0.005
@@ -245,6 +250,7 @@ async def model_request_batch(
     timeout: float | None = None,
     max_resubmissions: int = 2,
     instrument: bool | InstrumentationSettings | None = None,
+    cache: bool = False,
 ) -> list[BatchResult]:
     """Run the requests as one job and wait: one `BatchResult` per request, in request order.
 
@@ -262,6 +268,7 @@ async def model_request_batch(
         max_resubmissions=max_resubmissions,
         submit_wait=0,
         instrument=instrument,
+        cache=cache,
     )
     batch = await created(create)
     try:

@@ -50,6 +50,12 @@ def add_commands(commands: Commands) -> None:
         help="seconds between the workers' checks of the provider batch, growing by half each time up to "
         "BATCHLINE_MAX_POLL_INTERVAL (default 60; the first check comes within a second). Use 1-5 with the emulator",
     )
+    submit.add_argument(
+        "--cache",
+        action="store_true",
+        help="answer requests from the response cache and send identical requests once (BATCHLINE_CACHE_KEY_PREFIX, "
+        "BATCHLINE_CACHE_TTL_SECONDS)",
+    )
     submit.set_defaults(handler=_submit)
     for name, text, handler in (
         ("status", "show a job's state", _status),
@@ -96,7 +102,9 @@ def _submit(args: argparse.Namespace, console: Console) -> int:
 
     _need_shared_store()
     requests: list[Any] = with_model(list(read_requests(args.file)), args.model)
-    batch = api.batch_create_sync(args.model, requests, poll_interval=args.poll_interval, submit_wait=0)
+    batch = api.batch_create_sync(
+        args.model, requests, poll_interval=args.poll_interval, submit_wait=0, cache=args.cache
+    )
     print(batch.id)
     return 0
 
@@ -289,6 +297,8 @@ def status_table(batch: Batch, stored: list[PartRecord] | None = None) -> Table:
     table.caption = (
         f"{ok} succeeded, {failed} failed, {not_run} not run (cancelled or expired) of {batch.request_count}"
     )
+    if batch.cached_count:
+        table.caption += f"; {batch.cached_count} answered from the cache or an identical request (not sent)"
     if batch.anomaly_count:
         table.caption += f"; {batch.anomaly_count} result lines from the provider matched no request and were skipped"
     table.caption += f"\n{usage_text(batch)}"

@@ -86,6 +86,12 @@ class JobRecord:
     delivery_error: str | None = None
     traceparent: str | None = None
     """The W3C trace context of the caller's `batch_create` span (ids only), when it was traced."""
+    cache: str = ""
+    """The key prefix of the response cache the job reads and feeds (its tenant's); empty: the job uses no cache."""
+    cache_ttl: int = 0
+    """How long the answers the job puts in the cache stay there, in seconds."""
+    cached: int = 0
+    """Requests answered without being sent: from the cache, or by an identical request (of this job or another)."""
 
     @classmethod
     def from_hash(cls, fields: Mapping[str, str]) -> JobRecord:
@@ -117,6 +123,9 @@ class JobRecord:
             completed_at=float(completed_at) if completed_at else None,
             delivery_error=get("delivery_error") or None,
             traceparent=get("traceparent") or None,
+            cache=get("cache") or "",
+            cache_ttl=int(get("cache_ttl") or 0),
+            cached=int(get("cached") or 0),
         )
 
     def to_hash(self) -> dict[str, HashValue]:
@@ -148,6 +157,9 @@ class JobRecord:
             "completed_at": self.completed_at,
             "delivery_error": self.delivery_error,
             "traceparent": self.traceparent,
+            "cache": self.cache or None,
+            "cache_ttl": self.cache_ttl or None,
+            "cached": self.cached or None,
         }
         fields.update({name: value for name, value in optional.items() if value is not None})
         return fields

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 
+from .cache import WAITING
 from .costs import job_cost
 from .pipeline import poll_countdown
 from .records import PartRecord, PartState
@@ -28,6 +29,7 @@ def batch_of(runtime: Runtime, job_id: str) -> Batch:
         completed_count=job.succeeded,
         failed_count=job.failed,
         anomaly_count=job.anomalies,
+        cached_count=job.cached,
         provider_batches=[
             ProviderBatch(
                 part=n,
@@ -58,6 +60,7 @@ def settled(runtime: Runtime, job_id: str) -> bool:
     return all(
         part.state == PartState.STORED
         or (part.state == PartState.SUBMITTED and part.provider_state in ("running", "cancelling"))
+        or (part.state == PartState.PENDING and part.provider_status == WAITING)  # for another job, on its poll chain
         for part in parts
     )
 
