@@ -87,7 +87,8 @@ class Batch(BaseModel):
     """Requests answered without being sent to the provider (a job created with `cache=True`): from the response
     cache, or by an identical request of this job or of another in flight; counted in the two counts above too."""
     usage: BatchUsage = BatchUsage()
-    """Tokens of the results stored so far, each counted once."""
+    """Tokens of the results stored so far, each counted once; an answer the response cache gave (not sent, not paid
+    for) counts none."""
     cost: Decimal | None = None
     """What that usage costs in USD at the provider's batch prices (genai-prices, as pydantic-ai's
     `ModelResponse.cost()` prices it); None when genai-prices does not know the model."""
