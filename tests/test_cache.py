@@ -289,6 +289,7 @@ def test_requests_a_cancelled_job_will_not_answer_are_sent_by_the_job_waiting_fo
     polls = work(runtime, w.second, Next("poll", 1))
     assert polls == {0, 2}  # x and y went in a new part, created and polled (the submit polls z's part again too)
     assert [p.status for p in batch_of(runtime, w.second).provider_batches] == ["in_progress", "moved", "in_progress"]
+    assert runtime.store.last_poll(w.second, 1) is None  # the waiting part's chain is over: the sweep leaves it be
     run_out(runtime, w.second, polls)
     assert state(runtime, w.second) == BatchStatus.COMPLETED
     assert sorted(sent(runtime)) == ["a0", "a1", "b0", "b1", "b2"]  # b3 is b1's duplicate

@@ -46,11 +46,12 @@ def wait(runtime: Runtime, job_id: str, job: JobRecord, n: int, again: Next) -> 
             end_part(runtime, job_id, n, Snapshot("", "not_created", "cancelled"))
         return Next("fetch", n)
     screened = CacheStore(store).screen(job_id, job, n, "wait")
+    if screened.stored:
+        store.forget_poll(job_id, n)  # its poll chain ends here: the sweep has nothing to restart
     if screened.spawned is not None:
-        # What went now is a new part for the submit step to create; the submit polls this part again, if it waits.
+        # What goes now is a new part for the submit step to create; the submit polls this part again, if it waits.
         return Next("submit")
     if screened.stored:
-        store.forget_poll(job_id, n)
         return Next("deliver") if finish(runtime, job_id) else None
     store.record_poll(job_id, n)
     return again
