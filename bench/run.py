@@ -1,6 +1,6 @@
 """The benchmark: every scenario of issue 7, side by side, in one run, against the emulator and a real Redis.
 
-    uv run python -m bench            # the full run (about 10 minutes on 2 cores)
+    uv run python -m bench            # the full run (about 10 minutes on 2 cores, 2 of them the cache scenario)
     uv run python -m bench --quick    # a smoke run with small batches, once each
     uv run python -m bench --only cache    # the response cache: 100,000 requests, half of them repeats
 
