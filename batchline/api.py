@@ -65,6 +65,7 @@ def batch_create_sync(
     submit_wait: float = 30.0,
     instrument: bool | InstrumentationSettings | None = None,
     max_cost: float | Decimal | None = None,
+    cache: bool = False,
 ) -> Batch:
     """Store a job and queue it; wait up to `submit_wait` seconds for the provider to accept it.
 
@@ -75,7 +76,9 @@ def batch_create_sync(
     in new provider batches, up to `max_resubmissions` times. With `submit_wait=0` it returns at once, as a web view
     wants. `instrument` traces the job with OpenTelemetry (see README's "Tracing"); None follows
     `BATCHLINE_INSTRUMENT`. `max_cost` is a budget in USD at batch prices: a job whose estimated cost cannot stay
-    within it is refused here, and once its cost passes it while it runs, what has not run yet is cancelled.
+    within it is refused here, and once its cost passes it while it runs, what has not run yet is cancelled. With
+    `cache=True` a request an identical one was answered for (same body, model and endpoint) gets that answer without
+    being sent, and identical requests in flight are sent once (see README's "Response cache").
     """
     numbers = check_numbers(  # finite, in range, whole where they count: see `validation`
         poll_interval=poll_interval,
@@ -84,7 +87,9 @@ def batch_create_sync(
         max_resubmissions=max_resubmissions,
         submit_wait=submit_wait,
     )
-    options = jobs.JobOptions(model_request_parameters, model_settings, callback, on_complete)
+    if not isinstance(cache, bool):
+        raise BatchInputError(f"cache must be True or False, not {cache!r}.")
+    options = jobs.JobOptions(model_request_parameters, model_settings, callback, on_complete, cache=cache)
     limits = jobs.JobLimits(max_cost=check_max_cost(max_cost))
     return create_job(resolve_model(model), requests, numbers, options, limits)
 
@@ -122,7 +127,7 @@ def create_job(
             limits,
         )
         record = telemetry.stamp(record, [request for request, _ in checked])
-        job_id, parts = jobs.store_job(runtime, codec, record, checked, encoded)
+        job_id, parts = jobs.store_job(runtime, codec, record, checked, encoded, cache=options.cache)
     jobs.send_submit(app, runtime, job_id, parts)
     deadline = time.monotonic() + numbers.submit_wait
     delay = 0.005
@@ -247,6 +252,7 @@ async def model_request_batch(
     max_resubmissions: int = 2,
     instrument: bool | InstrumentationSettings | None = None,
     max_cost: float | Decimal | None = None,
+    cache: bool = False,
 ) -> list[BatchResult]:
     """Run the requests as one job and wait: one `BatchResult` per request, in request order.
 
@@ -265,6 +271,7 @@ async def model_request_batch(
         submit_wait=0,
         instrument=instrument,
         max_cost=max_cost,
+        cache=cache,
     )
     batch = await created(create)
     try:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
+import sys
 from typing import IO
 
 import orjson
-from rich.console import Group
+from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
@@ -54,3 +56,16 @@ def write_agent_results(job_id: str, out: IO[bytes]) -> int:
         out.write(orjson.dumps(line) + b"\n")
         count += 1
     return count
+
+
+def export_agent_results(args: argparse.Namespace, console: Console) -> int:
+    """`batchline results` for an agent job: to stdout, or to `-o FILE`."""
+    out: IO[bytes] = sys.stdout.buffer if args.output is None else args.output.open("wb")
+    try:
+        count = write_agent_results(args.job_id, out)
+    finally:
+        if args.output is not None:
+            out.close()
+    if args.output is not None:
+        console.print(f"{count} runs written to {args.output}")
+    return 0

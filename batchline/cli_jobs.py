@@ -53,6 +53,12 @@ def add_commands(commands: Commands) -> None:
         "BATCHLINE_MAX_POLL_INTERVAL (default 60; the first check comes within a second). Use 1-5 with the emulator",
     )
     cli_cost.add_arguments(submit)
+    submit.add_argument(
+        "--cache",
+        action="store_true",
+        help="answer requests from the response cache and send identical requests once (BATCHLINE_CACHE_KEY_PREFIX, "
+        "BATCHLINE_CACHE_TTL_SECONDS)",
+    )
     submit.set_defaults(handler=_submit)
     for name, text, handler in (
         ("status", "show a job's state", _status),
@@ -103,7 +109,12 @@ def _submit(args: argparse.Namespace, console: Console) -> int:
     if args.estimate:
         return cli_cost.show_estimate(args.model, requests, args.max_cost, console)
     batch = api.batch_create_sync(
-        args.model, requests, poll_interval=args.poll_interval, submit_wait=0, max_cost=args.max_cost
+        args.model,
+        requests,
+        poll_interval=args.poll_interval,
+        submit_wait=0,
+        max_cost=args.max_cost,
+        cache=args.cache,
     )
     print(batch.id)
     return 0
@@ -211,7 +222,9 @@ def export(args: argparse.Namespace, console: Console) -> int:
     from .worker import current_app
 
     if is_agent_job(args.job_id):
-        return _agent_results(args, console)
+        from .cli_agents import export_agent_results
+
+        return export_agent_results(args, console)
     provider_format = args.format == "provider"
     if args.format == "auto":
         provider_format = is_raw(runtime_for(current_app()), args.job_id)
@@ -266,20 +279,6 @@ def read_requests(path: Path) -> Iterator[tuple[str, list[Any]] | RawRequest]:
                 raise BatchInputError(f"{path}, line {number}: needs a 'prompt' string or a 'messages' list")
 
 
-def _agent_results(args: argparse.Namespace, console: Console) -> int:
-    from .cli_agents import write_agent_results
-
-    out: IO[bytes] = sys.stdout.buffer if args.output is None else args.output.open("wb")
-    try:
-        count = write_agent_results(args.job_id, out)
-    finally:
-        if args.output is not None:
-            out.close()
-    if args.output is not None:
-        console.print(f"{count} runs written to {args.output}")
-    return 0
-
-
 def write_results(results: list[BatchResult], out: IO[bytes]) -> None:
     from pydantic import TypeAdapter
     from pydantic_ai.messages import ModelResponse
@@ -319,6 +318,8 @@ def status_table(batch: Batch, stored: list[PartRecord] | None = None) -> Table:
     table.caption = (
         f"{ok} succeeded, {failed} failed, {not_run} not run (cancelled or expired) of {batch.request_count}"
     )
+    if batch.cached_count:
+        table.caption += f"; {batch.cached_count} answered from the cache or an identical request (not sent)"
     if batch.anomaly_count:
         table.caption += f"; {batch.anomaly_count} result lines from the provider matched no request and were skipped"
     table.caption += f"\n{usage_text(batch)}"

@@ -69,6 +69,11 @@ class Settings:
     """Seconds the `test` provider takes to send each result line (a slow download)."""
     instrument: bool = False
     """Trace every step with OpenTelemetry and record its metrics (needs `pip install batchline[otel]`)."""
+    cache_key_prefix: str = "cache:"
+    """Put after `key_prefix` before every key of the response cache (jobs created with `cache=True`): a tenant with a
+    prefix of its own never shares answers with another."""
+    cache_ttl_seconds: int = 7 * DAY
+    """How long an answer stays in the response cache after the provider gave it."""
 
     @property
     def embedded(self) -> bool:
@@ -175,6 +180,8 @@ _RULES: dict[str, _Rule] = {
     "test_delay": _Rule(low=0, high=DAY, unit=" seconds"),
     "test_create_seconds": _Rule(low=0, high=DAY, unit=" seconds"),
     "test_result_seconds": _Rule(low=0, high=DAY, unit=" seconds"),
+    "cache_key_prefix": _Rule(check=_is_name, says="must be a non-empty key prefix without spaces, e.g. tenant-a:"),
+    "cache_ttl_seconds": _Rule(low=60, high=365 * DAY, unit=" seconds"),
 }
 
 

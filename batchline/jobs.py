@@ -3,6 +3,7 @@ its record written to the store, and its submit step queued."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import uuid
 from collections.abc import Sequence
@@ -18,6 +19,7 @@ from pydantic_ai.models.batch import BatchRequest
 from pydantic_ai.settings import ModelSettings
 from redis.exceptions import RedisError
 
+from .cache import CacheStore, plan_requests
 from .codec import PARAMS, RawBatchRequest, request_model
 from .errors import BatchInputError
 from .providers import Encoded, Provider
@@ -35,6 +37,8 @@ class JobOptions:
     model_settings: ModelSettings | None = None
     callback: str | None = None
     on_complete: str | Signature | None = None
+    cache: bool = False
+    """Answer from the response cache, send identical requests once (see `batchline.cache`)."""
 
 
 @dataclass(frozen=True)
@@ -130,13 +134,28 @@ def new_record(
 
 
 def store_job(
-    runtime: Runtime, codec: Provider, record: JobRecord, checked: Checked, encoded: list[Encoded]
+    runtime: Runtime, codec: Provider, record: JobRecord, checked: Checked, encoded: list[Encoded], cache: bool = False
 ) -> tuple[str, int]:
-    """Plan the job's provider batches and write it all to the store; answer its new id and its number of parts."""
+    """Plan the job's provider batches and write it all to the store; answer its new id and its number of parts.
+
+    With `cache`, only the first of identical requests goes into a part; the others get its answer."""
     job_id = f"batch_{uuid.uuid4().hex}"
     rows = ((enc.custom_id, enc.body, own) for enc, (_, own) in zip(encoded, checked, strict=True))
-    parts = plan_parts(codec, encoded, record.max_requests)
-    runtime.store.create_job(job_id, record, rows, parts)
+    if not cache:
+        parts = plan_parts(codec, encoded, record.max_requests)
+        runtime.store.create_job(job_id, record, rows, parts)
+        return job_id, len(parts)
+    plan = plan_requests(codec, record.model, record.endpoint, encoded)
+    parts = plan_parts(codec, plan.leaders, record.max_requests)
+    settings = runtime.settings
+    record = dataclasses.replace(record, cache=settings.cache_key_prefix, cache_ttl=settings.cache_ttl_seconds)
+    cache_store = CacheStore(runtime.store)
+    cache_store.write_plan(job_id, plan)  # first: a job in the store always has its plan
+    try:
+        runtime.store.create_job(job_id, record, rows, parts)
+    except BaseException:
+        cache_store.forget_plan(job_id)
+        raise
     return job_id, len(parts)
 
 

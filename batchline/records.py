@@ -91,6 +91,12 @@ class JobRecord:
     """The job's budget in USD (`max_cost`); None for none (and in an older record)."""
     cancel_reason: str | None = None
     """Why batchline cancelled the job itself (its budget was passed); None when it did not."""
+    cache: str = ""
+    """The key prefix of the response cache the job reads and feeds (its tenant's); empty: the job uses no cache."""
+    cache_ttl: int = 0
+    """How long the answers the job puts in the cache stay there, in seconds."""
+    cached: int = 0
+    """Requests answered without being sent: from the cache, or by an identical request (of this job or another)."""
 
     @classmethod
     def from_hash(cls, fields: Mapping[str, str]) -> JobRecord:
@@ -124,6 +130,9 @@ class JobRecord:
             traceparent=get("traceparent") or None,
             max_cost=Decimal(get("max_cost") or 0) or None,
             cancel_reason=get("cancel_reason") or None,
+            cache=get("cache") or "",
+            cache_ttl=int(get("cache_ttl") or 0),
+            cached=int(get("cached") or 0),
         )
 
     def to_hash(self) -> dict[str, HashValue]:
@@ -157,6 +166,9 @@ class JobRecord:
             "traceparent": self.traceparent,
             "max_cost": None if self.max_cost is None else str(self.max_cost),
             "cancel_reason": self.cancel_reason,
+            "cache": self.cache or None,
+            "cache_ttl": self.cache_ttl or None,
+            "cached": self.cached or None,
         }
         fields.update({name: value for name, value in optional.items() if value is not None})
         return fields

@@ -10,6 +10,7 @@ import orjson
 from pydantic_ai.exceptions import ModelAPIError, ModelHTTPError, UserError
 
 from ._gc import gc_paused
+from .cache import CacheStore
 from .codec import PARAMS, decode_request
 from .providers import get_provider
 from .runtime import Runtime
@@ -33,7 +34,8 @@ def read_results(runtime: Runtime, job_id: str, custom_ids: Sequence[str] | None
             chunk = ids[start : start + READ_CHUNK]
             stored = store.results(job_id, chunk)
             options = store.request_options(job_id, chunk)
-            for custom_id, result, own in zip(chunk, stored, options, strict=True):
+            shared = CacheStore(store).cached_flags(job_id, chunk) if job.cache else [False] * len(chunk)
+            for custom_id, result, own, cached in zip(chunk, stored, options, shared, strict=True):
                 if result is None:
                     continue
                 if result.status in ("expired", "canceled"):
@@ -41,15 +43,16 @@ def read_results(runtime: Runtime, job_id: str, custom_ids: Sequence[str] | None
                     message = f"The batch {verb} before the model ran this request"
                     why = f": the job was cancelled as {job.cancel_reason}." if job.cancel_reason else "."
                     error = BatchError(result.status, message + why)
-                    out.append(BatchResult(custom_id, error=error))
+                    out.append(BatchResult(custom_id, error=error, cached=cached))
                     continue
                 request = decode_request(custom_id, params, settings, own)
                 try:
-                    out.append(BatchResult(custom_id, response=codec.decode(result, request)))
+                    out.append(BatchResult(custom_id, response=codec.decode(result, request), cached=cached))
                 except ModelAPIError as exc:
-                    out.append(BatchResult(custom_id, error=error_of(exc)))
+                    out.append(BatchResult(custom_id, error=error_of(exc), cached=cached))
                 except UserError as exc:  # a raw-mode result that is no model response (embeddings, moderations)
-                    out.append(BatchResult(custom_id, error=BatchError("not_a_model_response", str(exc))))
+                    error = BatchError("not_a_model_response", str(exc))
+                    out.append(BatchResult(custom_id, error=error, cached=cached))
     return out
 
 

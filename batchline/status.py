@@ -7,6 +7,7 @@ import time
 from datetime import UTC, datetime
 
 from .agents.records import is_agent_job
+from .cache import WAITING
 from .costs import job_cost
 from .pipeline import poll_countdown
 from .records import PartRecord, PartState
@@ -33,6 +34,7 @@ def batch_of(runtime: Runtime, job_id: str) -> Batch:
         completed_count=job.succeeded,
         failed_count=job.failed,
         anomaly_count=job.anomalies,
+        cached_count=job.cached,
         provider_batches=[
             ProviderBatch(
                 part=n,
@@ -65,6 +67,7 @@ def settled(runtime: Runtime, job_id: str) -> bool:
     return all(
         part.state == PartState.STORED
         or (part.state == PartState.SUBMITTED and part.provider_state in ("running", "cancelling"))
+        or (part.state == PartState.PENDING and part.provider_status == WAITING)  # for another job, on its poll chain
         for part in parts
     )
 

@@ -16,6 +16,7 @@ Per job `J` (with prefix `P`):
 | `P:jobs` | sorted set | job ids by creation time |
 | `P:polls` | sorted set | `J:N` -> time of the part's last poll, for the sweep |
 | `P:pending` | sorted set | `J` -> when a submit of the still `pending` job was last sent or ran, for the sweep |
+| `P:job:J:ckey`, `:fan`, `:cached` | | a job with the response cache: see `cache/store.py`, which keeps the cache too |
 
 Results are stored once: a result for a custom_id that already has one is ignored, so a fetch that runs again
 after a crash duplicates nothing and counts nothing twice.
@@ -38,11 +39,9 @@ from .errors import JobNotFound
 from .records import RESULT_TAGS, TAG_STATUS, HashValue, JobRecord, PartRecord, PartState, StoredResult, UsageReader
 from .types import BatchStatus
 
-CHUNK = 1000
-"""Items per Redis round trip when reading or writing many."""
-
-MISSING_SLICE = 5000
-"""Part ids checked per script call: a few milliseconds of Redis's time each."""
+CHUNK = 1000  # items per Redis round trip when reading or writing many
+MISSING_SLICE = 5000  # part ids checked per script call: a few milliseconds of Redis's time each
+JOB_SUFFIXES = ("", ":ids", ":req", ":opt", ":res", ":stream", ":delivered", ":ckey", ":fan", ":cached")
 
 
 @dataclass(frozen=True)
@@ -84,7 +83,7 @@ class Store:
         return f"{self.prefix}pending"
 
     def job_keys(self, job_id: str, parts: int) -> list[str]:
-        keys = [self.job_key(job_id, s) for s in ("", ":ids", ":req", ":opt", ":res", ":stream", ":delivered")]
+        keys = [self.job_key(job_id, s) for s in JOB_SUFFIXES]
         for n in range(parts):
             keys += [self.part_key(job_id, n), self.part_key(job_id, n, ":ids")]
         return keys

@@ -102,8 +102,12 @@ class Batch(BaseModel):
     """Result lines the provider sent that match no request of the job (not JSON, no custom_id, an id outside the
     part, a repeat): never stored or counted as results, so the counts above never exceed `request_count`."""
     provider_batches: list[ProviderBatch] = []
+    cached_count: int = 0
+    """Requests answered without being sent to the provider (a job created with `cache=True`): from the response
+    cache, or by an identical request of this job or of another in flight; counted in the two counts above too."""
     usage: BatchUsage = BatchUsage()
-    """Tokens of the results stored so far, each counted once."""
+    """Tokens of the results stored so far, each counted once; an answer the response cache gave (not sent, not paid
+    for) counts none."""
     cost: Decimal | None = None
     """What that usage costs in USD at the provider's batch prices (genai-prices, as pydantic-ai's
     `ModelResponse.cost()` prices it); None when genai-prices does not know the model."""
@@ -140,6 +144,9 @@ class BatchResult:
     custom_id: str
     response: ModelResponse | None = None
     error: BatchError | None = None
+    cached: bool = False
+    """Not sent for this custom_id: the answer an identical request got (from the response cache, a duplicate in
+    the same job, or another job's request in flight), as the provider gave it then."""
 
     @property
     def is_successful(self) -> bool:

@@ -65,6 +65,8 @@ def table(report: dict[str, Any]) -> str:
             f"{_f(poll['cpu_ms_per_poll'], 2)} ms CPU/poll; {poll['jobs_polled_in_window']:,} jobs polled; "
             f"mean busy slots {poll['mean_active']:.2f} of {poll['concurrency']} |"
         )
+    if cache := report.get("cache"):
+        lines += cache_rows(cache)
     lines += ["", "| target | figure | met |", "|---|---|---|"]
     for target in report.get("targets", []):
         lines.append(f"| {target['target']} | {target['figure']} | {'yes' if target['met'] else 'NO'} |")
@@ -133,4 +135,32 @@ def verdicts(report: dict[str, Any]) -> list[dict[str, Any]]:
             f"{worker_side:.2f}x",
             worker_side <= 2,
         )
+    if cache := report.get("cache"):
+        on = cache["on"]["vs_off"]
+        check(
+            "cache, 50% repeats: half the requests sent and half the cost",
+            f"{on['sent']:.2f}x sent, {_f(on['cost'], 2)}x cost, {on['wall']:.2f}x wall time",
+            on["sent"] <= 0.5 and on["cost"] is not None and on["cost"] <= 0.51,
+        )
     return out
+
+
+def cache_rows(cache: dict[str, Any]) -> list[str]:
+    """The cache scenario's runs: requests sent, the job's cost, wall time, each against the run without it."""
+    lines = [
+        "",
+        f"response cache: {cache['count']:,} requests, {cache['distinct']:,} distinct, end to end through a worker",
+        "",
+        "| cache | sent | batches | cached | tokens in | cost USD | wall s | sent vs off | cost vs off | wall vs off |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for mode in ("off", "on", "warm"):
+        fig = cache[mode]
+        ratios = fig.get("vs_off") or {"sent": 1.0, "cost": 1.0, "wall": 1.0}
+        cost = "-" if fig["cost_usd"] is None else f"{fig['cost_usd']:.4f}"
+        lines.append(
+            f"| {mode} | {fig['sent']:,.0f} | {fig['batches']:,.0f} | {fig['cached']:,.0f} | "
+            f"{fig['input_tokens']:,.0f} | {cost} | {fig['wall_s']:.2f} | {ratios['sent']:.2f}x | "
+            f"{_f(ratios['cost'], 2)}x | {ratios['wall']:.2f}x |"
+        )
+    return lines

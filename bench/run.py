@@ -1,7 +1,8 @@
 """The benchmark: every scenario of issue 7, side by side, in one run, against the emulator and a real Redis.
 
-    uv run python -m bench            # the full run (about 10 minutes on 2 cores)
+    uv run python -m bench            # the full run (about 10 minutes on 2 cores, 2 of them the cache scenario)
     uv run python -m bench --quick    # a smoke run with small batches, once each
+    uv run python -m bench --only cache    # the response cache: 100,000 requests, half of them repeats
 
 It prints a table and writes bench/results/latest.json. Each measured step runs in its own process (its peak RSS is
 its own) `--repeat` times; the table shows medians, and every ratio compares figures of this same run.
@@ -21,6 +22,7 @@ from typing import Any
 
 import redis
 
+from .cache import cache_savings
 from .common import (
     REDIS_URL,
     RESULTS,
@@ -68,14 +70,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small batches, once each: a smoke run")
     parser.add_argument("--repeat", type=int, default=None, help="runs of each scenario (default 3; --quick 1)")
-    parser.add_argument("--only", default="", help="comma-separated sections: ingest,read,memory,submit,e2e,poll")
+    parser.add_argument("--only", default="", help="comma-separated sections: ingest,read,memory,submit,e2e,poll,cache")
     parser.add_argument("--out", type=Path, default=RESULTS / "latest.json")
     options = parser.parse_args()
     repeat = options.repeat or (1 if options.quick else 3)
     only = {s for s in options.only.split(",") if s}
     bench = Bench(options.quick, repeat)
     sizes = (
-        {"main": 5_000, "memory": [1_000, 5_000, 20_000], "submit": 5_000, "e2e": 2_000, "poll": 100, "window": 10.0}
+        {
+            "main": 5_000,
+            "memory": [1_000, 5_000, 20_000],
+            "submit": 5_000,
+            "e2e": 2_000,
+            "poll": 100,
+            "window": 10.0,
+            "cache": 10_000,
+        }
         if options.quick
         else {
             "main": 50_000,
@@ -84,6 +94,7 @@ def main() -> None:
             "e2e": 10_000,
             "poll": 1_000,
             "window": 30.0,
+            "cache": 100_000,
         }
     )
 
@@ -157,6 +168,8 @@ def main() -> None:
         emulator.stop()
     if want("poll"):
         report["poll"] = poll_scale(bench, sizes["poll"], sizes["window"])
+    if want("cache"):
+        report["cache"] = cache_savings(bench, sizes["cache"])
     delete_prefix(bench.redis, bench.prefix)
     queue = f"blbench-{bench.token}"
     delete_prefix(bench.redis, queue)

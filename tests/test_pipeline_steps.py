@@ -616,6 +616,7 @@ def test_the_summary_holds_counts_and_no_prompt(runtime: Runtime) -> None:
         "succeeded": 3,
         "failed": 0,
         "anomalies": 0,
+        "cached": 0,  # no request was answered without being sent
         "input_tokens": 0,
         "output_tokens": 0,
         "cost": None,  # the test model has no price

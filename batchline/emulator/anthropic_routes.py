@@ -131,8 +131,7 @@ async def create_batch(request: Request, state: State) -> Response:
         request_fault_kinds=chosen,
         stage_started=now,
     )
-    state.batches[batch.id] = batch
-    state.count_created("anthropic", "batches")
+    state.add_batch(batch)
     return JSON(batch_json(batch, state, request))
 
 

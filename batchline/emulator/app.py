@@ -19,6 +19,10 @@ async def stats(request: Request, state: State) -> Response:
     return JSON(state.stats())
 
 
+async def received(request: Request, state: State) -> Response:
+    return JSON(state.received)
+
+
 async def reset(request: Request, state: State) -> Response:
     state.reset()
     return JSON({"ok": True})
@@ -75,6 +79,7 @@ def admin_routes() -> list[Route]:
     return [
         route("/_emulator/health", health, ["GET"], None, auth=False),
         route("/_emulator/stats", stats, ["GET"], None, auth=False),
+        route("/_emulator/received", received, ["GET"], None, auth=False),
         route("/_emulator/reset", reset, ["POST"], None, auth=False),
         route("/_emulator/faults", get_faults, ["GET"], None, auth=False),
         route("/_emulator/faults", put_faults, ["PUT"], None, auth=False),

@@ -245,8 +245,7 @@ async def create_batch(request: Request, state: State) -> Response:
         stage_started=now,
         info={"display_name": batch_spec.get("displayName", ""), "origin": origin},
     )
-    state.batches[batch.id] = batch
-    state.count_created("gemini", "batches")
+    state.add_batch(batch)
     return JSON(operation_json(batch, state))
 
 

@@ -188,8 +188,7 @@ async def create_batch(request: Request, state: State) -> Response:
             "errors": errors,
         },
     )
-    state.batches[batch.id] = batch
-    state.count_created("openai", "batches")
+    state.add_batch(batch)
     return JSON(batch_json(batch, state))
 
 

@@ -45,8 +45,14 @@ class Emulator:
             return orjson.loads(answer.read())
 
     def stats(self) -> dict[str, Any]:
-        """Batches and files each provider created, and calls per endpoint (`calls["POST /v1/batches"]`)."""
+        """Batches and files each provider created, requests its batches brought, and calls per endpoint
+        (`calls["POST /v1/batches"]`)."""
         result: dict[str, Any] = self._call("GET", "/_emulator/stats")
+        return result
+
+    def received(self) -> dict[str, list[str]]:
+        """Each provider's custom_ids in the order its batches brought them (a request sent twice is there twice)."""
+        result: dict[str, list[str]] = self._call("GET", "/_emulator/received")
         return result
 
     def reset(self) -> None:

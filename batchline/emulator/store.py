@@ -169,6 +169,8 @@ class State:
         self.stats_created: dict[str, Counter[str]] = {p: Counter() for p in ("openai", "anthropic", "gemini")}
         self.calls: Counter[str] = Counter()
         self.http_used: dict[int, int] = {}
+        self.received: dict[str, list[str]] = {p: [] for p in self.stats_created}
+        """Each provider's custom_ids, in the order its batches brought them: what was sent, and how often."""
 
     def reset(self) -> None:
         self.files.clear()
@@ -179,6 +181,8 @@ class State:
         self.http_used.clear()
         for counter in self.stats_created.values():
             counter.clear()
+        for ids in self.received.values():
+            ids.clear()
         self.config.faults = Faults()
 
     def now(self) -> float:
@@ -246,9 +250,19 @@ class State:
     def count_created(self, provider: str, what: str) -> None:
         self.stats_created[provider][what] += 1
 
+    def add_batch(self, batch: BatchRecord) -> None:
+        """Keep a batch just created, and count it and the requests it brought."""
+        self.batches[batch.id] = batch
+        self.count_created(batch.provider, "batches")
+        self.received[batch.provider].extend(batch.requests.custom_ids)
+
     def stats(self) -> dict[str, Any]:
         result: dict[str, Any] = {
-            provider: {"batches_created": counter["batches"], "files_created": counter["files"]}
+            provider: {
+                "batches_created": counter["batches"],
+                "files_created": counter["files"],
+                "requests_received": len(self.received[provider]),
+            }
             for provider, counter in self.stats_created.items()
         }
         result["calls"] = dict(sorted(self.calls.items()))

@@ -11,7 +11,7 @@ from ..records import RESULT_TAGS, PartState
 from ..runtime import Runtime
 from ..telemetry import record_fetch, record_part, tally_for
 from ..types import BatchStatus
-from . import budget
+from . import budget, caching
 from .base import NOT_FOUND, UNREADABLE, Next, log, poisoned, snapshot_of
 from .ending import finish
 
@@ -75,6 +75,8 @@ def fetch(runtime: Runtime, job_id: str, n: int, progress: Callable[[int, int], 
         if retry_ids:
             again = store.add_part(job_id, n, retry_ids, generation + 1)
             log.info("job %s part %d: %d requests go again in part %d", job_id, n, len(retry_ids), again)
+        if job.cache:  # before the part is stored: a fetch that dies here runs again and shares them then
+            caching.settle(runtime, job_id, job, n)
         if store.transition_part(job_id, n, PartState.STORED, PartState.ENDED, anomalies=anomalies):
             record_part(runtime, job.model, "stored")
             if anomalies:

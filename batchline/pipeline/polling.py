@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+from ..cache import WAITING
 from ..errors import HostileAnswer, MalformedAnswer, ProviderRejected
 from ..providers import Snapshot
 from ..records import JobRecord, PartState
@@ -11,6 +12,7 @@ from ..runtime import Runtime
 from ..store import found
 from ..telemetry import record_poll
 from ..types import BatchStatus
+from . import caching
 from .base import NOT_FOUND, UNREADABLE, Next, end_part, poisoned, snapshot_fields
 from .ending import request_cancel
 
@@ -22,6 +24,9 @@ def poll(runtime: Runtime, job_id: str, n: int) -> Next | None:
     job = found(record, job_id)
     if part.state == PartState.ENDED:
         return Next("fetch", n)
+    if part.state == PartState.PENDING and part.provider_status == WAITING:  # a cache job's, waiting for another job
+        again = Next("poll", n, countdown=poll_countdown(runtime, job, part.polls))
+        return caching.wait(runtime, job_id, job, n, again)
     if part.state != PartState.SUBMITTED:
         return None  # not created yet (submit polls it when it is), or already stored
     if job.deadline and time.time() >= job.deadline and request_cancel(runtime, job_id):

@@ -28,6 +28,7 @@ def summary(runtime: Runtime, job_id: str) -> dict[str, Any]:
         "succeeded": job.succeeded,
         "failed": job.failed,
         "anomalies": job.anomalies,
+        "cached": job.cached,
         "input_tokens": job.input_tokens,
         "output_tokens": job.output_tokens,
         "cost": None if cost is None else float(cost),  # USD at batch prices; None when the model has no known price

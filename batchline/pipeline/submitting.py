@@ -11,7 +11,9 @@ from ..providers import Provider, Snapshot
 from ..records import PartRecord, PartState
 from ..runtime import Runtime
 from ..types import BatchStatus
+from . import caching
 from .base import Next, end_part, log, poisoned, record_created
+from .ending import finish
 
 
 def submit(runtime: Runtime, job_id: str) -> Iterator[Next]:
@@ -44,6 +46,12 @@ def submit(runtime: Runtime, job_id: str) -> Iterator[Next]:
             end_part(runtime, job_id, n, Snapshot("", "not_created", "cancelled"))
             yield Next("fetch", n)
             continue
+        if job.cache:  # answered from the cache, split off to wait for another job, or sent as screened
+            to_send, steps = caching.before_create(runtime, job_id, job, n, part)
+            yield from steps
+            if to_send is None:
+                continue
+            part = to_send
         snapshot = _create_once(runtime, provider, job_id, n, part)
         if snapshot is None:  # another worker is creating it: look again once its claim may have gone stale
             yield Next("submit", countdown=runtime.settings.claim_timeout)
@@ -53,6 +61,8 @@ def submit(runtime: Runtime, job_id: str) -> Iterator[Next]:
         else:
             yield Next("poll", n)
     store.transition_job(job_id, BatchStatus.IN_PROGRESS, BatchStatus.PENDING)
+    if job.cache and finish(runtime, job_id):  # the cache answered every request: nothing was sent
+        yield Next("deliver")
 
 
 def _create_once(runtime: Runtime, provider: Provider, job_id: str, n: int, part: PartRecord) -> Snapshot | None:

@@ -107,6 +107,7 @@ class Codec(Protocol):
     def decode(self, result: StoredResult, request: BatchRequest) -> ModelResponse: ...
     def export_line(self, custom_id: str, status: str, body: bytes) -> bytes: ...
     def request_size(self, request: Encoded) -> int: ...
+    def cache_body(self, body: bytes) -> bytes: ...
 
 
 class Transport(Protocol):
@@ -181,6 +182,11 @@ class CodecBase(Adapter, abc.ABC):
     def request_size(self, request: Encoded) -> int:
         """The bytes `request` adds to a provider batch."""
         return len(request.body) + len(request.custom_id) + 64
+
+    def cache_body(self, body: bytes) -> bytes:
+        """The body as the response cache keys it: its JSON with sorted keys, so a raw body written in another key
+        order is the same request. An adapter whose bodies carry what does not change the answer drops it here."""
+        return orjson.dumps(orjson.loads(body), option=orjson.OPT_SORT_KEYS)
 
 
 class TransportBase(Adapter, abc.ABC):

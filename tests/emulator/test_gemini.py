@@ -54,7 +54,7 @@ def test_file_lifecycle(gemini_client: genai.Client, emulator: Emulator) -> None
         assert part == {"text": f"Mock response for {line['key']}"}
     output = gemini_client.files.get(name=job.dest.file_name)
     assert output.source is not None and output.source.value == "GENERATED" and output.download_uri
-    assert emulator.stats()["gemini"] == {"batches_created": 1, "files_created": 1}
+    assert emulator.stats()["gemini"] == {"batches_created": 1, "files_created": 1, "requests_received": 12}
 
 
 def test_stages_counts_as_strings(gemini_client: genai.Client, emulator: Emulator) -> None:

@@ -50,7 +50,8 @@ def test_full_lifecycle(openai_client: openai.OpenAI, emulator: Emulator) -> Non
         assert body["usage"]["total_tokens"] == body["usage"]["prompt_tokens"] + body["usage"]["completion_tokens"]
     output = openai_client.files.retrieve(batch.output_file_id)
     assert output.purpose == "batch_output" and output.bytes == len(openai_client.files.content(output.id).content)
-    assert emulator.stats()["openai"] == {"batches_created": 1, "files_created": 1}
+    assert emulator.stats()["openai"] == {"batches_created": 1, "files_created": 1, "requests_received": 20}
+    assert emulator.received()["openai"] == [f"r{i}" for i in range(20)]  # as sent, once each
 
 
 def test_output_is_deterministic(openai_client: openai.OpenAI) -> None:

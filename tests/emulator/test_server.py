@@ -26,7 +26,7 @@ def test_running_handle_and_stats() -> None:
             client.batches.list()
         over_http = httpx2.get(emulator.url + "/_emulator/stats").json()
         assert over_http == emulator.stats()
-        assert over_http["openai"] == {"batches_created": 1, "files_created": 1}
+        assert over_http["openai"] == {"batches_created": 1, "files_created": 1, "requests_received": 1}
         assert over_http["calls"] == {"POST /v1/files": 1, "POST /v1/batches": 1, "GET /v1/batches": 1}
         assert emulator.config().response_template == "hello {custom_id}"
     try:
