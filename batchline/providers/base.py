@@ -373,3 +373,12 @@ def created_snapshot_of(content: bytes, provider: str, to_snapshot: Callable[[ob
 def count_of(value: object) -> int:
     """A count as sent; anything but a non-negative whole number (`"lots"`) counts as none."""
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+
+
+def vector_of(value: object) -> list[float] | None:
+    """`value` as an embedding vector: a non-empty list of numbers (JSON's whole numbers too), else None."""
+    if not isinstance(value, list) or not value:
+        return None
+    if not all(isinstance(x, float | int) and not isinstance(x, bool) for x in value):
+        return None
+    return [float(x) for x in value]
