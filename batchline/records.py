@@ -86,6 +86,8 @@ class JobRecord:
     delivery_error: str | None = None
     traceparent: str | None = None
     """The W3C trace context of the caller's `batch_create` span (ids only), when it was traced."""
+    kind: str = ""
+    """What the job's requests ask for: empty for model requests (chat), `embedding` for embedding inputs."""
 
     @classmethod
     def from_hash(cls, fields: Mapping[str, str]) -> JobRecord:
@@ -117,6 +119,7 @@ class JobRecord:
             completed_at=float(completed_at) if completed_at else None,
             delivery_error=get("delivery_error") or None,
             traceparent=get("traceparent") or None,
+            kind=get("kind") or "",
         )
 
     def to_hash(self) -> dict[str, HashValue]:
@@ -148,6 +151,7 @@ class JobRecord:
             "completed_at": self.completed_at,
             "delivery_error": self.delivery_error,
             "traceparent": self.traceparent,
+            "kind": self.kind or None,
         }
         fields.update({name: value for name, value in optional.items() if value is not None})
         return fields

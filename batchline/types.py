@@ -110,12 +110,14 @@ class BatchError:
 
 @dataclass(frozen=True, slots=True)
 class BatchResult:
-    """The outcome of one request: a pydantic-ai `ModelResponse`, or a `BatchError`."""
+    """The outcome of one request: a pydantic-ai `ModelResponse` (an embedding input: its vector), or a `BatchError`."""
 
     custom_id: str
     response: ModelResponse | None = None
     error: BatchError | None = None
+    embedding: list[float] | None = None
+    """The vector of an embedding input (`batch_create_embeddings`); None for model requests."""
 
     @property
     def is_successful(self) -> bool:
-        return self.response is not None
+        return self.response is not None or self.embedding is not None
