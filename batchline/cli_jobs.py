@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from . import cli_embed
 from .cli_args import Commands, positive_float, positive_int
 from .errors import BatchInputError
 from .raw import RawRequest, from_line, json_lines, parse_lines
@@ -33,8 +34,9 @@ def add_commands(commands: Commands) -> None:
     submit.add_argument(
         "file",
         type=Path,
-        help="JSONL of {custom_id, prompt} or {custom_id, messages} lines, or a provider's own batch file "
-        "(OpenAI {custom_id, method, url, body} or Anthropic {custom_id, params} lines), sent unchanged",
+        help="JSONL of {custom_id, prompt} or {custom_id, messages} lines, {custom_id, text} lines to embed (with an "
+        "embedding model), or a provider's own batch file (OpenAI {custom_id, method, url, body} or Anthropic "
+        "{custom_id, params} lines), sent unchanged",
     )
     submit.add_argument(
         "--model",
@@ -49,6 +51,13 @@ def add_commands(commands: Commands) -> None:
         metavar="SECONDS",
         help="seconds between the workers' checks of the provider batch, growing by half each time up to "
         "BATCHLINE_MAX_POLL_INTERVAL (default 60; the first check comes within a second). Use 1-5 with the emulator",
+    )
+    submit.add_argument("--dimensions", type=positive_int, metavar="N", help="embeddings: the vectors' length")
+    submit.add_argument(
+        "--input-type",
+        choices=("document", "query"),
+        default="document",
+        help="embeddings: what the texts are (Gemini conditions the vectors on it; default document)",
     )
     submit.set_defaults(handler=_submit)
     for name, text, handler in (
@@ -69,8 +78,8 @@ def add_commands(commands: Commands) -> None:
         "--format",
         choices=("auto", "provider", "batchline"),
         default="auto",
-        help="provider: the provider's own results file; batchline: decoded ModelResponses (auto: provider for "
-        "raw jobs)",
+        help="provider: the provider's own results file; batchline: decoded ModelResponses, or each input's "
+        "embedding (auto: provider for raw jobs)",
     )
     results.set_defaults(handler=_results)
     jobs = commands.add_parser("jobs", help="list recent jobs")
@@ -95,6 +104,10 @@ def _submit(args: argparse.Namespace, console: Console) -> int:
     from . import api
 
     _need_shared_store()
+    if cli_embed.is_embedding_file(args.file):
+        print(cli_embed.submit(args).id)
+        return 0
+    cli_embed.refuse_options(args)
     requests: list[Any] = with_model(list(read_requests(args.file)), args.model)
     batch = api.batch_create_sync(args.model, requests, poll_interval=args.poll_interval, submit_wait=0)
     print(batch.id)
@@ -205,7 +218,8 @@ def export(args: argparse.Namespace, console: Console) -> int:
             count = api.batch_export_sync(args.job_id, out)
         else:
             results = api.batch_results_sync(args.job_id)
-            write_results(results, out)
+            embeddings = cli_embed.is_embedding_job(args.job_id)
+            (cli_embed.write_embeddings if embeddings else write_results)(results, out)
             count = len(results)
     finally:
         if args.output is not None:
