@@ -129,7 +129,7 @@ def check_embedding_model(model: object) -> EmbeddingModel:
             f"model {text!r} is not an embedding model (its name has no 'embed'); use one such as {EXAMPLES}, "
             "or model_request_batch for a chat model."
         )
-    return EmbeddingModel(text, provider, name)
+    return EmbeddingModel(text, provider, name.removeprefix("models/") if provider == "gemini" else name)
 
 
 def check_inputs(inputs: object) -> list[EmbeddingRequest]:

@@ -124,6 +124,16 @@ def test_gemini_vectors_come_back_in_input_order_with_usage_and_cost(
     assert providers.stats()["files"] == 0, "input and result files are deleted once the vectors are stored"
 
 
+def test_a_gemini_part_of_many_inputs_goes_as_a_file_so_its_vectors_stream_back(providers: Emulator) -> None:
+    """Inline answers come inside the batch's JSON, hundreds of times the size of the texts: past EMBED_INLINE_LIMIT
+    bytes of input, the part is uploaded, and its vectors come as a results file read line by line."""
+    texts = [(f"t{i:03d}", f"text {i:03d} " + "x" * 90) for i in range(700)]  # about 70 kB of input
+    result = embed_batch_sync(GEMINI, texts, settings={"dimensions": 2}, poll_interval=0.1)
+    assert providers.stats()["gemini"] == {"batches_created": 1, "files_created": 1}
+    assert [r.custom_id for r in result.results] == [cid for cid, _ in texts]
+    assert result.embeddings == [embedding(f"RETRIEVAL_DOCUMENT\x1f\x1f{text}", 2) for _, text in texts]
+
+
 def test_gemini_document_titles_and_task_types_reach_the_provider(providers: Emulator) -> None:
     settings = {"google_task_type": "CLUSTERING", "google_title": "Notes", "dimensions": 4}
     result = embed_batch_sync(GEMINI, ["alpha"], settings=settings, poll_interval=0.1)  # type: ignore[arg-type]

@@ -86,8 +86,10 @@ class GeminiTransport(TransportBase):
         name = wire.display_name(job_id, part)
         model = wire.model_path(self.model_name)
         # Embedding inputs go to their own method; the batch, its input and its results have the same shapes.
-        create = self.api.create_embed_batch if group == wire.EMBED_GROUP else self.api.create_batch
-        with PartInput.read(name, self.inline_limit, requests) as spool:
+        embed = group == wire.EMBED_GROUP
+        create = self.api.create_embed_batch if embed else self.api.create_batch
+        inline_limit = min(self.inline_limit, wire.EMBED_INLINE_LIMIT) if embed else self.inline_limit
+        with PartInput.read(name, inline_limit, requests) as spool:
             self._remember(job_id, part, spool)
             if spool.inline:
                 operation = create(model, spool.inline_body())

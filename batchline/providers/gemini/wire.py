@@ -68,6 +68,11 @@ EMBED_GROUP = "embed"
 """The group of embedding inputs (`EmbedContentRequest` bodies): their parts are created with
 `asyncBatchEmbedContent`; every other part with `batchGenerateContent`. Both read and answer the same batch shapes."""
 
+EMBED_INLINE_LIMIT = 64_000
+"""An embedding part goes inline only while its inputs stay under this many bytes: an inline batch's answers come back
+inside the batch's own JSON, and a vector is hundreds of times its text (37 kB for 3072 dimensions), so past a few
+hundred inputs the results are read from a file, line by line, instead."""
+
 DISPLAY_PREFIX = "batchline:"
 _DISPLAY_NAME = re.compile(r"^batchline:(?P<job>[^:]+):(?P<part>\d+)$")
 
