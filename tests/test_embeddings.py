@@ -30,12 +30,14 @@ from batchline import (
 )
 from batchline.config import Settings
 from batchline.costs import job_cost
+from batchline.embed_jobs import embedding_result
 from batchline.embeddings import MAX_INPUTS
 from batchline.emulator import Emulator
 from batchline.emulator.answers_common import embedding, tokens
 from batchline.providers.gemini import GeminiProvider
 from batchline.providers.openai import OpenAIProvider
 from batchline.records import JobRecord
+from batchline.types import BatchError
 
 from .conftest import set_embedded_settings
 from .openai_anthropic_helpers import fresh_runtime, provider_env, uploaded_bodies
@@ -216,3 +218,34 @@ def test_bad_input_is_refused_before_anything_is_stored_or_sent(
         batch_create_embeddings_sync(model, inputs, **options)  # type: ignore[arg-type]
     assert stored_jobs() == before
     assert providers.stats()["calls"] == {}
+
+
+# -- reading stored answers --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"data": [{"embedding": [0.1, "0.2"]}]}',
+        b'{"data": [{"embedding": [0.1, null]}]}',
+        b'{"data": [{"embedding": []}]}',
+        b'{"data": [{"embedding": [1e400]}]}',
+        b'{"data": [{"embedding": "AAAA"}]}',
+        b'{"data": []}',
+        b"[1, 2]",
+        b"not json",
+    ],
+)
+def test_an_answer_without_a_readable_vector_is_an_error_not_a_guess(body: bytes) -> None:
+    result = embedding_result("openai", "x", "succeeded", body)
+    assert result.embedding is None and result.error is not None and result.error.code == "no_embedding"
+
+
+def test_stored_errors_keep_the_providers_code_and_message() -> None:
+    openai_error = b'{"status_code": 400, "body": {"error": {"message": "too long", "code": "context_length"}}}'
+    assert embedding_result("openai", "x", "errored", openai_error).error == BatchError("context_length", "too long")
+    gemini_error = b'{"code": 3, "message": "contents must not be empty"}'
+    expected = BatchError("INVALID_ARGUMENT", "contents must not be empty")
+    assert embedding_result("gemini", "x", "errored", gemini_error).error == expected
+    assert embedding_result("gemini", "x", "expired", b"").error == BatchError(
+        "expired", "The batch expired before this input was embedded."
+    )
+    assert embedding_result("gemini", "x", "succeeded", b'{"embedding": {"values": [1, 0.5]}}').embedding == [1, 0.5]
