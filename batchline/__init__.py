@@ -27,6 +27,12 @@ if TYPE_CHECKING:  # what a type checker sees at once; `__getattr__` loads each 
     from .api import estimate_cost_sync as estimate_cost_sync
     from .api import model_request_batch as model_request_batch
     from .api import model_request_batch_sync as model_request_batch_sync
+    from .embed_api import batch_create_embeddings as batch_create_embeddings
+    from .embed_api import batch_create_embeddings_sync as batch_create_embeddings_sync
+    from .embed_api import embed_batch as embed_batch
+    from .embed_api import embed_batch_sync as embed_batch_sync
+    from .embeddings import BatchEmbeddings as BatchEmbeddings
+    from .embeddings import EmbeddingRequest as EmbeddingRequest
     from .errors import BatchInputError as BatchInputError
     from .errors import BatchlineError as BatchlineError
     from .errors import JobNotFound as JobNotFound
@@ -58,6 +64,8 @@ _EXPORTS = {
         "model_request_batch",
         "model_request_batch_sync",
     ),
+    "embed_api": ("batch_create_embeddings", "batch_create_embeddings_sync", "embed_batch", "embed_batch_sync"),
+    "embeddings": ("BatchEmbeddings", "EmbeddingRequest"),
     "errors": ("BatchInputError", "BatchlineError", "JobNotFound"),
     "estimate": ("CostEstimate",),
     "raw": ("RawRequest",),

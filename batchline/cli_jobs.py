@@ -19,15 +19,15 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from . import cli_cost
+from . import cli_cost, cli_embed
 from .agents.records import is_agent_job
 from .cli_args import Commands, positive_float, positive_int
+from .cli_tables import cost_text, status_table, stored_parts_of, usage_text
 from .errors import BatchInputError
 from .raw import RawRequest, from_line, json_lines, parse_lines
 
 if TYPE_CHECKING:
-    from .records import PartRecord
-    from .types import Batch, BatchResult
+    from .types import BatchResult
 
 
 def add_commands(commands: Commands) -> None:
@@ -35,8 +35,9 @@ def add_commands(commands: Commands) -> None:
     submit.add_argument(
         "file",
         type=Path,
-        help="JSONL of {custom_id, prompt} or {custom_id, messages} lines, or a provider's own batch file "
-        "(OpenAI {custom_id, method, url, body} or Anthropic {custom_id, params} lines), sent unchanged",
+        help="JSONL of {custom_id, prompt} or {custom_id, messages} lines, {custom_id, text} lines to embed (with an "
+        "embedding model), or a provider's own batch file (OpenAI {custom_id, method, url, body} or Anthropic "
+        "{custom_id, params} lines), sent unchanged",
     )
     submit.add_argument(
         "--model",
@@ -59,6 +60,13 @@ def add_commands(commands: Commands) -> None:
         help="answer requests from the response cache and send identical requests once (BATCHLINE_CACHE_KEY_PREFIX, "
         "BATCHLINE_CACHE_TTL_SECONDS)",
     )
+    submit.add_argument("--dimensions", type=positive_int, metavar="N", help="embeddings: the vectors' length")
+    submit.add_argument(
+        "--input-type",
+        choices=("document", "query"),
+        default="document",
+        help="embeddings: what the texts are (Gemini conditions the vectors on it; default document)",
+    )
     submit.set_defaults(handler=_submit)
     for name, text, handler in (
         ("status", "show a job's state", _status),
@@ -78,8 +86,8 @@ def add_commands(commands: Commands) -> None:
         "--format",
         choices=("auto", "provider", "batchline"),
         default="auto",
-        help="provider: the provider's own results file; batchline: decoded ModelResponses (auto: provider for "
-        "raw jobs)",
+        help="provider: the provider's own results file; batchline: decoded ModelResponses, or each input's "
+        "embedding (auto: provider for raw jobs)",
     )
     results.set_defaults(handler=_results)
     jobs = commands.add_parser("jobs", help="list recent jobs")
@@ -105,6 +113,12 @@ def _submit(args: argparse.Namespace, console: Console) -> int:
 
     if not args.estimate:  # an estimate stores and sends nothing: it needs no shared store
         _need_shared_store()
+    if cli_embed.is_embedding_file(args.file):
+        if args.estimate or args.max_cost is not None or args.cache:
+            raise BatchInputError("--estimate, --max-cost and --cache are for model requests, not texts to embed")
+        print(cli_embed.submit(args).id)
+        return 0
+    cli_embed.refuse_options(args)
     requests: list[Any] = with_model(list(read_requests(args.file)), args.model)
     if args.estimate:
         return cli_cost.show_estimate(args.model, requests, args.max_cost, console)
@@ -170,7 +184,7 @@ def _jobs(args: argparse.Namespace, console: Console) -> int:
         table.add_column(name, justify="right", overflow="fold")
     table.add_column("created", overflow="fold")
     for batch in api.batch_list_sync(args.limit):
-        counts = job_counts(batch, _parts(batch.id, len(batch.provider_batches)))
+        counts = job_counts(batch, stored_parts_of(batch.id, len(batch.provider_batches)))
         table.add_row(
             batch.id,
             batch.model,
@@ -184,14 +198,6 @@ def _jobs(args: argparse.Namespace, console: Console) -> int:
         )
     console.print(table)
     return 0
-
-
-def _parts(job_id: str, count: int) -> list[PartRecord]:
-    from .runtime import runtime_for
-    from .status import stored_parts
-    from .worker import current_app
-
-    return stored_parts(runtime_for(current_app()), job_id, count)
 
 
 def with_model(requests: list[Any], model: str) -> list[Any]:
@@ -234,7 +240,8 @@ def export(args: argparse.Namespace, console: Console) -> int:
             count = api.batch_export_sync(args.job_id, out)
         else:
             results = api.batch_results_sync(args.job_id)
-            write_results(results, out)
+            embeddings = cli_embed.is_embedding_job(args.job_id)
+            (cli_embed.write_embeddings if embeddings else write_results)(results, out)
             count = len(results)
     finally:
         if args.output is not None:
@@ -292,56 +299,6 @@ def write_results(results: list[BatchResult], out: IO[bytes]) -> None:
             "error": None if result.error is None else {"code": result.error.code, "message": result.error.message},
         }
         out.write(orjson.dumps(line) + b"\n")
-
-
-def status_table(batch: Batch, stored: list[PartRecord] | None = None) -> Table:
-    from .status import job_counts, part_counts
-
-    table = Table(title=f"{batch.id} ({batch.model}): {batch.status.name}")
-    table.add_column("part")
-    table.add_column("provider batch", overflow="fold")
-    table.add_column("provider status")
-    table.add_column("requests", justify="right")
-    table.add_column("succeeded", justify="right")
-    table.add_column("failed", justify="right")
-    table.add_column("not run", justify="right")
-    parts = _parts(batch.id, len(batch.provider_batches)) if stored is None else stored
-    for part, fields in zip(batch.provider_batches, parts, strict=True):
-        table.add_row(
-            str(part.part),
-            part.id or "-",
-            part.status + (f" ({part.error})" if part.error else ""),
-            str(part.request_count),
-            *(str(count) for count in part_counts(fields)),
-        )
-    ok, failed, not_run = job_counts(batch, parts)
-    table.caption = (
-        f"{ok} succeeded, {failed} failed, {not_run} not run (cancelled or expired) of {batch.request_count}"
-    )
-    if batch.cached_count:
-        table.caption += f"; {batch.cached_count} answered from the cache or an identical request (not sent)"
-    if batch.anomaly_count:
-        table.caption += f"; {batch.anomaly_count} result lines from the provider matched no request and were skipped"
-    table.caption += f"\n{usage_text(batch)}"
-    if batch.cancel_reason:
-        table.caption += f"\ncancelled by batchline: {batch.cancel_reason}"
-    return table
-
-
-def usage_text(batch: Batch) -> str:
-    """The job's token usage and its cost, as a line: `1,200 input + 340 output tokens, cost $0.000012`."""
-    from .costs import usd
-
-    usage = batch.usage
-    budget = f" of max_cost {usd(batch.max_cost)}" if batch.max_cost is not None else ""
-    return f"{usage.input_tokens:,} input + {usage.output_tokens:,} output tokens, cost {cost_text(batch)}{budget}"
-
-
-def cost_text(batch: Batch) -> str:
-    """The job's cost in USD at batch prices, or `unknown` when there is no price for its model (never a made-up 0)."""
-    if batch.cost is None:
-        return "unknown"
-    return f"${batch.cost:,.2f}" if batch.cost >= 1 else f"${batch.cost:.6f}"
 
 
 def wait(job_id: str, timeout: float | None, console: Console) -> int:

@@ -84,6 +84,8 @@ def job_cost(job: JobRecord) -> Decimal | None:
         provider, name = provider_class(job.model).name, split_model(job.model)[1]
     except (ValueError, NotImplementedError):
         return None
+    if job.kind == "embedding" and job.succeeded and not job.input_tokens:
+        return None  # the provider reported no tokens for its vectors: unknown, not free
     return cost_of_totals(provider, name, job.input_tokens, job.output_tokens, job.succeeded)
 
 

@@ -97,6 +97,8 @@ class JobRecord:
     """How long the answers the job puts in the cache stay there, in seconds."""
     cached: int = 0
     """Requests answered without being sent: from the cache, or by an identical request (of this job or another)."""
+    kind: str = ""
+    """What the job's requests ask for: empty for model requests (chat), `embedding` for embedding inputs."""
 
     @classmethod
     def from_hash(cls, fields: Mapping[str, str]) -> JobRecord:
@@ -133,6 +135,7 @@ class JobRecord:
             cache=get("cache") or "",
             cache_ttl=int(get("cache_ttl") or 0),
             cached=int(get("cached") or 0),
+            kind=get("kind") or "",
         )
 
     def to_hash(self) -> dict[str, HashValue]:
@@ -169,6 +172,7 @@ class JobRecord:
             "cache": self.cache or None,
             "cache_ttl": self.cache_ttl or None,
             "cached": self.cached or None,
+            "kind": self.kind or None,
         }
         fields.update({name: value for name, value in optional.items() if value is not None})
         return fields

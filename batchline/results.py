@@ -12,6 +12,8 @@ from pydantic_ai.exceptions import ModelAPIError, ModelHTTPError, UserError
 from ._gc import gc_paused
 from .cache import CacheStore
 from .codec import PARAMS, decode_request
+from .embed_jobs import read_embeddings
+from .embeddings import EMBEDDING, embedding_of
 from .providers import get_provider
 from .runtime import Runtime
 from .types import BatchError, BatchResult
@@ -24,6 +26,8 @@ def read_results(runtime: Runtime, job_id: str, custom_ids: Sequence[str] | None
     """The results stored so far, in request order (or those of `custom_ids`), decoded."""
     store = runtime.store
     job = store.load_job(job_id)
+    if job.kind == EMBEDDING:  # vectors, not model responses: no codec reads them
+        return read_embeddings(runtime, job_id, job, custom_ids)
     codec = get_provider(job.model)
     params = PARAMS.validate_json(job.params)
     settings = orjson.loads(job.settings) or None
@@ -51,8 +55,9 @@ def read_results(runtime: Runtime, job_id: str, custom_ids: Sequence[str] | None
                 except ModelAPIError as exc:
                     out.append(BatchResult(custom_id, error=error_of(exc), cached=cached))
                 except UserError as exc:  # a raw-mode result that is no model response (embeddings, moderations)
-                    error = BatchError("not_a_model_response", str(exc))
-                    out.append(BatchResult(custom_id, error=error, cached=cached))
+                    vector = embedding_of(codec.name, result.body)
+                    found = BatchError("not_a_model_response", str(exc)) if vector is None else None
+                    out.append(BatchResult(custom_id, error=found, embedding=vector, cached=cached))
     return out
 
 

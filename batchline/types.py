@@ -139,7 +139,7 @@ class BatchError:
 
 @dataclass(frozen=True, slots=True)
 class BatchResult:
-    """The outcome of one request: a pydantic-ai `ModelResponse`, or a `BatchError`."""
+    """The outcome of one request: a pydantic-ai `ModelResponse` (an embedding input: its vector), or a `BatchError`."""
 
     custom_id: str
     response: ModelResponse | None = None
@@ -147,7 +147,9 @@ class BatchResult:
     cached: bool = False
     """Not sent for this custom_id: the answer an identical request got (from the response cache, a duplicate in
     the same job, or another job's request in flight), as the provider gave it then."""
+    embedding: list[float] | None = None
+    """The vector of an embedding input (`batch_create_embeddings`); None for model requests."""
 
     @property
     def is_successful(self) -> bool:
-        return self.response is not None
+        return self.response is not None or self.embedding is not None

@@ -215,6 +215,9 @@ def check_outcome(block: Block, stdout: str) -> None:
         assert all(line["status"] == "succeeded" for line in lines)
     if block.lang == "python" and "model_request_batch" in block.code:
         assert re.search(r"^math-1 \S", stdout, re.M) and re.search(r"^math-2 \S", stdout, re.M), stdout
+    if block.lang == "python" and "embed_batch" in block.code:  # each text's vector, at the length asked for
+        assert re.search(r"^faq-1 256$", stdout, re.M) and re.search(r"^faq-2 256$", stdout, re.M), stdout
+        assert re.search(r"^\d+ input tokens, cost \d", stdout, re.M), stdout
 
 
 def section(heading: str) -> list[Block]:

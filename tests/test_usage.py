@@ -13,7 +13,7 @@ import pytest
 from rich.console import Console
 
 from batchline import batch_create_sync, batch_results_sync, batch_status_sync, pipeline
-from batchline.cli_jobs import status_table, usage_text
+from batchline.cli_tables import status_table, usage_text
 from batchline.costs import cost_of, cost_of_totals, job_cost
 from batchline.emulator import Emulator, HttpFault
 from batchline.providers.test import TestProvider

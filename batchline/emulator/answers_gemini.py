@@ -12,6 +12,7 @@ from .answers_common import (
     Turn,
     answer_text,
     choose_tool,
+    embedding,
     schema_json,
     text_of,
     tokens,
@@ -104,6 +105,20 @@ def generate_content_response(request: dict[str, Any], key: str, model: str, ctx
         },
         "modelVersion": model.removeprefix("models/"),
     }
+
+
+def embed_content_item(request: dict[str, Any], model: str) -> dict[str, Any]:
+    """One result of an embedding batch: `{"response": EmbedContentResponse}` with the vector and the input's tokens
+    (google-genai's `SingleEmbedContentResponse.token_count`), or an error for a request with no text to embed.
+
+    The vector follows the text, the task type and the title, so a test can tell which of them arrived."""
+    text = _text_parts(field(request, "content"))
+    if not text.strip():
+        return {"error": error_entry("invalid_request", "* EmbedContentRequest.content: contents must not be empty")}
+    task, title = str(field(request, "taskType") or ""), str(field(request, "title") or "")
+    dimensions = int(field(request, "outputDimensionality") or (3072 if "gemini-embedding" in model else 768))
+    seed = "\x1f".join((task, title, text)) if task or title else text
+    return {"response": {"embedding": {"values": embedding(seed, dimensions)}, "tokenCount": tokens(text)}}
 
 
 # google.rpc.Code numbers and the HTTP status each stands for.

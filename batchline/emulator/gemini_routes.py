@@ -1,12 +1,10 @@
-"""Gemini: batchGenerateContent (inline or file), batch get/list/cancel/delete, the Files API with resumable upload."""
+"""Gemini batch mode: batchGenerateContent and asyncBatchEmbedContent (inline or file), batch get/list/cancel/delete;
+the Files API it reads and writes is gemini_files.py."""
 
 from __future__ import annotations
 
-import base64
-import hashlib
 from array import array
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -15,11 +13,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from . import lifecycle
+from . import gemini_files, lifecycle
 from .answers_common import AnswerContext
-from .answers_gemini import error_entry, field, generate_content_response
+from .answers_gemini import embed_content_item, error_entry, field, generate_content_response
 from .config import BatchFault, Provider
-from .http import JSON, authorized, download, json_body, provider_error, route
+from .gemini_files import error as _error
+from .gemini_files import paginate as _paginate
+from .gemini_files import timestamp
+from .http import JSON, route
 from .store import BatchRecord, FileRecord, RequestSet, State, split_lines
 
 _TYPE = "type.googleapis.com/google.ai.generativelanguage.v1main."
@@ -31,139 +32,6 @@ _STATES = {
     "cancelled": "CANCELLED",
     "expired": "EXPIRED",
 }
-_DAY = 24 * 3600
-
-
-def _error(status: int, message: str) -> JSON:
-    return provider_error("gemini", status, message)
-
-
-def timestamp(value: float) -> str:
-    moment = datetime.fromtimestamp(value, UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond:06d}000Z"
-
-
-def _base(request: Request) -> str:
-    return str(request.base_url).rstrip("/")
-
-
-# Files ---------------------------------------------------------------------------------------------------------------
-
-
-def file_json(record: FileRecord, request: Request) -> dict[str, Any]:
-    short = record.id.removeprefix("files/")
-    data: dict[str, Any] = {
-        "name": record.id,
-        "displayName": record.display_name,
-        "mimeType": record.mime_type,
-        "sizeBytes": str(record.byte_size()),
-        "createTime": timestamp(record.created_at),
-        "updateTime": timestamp(record.created_at),
-        "expirationTime": timestamp(record.created_at + 2 * _DAY),
-        "uri": f"{_base(request)}/v1beta/files/{short}",
-        "state": "ACTIVE",
-        "source": "UPLOADED" if record.content is not None else "GENERATED",
-    }
-    if record.content is not None:
-        data["sha256Hash"] = base64.b64encode(hashlib.sha256(record.content).hexdigest().encode()).decode()
-    else:
-        data["downloadUri"] = f"{_base(request)}/download/v1beta/files/{short}:download?alt=media"
-    return {k: v for k, v in data.items() if v is not None}
-
-
-async def upload(request: Request, state: State) -> Response:
-    """Both legs of the resumable protocol: `start` (authenticated) and the upload URL's `upload[, finalize]`."""
-    session_id = request.query_params.get("upload_id")
-    if session_id is None:
-        if not authorized("gemini", request):
-            return _error(401, "Request is missing required authentication credential. Expected an API key.")
-        if request.headers.get("x-goog-upload-protocol") != "resumable" or (
-            request.headers.get("x-goog-upload-command") != "start"
-        ):
-            return _error(400, "Only the resumable upload protocol is supported: send X-Goog-Upload-Command: start.")
-        size = int(request.headers.get("x-goog-upload-header-content-length") or 0)
-        if size > state.config.limits.gemini_max_file_bytes:
-            return _error(400, f"File size {size} exceeds the {state.config.limits.gemini_max_file_bytes} byte limit.")
-        body = await json_body(request)
-        meta = (body or {}).get("file") or {} if isinstance(body, dict) else {}
-        session_id = state.new_id("gemini-upload", length=32)
-        state.upload_sessions[session_id] = {
-            "data": bytearray(),
-            "size": size,
-            "meta": meta,
-            "mime": request.headers.get("x-goog-upload-header-content-type") or field(meta, "mimeType"),
-        }
-        url = f"{_base(request)}/upload/v1beta/files?upload_id={session_id}&upload_protocol=resumable"
-        return Response(b"", headers={"x-goog-upload-url": url, "x-goog-upload-status": "active"})
-    session = state.upload_sessions.get(session_id)
-    if session is None:
-        return _error(404, "Upload session not found.")
-    command = request.headers.get("x-goog-upload-command", "")
-    offset = int(request.headers.get("x-goog-upload-offset") or 0)
-    if offset != len(session["data"]):
-        return _error(400, f"Invalid upload offset {offset}; {len(session['data'])} bytes received so far.")
-    session["data"] += await request.body()
-    if "finalize" not in command:
-        return Response(b"", headers={"x-goog-upload-status": "active"})
-    del state.upload_sessions[session_id]
-    meta = session["meta"]
-    name = meta.get("name") or "files/" + state.new_id("gemini-file", length=12)
-    record = FileRecord(
-        id=name,
-        provider="gemini",
-        purpose="upload",
-        filename=name,
-        created_at=state.now(),
-        content=bytes(session["data"]),
-        mime_type=session["mime"] or "application/octet-stream",
-        display_name=field(meta, "displayName"),
-    )
-    state.files[record.id] = record
-    state.count_created("gemini", "files")
-    return JSON({"file": file_json(record, request)}, headers={"x-goog-upload-status": "final"})
-
-
-def _file(state: State, short: str) -> FileRecord | None:
-    record = state.files.get(f"files/{short}")
-    return record if record is not None and record.provider == "gemini" else None
-
-
-async def get_file(request: Request, state: State) -> Response:
-    record = _file(state, request.path_params["name"])
-    if record is None:
-        return _error(404, f"File files/{request.path_params['name']} not found.")
-    return JSON(await run_in_threadpool(file_json, record, request))
-
-
-async def delete_file(request: Request, state: State) -> Response:
-    record = _file(state, request.path_params["name"])
-    if record is None:
-        return _error(404, f"File files/{request.path_params['name']} not found.")
-    del state.files[record.id]
-    return JSON({})
-
-
-async def list_files(request: Request, state: State) -> Response:
-    records = [f for f in reversed(state.files.values()) if f.provider == "gemini"]
-    page, token = _paginate(records, request)
-    data: dict[str, Any] = {"files": [await run_in_threadpool(file_json, f, request) for f in page]}
-    if token:
-        data["nextPageToken"] = token
-    return JSON(data)
-
-
-async def download_file(request: Request, state: State) -> Response:
-    record = _file(state, request.path_params["name"])
-    if record is None:
-        return _error(404, f"File files/{request.path_params['name']} not found.")
-    return download(request, record.chunks, record.byte_size, record.mime_type)
-
-
-def _paginate(items: list[Any], request: Request) -> tuple[list[Any], str | None]:
-    size = int(request.query_params.get("pageSize") or 50)
-    start = int(request.query_params.get("pageToken") or 0)
-    page = items[start : start + size]
-    return page, str(start + size) if start + size < len(items) else None
 
 
 # Batches -------------------------------------------------------------------------------------------------------------
@@ -202,6 +70,15 @@ def _file_requests(data: bytes) -> tuple[RequestSet | None, str | None]:
 
 
 async def create_batch(request: Request, state: State) -> Response:
+    return await _create(request, state, "generate")
+
+
+async def create_embed_batch(request: Request, state: State) -> Response:
+    """`asyncBatchEmbedContent`: an `EmbedContentBatch`, whose input, operation and output have the same shapes."""
+    return await _create(request, state, "embed")
+
+
+async def _create(request: Request, state: State, kind: str) -> Response:
     model = "models/" + request.path_params["model"].removeprefix("models/")
     data = await request.body()
     try:
@@ -209,15 +86,16 @@ async def create_batch(request: Request, state: State) -> Response:
     except orjson.JSONDecodeError:
         return _error(400, "Invalid JSON payload received.")
     batch_spec = body.get("batch") if isinstance(body, dict) else None
-    config = batch_spec.get("inputConfig") if isinstance(batch_spec, dict) else None
+    # Proto JSON: a field may come by its JSON name or its proto name (google-genai sends `file_name`).
+    config = field(batch_spec, "inputConfig")
     if not isinstance(batch_spec, dict) or not isinstance(config, dict):
         return _error(400, "batch.input_config is required.")
     fault = state.take_batch_fault("gemini")
     problem = None
-    if "fileName" in config:
-        source = state.files.get(str(config["fileName"]))
+    if (file_name := field(config, "fileName")) is not None:
+        source = state.files.get(str(file_name))
         if source is None or source.content is None:
-            return _error(404, f"File {config['fileName']} not found.")
+            return _error(404, f"File {file_name} not found.")
         requests, problem = await run_in_threadpool(_file_requests, source.content)
         origin = "file"
     else:
@@ -243,7 +121,7 @@ async def create_batch(request: Request, state: State) -> Response:
         fault=fault,
         request_fault_kinds=chosen,
         stage_started=now,
-        info={"display_name": batch_spec.get("displayName", ""), "origin": origin},
+        info={"display_name": field(batch_spec, "displayName") or "", "origin": origin, "kind": kind},
     )
     state.add_batch(batch)
     return JSON(operation_json(batch, state))
@@ -287,8 +165,9 @@ def _output(batch: BatchRecord, state: State) -> dict[str, Any] | None:
 def operation_json(batch: BatchRecord, state: State) -> dict[str, Any]:
     status = batch.outcome or lifecycle.stage_name(batch)
     updated = max([batch.created_at, *batch.times.values()])
+    embed = batch.info.get("kind") == "embed"
     metadata: dict[str, Any] = {
-        "@type": _TYPE + "GenerateContentBatch",
+        "@type": _TYPE + ("EmbedContentBatch" if embed else "GenerateContentBatch"),
         "model": batch.model,
         "displayName": batch.info["display_name"],
         "createTime": timestamp(batch.created_at),
@@ -306,7 +185,8 @@ def operation_json(batch: BatchRecord, state: State) -> dict[str, Any]:
         if batch.outcome == "failed" and batch.fault is not None:
             result["error"] = {"code": 3, "message": batch.fault.message}
         else:
-            result["response"] = {"@type": _TYPE + "GenerateContentBatchOutput", **(output or {})}
+            kind = "EmbedContentBatchOutput" if embed else "GenerateContentBatchOutput"
+            result["response"] = {"@type": _TYPE + kind, **(output or {})}
     return result
 
 
@@ -321,7 +201,10 @@ def _result_lines(batch: BatchRecord, state: State, *, inline: bool) -> Iterator
             item["error"] = error_entry(fault.kind, fault.message)
         else:
             request = orjson.loads(batch.requests.line(index))["request"]
-            item["response"] = generate_content_response(request, key, batch.model or "", ctx)
+            if batch.info.get("kind") == "embed":
+                item.update(embed_content_item(request, batch.model or ""))
+            else:
+                item["response"] = generate_content_response(request, key, batch.model or "", ctx)
         yield orjson.dumps(item) + b"\n"
 
 
@@ -373,13 +256,9 @@ async def list_batches(request: Request, state: State) -> Response:
 def routes() -> list[Route]:
     p: Provider = "gemini"
     return [
-        route("/upload/v1beta/files", upload, ["POST"], p, auth=False),
-        route("/v1beta/files", list_files, ["GET"], p),
-        route("/v1beta/files/{name}:download", download_file, ["GET"], p),
-        route("/download/v1beta/files/{name}:download", download_file, ["GET"], p),
-        route("/v1beta/files/{name}", get_file, ["GET"], p),
-        route("/v1beta/files/{name}", delete_file, ["DELETE"], p),
+        *gemini_files.routes(),
         route("/v1beta/models/{model}:batchGenerateContent", create_batch, ["POST"], p),
+        route("/v1beta/models/{model}:asyncBatchEmbedContent", create_embed_batch, ["POST"], p),
         route("/v1beta/batches", list_batches, ["GET"], p),
         route("/v1beta/batches/{name}:cancel", cancel_batch, ["POST"], p),
         route("/v1beta/batches/{name}", get_batch, ["GET"], p),

@@ -83,6 +83,13 @@ class GeminiAPI:
         )
         return _json(response)
 
+    def create_embed_batch(self, model: str, body: bytes) -> dict[str, Any]:
+        """`create_batch` for embedding inputs: the same body shape, to `asyncBatchEmbedContent`."""
+        response = self.http.request(
+            "POST", f"{API}/{model}:asyncBatchEmbedContent", content=body, headers=_JSON_BODY, idempotent=False
+        )
+        return _json(response)
+
     def get_batch(self, name: str) -> dict[str, Any]:
         return _json(self.http.request("GET", f"{API}/{resource(name, 'batches')}"))
 

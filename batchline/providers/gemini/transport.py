@@ -85,16 +85,20 @@ class GeminiTransport(TransportBase):
         credentials()  # a missing key is refused before anything is read, written or sent
         name = wire.display_name(job_id, part)
         model = wire.model_path(self.model_name)
-        with PartInput.read(name, self.inline_limit, requests) as spool:
+        # Embedding inputs go to their own method; the batch, its input and its results have the same shapes.
+        embed = group == wire.EMBED_GROUP
+        create = self.api.create_embed_batch if embed else self.api.create_batch
+        inline_limit = min(self.inline_limit, wire.EMBED_INLINE_LIMIT) if embed else self.inline_limit
+        with PartInput.read(name, inline_limit, requests) as spool:
             self._remember(job_id, part, spool)
             if spool.inline:
-                operation = self.api.create_batch(model, spool.inline_body())
+                operation = create(model, spool.inline_body())
             else:
                 assert spool.file is not None
                 file_name = self.api.upload(spool.file, spool.file_size, name)
                 self.context.scratch.redis.hset(self.part_key(job_id, part), "input_file", file_name)
                 try:
-                    operation = self.api.create_batch(model, wire.file_batch(name, file_name))
+                    operation = create(model, wire.file_batch(name, file_name))
                 except ProviderRejected:
                     self._delete_file(file_name)  # refused: no batch will ever read it
                     raise

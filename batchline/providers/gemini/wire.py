@@ -16,7 +16,7 @@ import orjson
 
 from ..._json import dumps
 from ...errors import MalformedAnswer
-from ..base import UNUSABLE, Snapshot, State, as_dict
+from ..base import UNUSABLE, Snapshot, State, as_dict, vector_of
 
 log = logging.getLogger("batchline.gemini")
 
@@ -63,6 +63,15 @@ MAX_REQUESTS = 100_000
 minutes and a failure to one part."""
 MAX_BYTES = 2_000_000_000
 """The input file's limit."""
+
+EMBED_GROUP = "embed"
+"""The group of embedding inputs (`EmbedContentRequest` bodies): their parts are created with
+`asyncBatchEmbedContent`; every other part with `batchGenerateContent`. Both read and answer the same batch shapes."""
+
+EMBED_INLINE_LIMIT = 64_000
+"""An embedding part goes inline only while its inputs stay under this many bytes: an inline batch's answers come back
+inside the batch's own JSON, and a vector is hundreds of times its text (37 kB for 3072 dimensions), so past a few
+hundred inputs the results are read from a file, line by line, instead."""
 
 DISPLAY_PREFIX = "batchline:"
 _DISPLAY_NAME = re.compile(r"^batchline:(?P<job>[^:]+):(?P<part>\d+)$")
@@ -278,15 +287,38 @@ def is_transient(body: bytes) -> bool:
 
 
 def usage_of(body: bytes) -> tuple[int, int]:
-    """`(input, output)` tokens of a stored succeeded body (a `GenerateContentResponse`): its `usageMetadata`, the
-    output counting thinking tokens as pydantic-ai does; (0, 0) when it has none."""
+    """`(input, output)` tokens of a stored succeeded body: a `GenerateContentResponse`'s `usageMetadata`, the output
+    counting thinking tokens as pydantic-ai does, or an embedding's input tokens; (0, 0) when it has none."""
     try:
-        usage = orjson.loads(body).get("usageMetadata")
+        answer = orjson.loads(body)
+        usage = answer.get("usageMetadata")
     except (orjson.JSONDecodeError, AttributeError):
         return 0, 0
+    if "embedding" in answer:
+        return embedding_tokens(answer), 0
     if not isinstance(usage, dict):
         return 0, 0
     given = usage.get("promptTokenCount")
     counts = (usage.get("candidatesTokenCount"), usage.get("thoughtsTokenCount"))
     made = sum(value for value in counts if isinstance(value, int))
     return (given if isinstance(given, int) else 0), made
+
+
+def embedding_of(body: bytes) -> list[float] | None:
+    """The vector of a stored succeeded embedding body (an `EmbedContentResponse`); None when it holds none."""
+    try:
+        embedding = orjson.loads(body).get("embedding")
+    except (orjson.JSONDecodeError, AttributeError):
+        return None
+    return vector_of(embedding.get("values") if isinstance(embedding, dict) else None)
+
+
+def embedding_tokens(answer: Mapping[str, Any]) -> int:
+    """The input tokens an embedding answer reports: `tokenCount` (google-genai's `SingleEmbedContentResponse`), or
+    `usageMetadata.promptTokenCount` (`EmbeddingUsageMetadata`); an int64 may come as a string. 0 when none."""
+    for value in (answer.get("tokenCount"), as_dict(answer.get("usageMetadata")).get("promptTokenCount")):
+        if isinstance(value, str) and value.isdigit():
+            value = int(value)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return 0

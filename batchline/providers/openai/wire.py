@@ -16,7 +16,7 @@ import orjson
 from ..._json import dumps
 from ...errors import BatchInputError, MalformedAnswer
 from ...raw import RawRequest
-from ..base import UNUSABLE, Encoded, Snapshot, State, as_dict, count_of, created_snapshot_of
+from ..base import UNUSABLE, Encoded, Snapshot, State, as_dict, count_of, created_snapshot_of, vector_of
 
 if TYPE_CHECKING:
     from pydantic_ai.models.batch import BatchResultStatus
@@ -44,6 +44,7 @@ FIND_PAGE = 100
 """Batches per page when listing them to find one (the most OpenAI gives)."""
 ENDPOINTS = frozenset({"/v1/responses", "/v1/chat/completions", "/v1/embeddings", "/v1/completions", "/v1/moderations"})
 """The endpoints an OpenAI batch runs, which raw input lines may name."""
+EMBEDDINGS = "/v1/embeddings"
 UNRUN: dict[str, BatchResultStatus] = {"batch_expired": "expired", "batch_cancelled": "canceled"}
 """Error-file codes of requests the batch ended before running."""
 
@@ -60,6 +61,15 @@ def raw_request(request: RawRequest) -> Encoded:
     if not isinstance(model, str) or not model:
         raise BatchInputError(f"request {request.custom_id!r}: its body names no model.")
     return Encoded(request.custom_id, dumps(request.body), group=f"{request.url} {model}")
+
+
+def embedding_request(custom_id: str, model: str, text: str, dimensions: int | None = None) -> Encoded:
+    """One embedding input as a `/v1/embeddings` line of its own: its vector comes back under its custom_id. Its group
+    is the one raw `/v1/embeddings` lines of the model get, so a part runs against that endpoint."""
+    body: dict[str, Any] = {"model": model, "input": text, "encoding_format": "float"}
+    if dimensions is not None:
+        body["dimensions"] = dimensions
+    return Encoded(custom_id, dumps(body), group=f"{EMBEDDINGS} {model}")
 
 
 def line_size(request: Encoded) -> int:
@@ -181,3 +191,13 @@ def usage_of(body: bytes) -> tuple[int, int]:
     given = usage.get("input_tokens", usage.get("prompt_tokens"))
     made = usage.get("output_tokens", usage.get("completion_tokens"))
     return (given if isinstance(given, int) else 0), (made if isinstance(made, int) else 0)
+
+
+def embedding_of(body: bytes) -> list[float] | None:
+    """The vector of a stored succeeded `/v1/embeddings` body (its first input's); None when it holds none."""
+    try:
+        items = orjson.loads(body).get("data")
+    except (orjson.JSONDecodeError, AttributeError):
+        return None
+    first = items[0] if isinstance(items, list) and items else None
+    return vector_of(first.get("embedding") if isinstance(first, dict) else None)
