@@ -230,6 +230,11 @@ def _check_together(settings: Settings, sources: Mapping[str, str]) -> None:
             f"({settings.visibility_timeout}s): a poll waits that long unacknowledged, and the broker would redeliver "
             "it."
         )
+    if settings.broker_url and not settings.store_url and not settings.broker_url.startswith("memory://"):
+        raise SettingsError(
+            f"{sources['redis_url']} must name the store's Redis when {sources['broker_url']} is not a Redis one "
+            "(e.g. a RabbitMQ broker, amqp://...)."
+        )
     for url in settings.trusted_base_urls:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname or parts.username or parts.query:

@@ -16,6 +16,7 @@ from celery import _state as celery_state
 
 from .config import Settings, exit_if_celery_command
 from .errors import SettingsError
+from .rabbitmq import configure_rabbitmq, is_rabbitmq
 from .telemetry import instrument_celery
 from .transport import use_shared_client_transport
 
@@ -82,6 +83,7 @@ def configure(app: Celery, settings: Settings | None = None, *, own: bool = Fals
     backend = settings.result_backend or (None if settings.embedded else settings.store_url)
     if backend:
         conf.update(result_backend=backend, result_expires=timedelta(days=1))
+    rabbitmq_queue = configure_rabbitmq(app, settings.queue, own=own) if is_rabbitmq(broker_url) else None
     if own:
         conf.update(
             task_default_queue=settings.queue or DEFAULT_QUEUE,
@@ -93,7 +95,9 @@ def configure(app: Celery, settings: Settings | None = None, *, own: bool = Fals
             broker_connection_max_retries=None,
         )
     elif settings.queue:
-        route = {"batchline.*": {"queue": settings.queue}}
+        # On RabbitMQ the queue itself, declared so the broker holds the waiting polls (see rabbitmq.py).
+        destination = (rabbitmq_queue if is_rabbitmq(broker_url) else None) or settings.queue
+        route = {"batchline.*": {"queue": destination}}
         routes = conf.task_routes
         conf.task_routes = (
             route if not routes else {**routes, **route} if isinstance(routes, dict) else (*routes, route)

@@ -29,6 +29,8 @@ from celery import Celery
 from batchline import runtime, worker
 from batchline.config import Settings
 
+from .rabbitmq_helpers import RABBITMQ_URL, Vhost
+from .rabbitmq_helpers import reachable as rabbitmq_reachable
 from .waiting import stop_group, wait_for
 
 pytest_plugins = ["batchline.emulator.pytest_plugin"]
@@ -123,10 +125,12 @@ _made: list[RealSetup] = []
 """Every real setup of this session, for the check at its end."""
 
 
-def make_real_setup(redis_url: str, **overrides: object) -> RealSetup:
+def make_real_setup(redis_url: str, broker_url: str | None = None, **overrides: object) -> RealSetup:
+    """A setup whose store is `redis_url`, and whose broker is `broker_url` (a RabbitMQ vhost, see `broker`) or, by
+    default, the same Redis."""
     token = uuid.uuid4().hex[:10]
     values: dict[str, str] = {
-        "BATCHLINE_BROKER_URL": redis_url,
+        "BATCHLINE_BROKER_URL": broker_url or redis_url,
         "BATCHLINE_REDIS_URL": redis_url,
         "BATCHLINE_KEY_PREFIX": f"bltest-{token}:",
         "BATCHLINE_CELERY_KEY_PREFIX": f"bltest-{token}-celery:",
@@ -156,9 +160,37 @@ def check_no_suite_key_is_left() -> Iterator[None]:
     assert not left, f"the tests left {len(left)} Redis keys behind, e.g. {sorted(left)[:10]}"
 
 
+# -- the brokers ------------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="session")
-def real_setup(redis_url: str) -> Iterator[RealSetup]:
-    setup = make_real_setup(redis_url)
+def rabbitmq_vhost() -> Iterator[Vhost]:
+    """A vhost of this session's own on the machine's RabbitMQ, deleted with everything in it at the session's end."""
+    why = rabbitmq_reachable()
+    if why is not None:
+        message = f"these tests need a real RabbitMQ at {RABBITMQ_URL} (set BATCHLINE_TEST_RABBITMQ_URL): {why}"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    vhost = Vhost()
+    yield vhost
+    vhost.delete()
+    assert not vhost.exists(), f"the RabbitMQ vhost {vhost.name} is left behind"
+
+
+BROKERS = ["redis", pytest.param("rabbitmq", marks=pytest.mark.rabbitmq)]
+
+
+@pytest.fixture(scope="session", params=BROKERS)
+def broker(request: pytest.FixtureRequest, redis_url: str) -> str:
+    """The broker a real-worker test runs on: each such test runs on the Redis (as the store is) and on RabbitMQ
+    (this session's vhost). A test takes one of them with `@pytest.mark.parametrize("broker", [...], indirect=True)`."""
+    if request.param == "rabbitmq":
+        return str(request.getfixturevalue("rabbitmq_vhost").url)
+    return redis_url
+
+
+@pytest.fixture(scope="session")
+def real_setup(redis_url: str, broker: str) -> Iterator[RealSetup]:
+    setup = make_real_setup(redis_url, broker)
     yield setup
     setup.cleanup()
 

@@ -23,9 +23,9 @@ def prompts(count: int) -> list[tuple[str, list[ModelRequest]]]:
 
 
 @pytest.fixture
-def app_worker(redis_url: str, tmp_path: Path) -> Iterator[RealSetup]:
+def app_worker(redis_url: str, broker: str, tmp_path: Path) -> Iterator[RealSetup]:
     allowed = "bltest.record,bltest.summarise,bltest.notify"
-    setup = make_real_setup(redis_url, allowed_callbacks=allowed)
+    setup = make_real_setup(redis_url, broker, allowed_callbacks=allowed)
     process = WorkerProcess(setup.env, tmp_path / "worker.log", extra=["-I", "tests.app_tasks"])
     worker.use_app(setup.app)
     yield setup

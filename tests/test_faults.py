@@ -49,11 +49,13 @@ class Scenario:
 
 
 @pytest.fixture
-def scenario(redis_url: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Callable[..., Scenario]]:
+def scenario(
+    redis_url: str, broker: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[Callable[..., Scenario]]:
     made: list[Scenario] = []
 
     def make(callback_seconds: float = 0.0, **settings: object) -> Scenario:
-        setup = make_real_setup(redis_url, **FAST_RECOVERY, **settings)
+        setup = make_real_setup(redis_url, broker, **FAST_RECOVERY, **settings)
         env = {**setup.env, "BLTEST_CALLBACK_SECONDS": str(callback_seconds)}
         worker.use_app(setup.app)
         log = tmp_path / "worker.log"
