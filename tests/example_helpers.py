@@ -41,9 +41,13 @@ FAST = {
 
 
 def app_env(setup: RealSetup, **extra: str) -> dict[str, str]:
-    """The environment a project's processes get: Celery's own CELERY_BROKER_URL (batchline's store is that Redis),
+    """The environment a project's processes get: Celery's own CELERY_BROKER_URL (batchline's store is that Redis, or
+    BATCHLINE_REDIS_URL's when the broker is RabbitMQ),
     the setup's key prefix and queue, and the repository on the path for the worker's test hooks."""
-    env = {k: v for k, v in setup.env.items() if k not in ("BATCHLINE_BROKER_URL", "BATCHLINE_REDIS_URL")}
+    dropped = {"BATCHLINE_BROKER_URL"} | (
+        {"BATCHLINE_REDIS_URL"} if setup.settings.broker_url == setup.settings.store_url else set()
+    )
+    env = {k: v for k, v in setup.env.items() if k not in dropped}
     env["CELERY_BROKER_URL"] = setup.settings.broker_url or ""
     env["PYTHONPATH"] = str(ROOT)
     env.update(extra)

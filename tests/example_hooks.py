@@ -24,7 +24,8 @@ def runs_key(prefix: str, job_id: str) -> str:
 @task_prerun.connect
 def count_run(sender: Any = None, args: Any = (), **_: Any) -> None:
     if getattr(sender, "name", None) in CALLBACKS:
-        client = redis.Redis.from_url(os.environ["CELERY_BROKER_URL"])
+        # The store's Redis: the broker's, or BATCHLINE_REDIS_URL's when the broker is RabbitMQ.
+        client = redis.Redis.from_url(os.environ.get("BATCHLINE_REDIS_URL") or os.environ["CELERY_BROKER_URL"])
         client.incr(runs_key(os.environ["BATCHLINE_KEY_PREFIX"], args[0]))
 
 

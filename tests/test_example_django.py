@@ -57,7 +57,10 @@ class DjangoSite:
 @pytest.fixture(scope="module")
 def site(redis_url: str, emulator_server: Emulator, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DjangoSite]:
     """The project in this process, as `manage.py runserver` runs it: settings from the environment, SQLite migrated.
-    Its worker gets the same environment, plus the provider variables pointing at the emulator."""
+    Its worker gets the same environment, plus the provider variables pointing at the emulator.
+
+    Redis only: Django's settings and app registry are set up once per process, so a second site on RabbitMQ in the
+    same process would keep the first one's broker (test_example_flask runs the same project shape on both)."""
     setup = make_real_setup(redis_url, **FAST)
     tmp = tmp_path_factory.mktemp("django")
     env = app_env(setup, DJANGO_DB_PATH=str(tmp / "db.sqlite3"), DJANGO_SETTINGS_MODULE="project.settings")
@@ -96,7 +99,7 @@ def test_the_celery_app_is_configured_the_django_way(site: DjangoSite) -> None:
     assert "BATCHLINE_BROKER_URL" not in site.env
     settings = site.celery.conf.batchline_settings
     assert site.celery.conf.broker_url == site.setup.settings.broker_url == settings.broker_url
-    assert settings.store_url == site.setup.settings.broker_url
+    assert settings.store_url == site.setup.settings.store_url
     assert settings.allowed_callbacks == {"answers.save_results"}
     assert worker.current_app() is site.celery
     # Autodiscovery finds answers.tasks beside batchline.tasks: one worker runs both, nothing collides.

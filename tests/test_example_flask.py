@@ -63,10 +63,12 @@ class FlaskSite:
 
 
 @pytest.fixture(scope="module")
-def site(redis_url: str, emulator_server: Emulator, tmp_path_factory: pytest.TempPathFactory) -> Iterator[FlaskSite]:
+def site(
+    redis_url: str, broker: str, emulator_server: Emulator, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[FlaskSite]:
     """The app from its factory in this process, configured from the environment as `flask run` would have it. Its
     worker gets the same environment, plus the provider variables pointing at the emulator."""
-    setup = make_real_setup(redis_url, **FAST)
+    setup = make_real_setup(redis_url, broker, **FAST)
     tmp = tmp_path_factory.mktemp("flask")
     env = app_env(setup, FLASK_RESULTS_DB=str(tmp / "answers.sqlite3"))
     with pytest.MonkeyPatch.context() as patch, celery_state_kept():
