@@ -189,7 +189,15 @@ def broker(request: pytest.FixtureRequest, redis_url: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def real_setup(redis_url: str, broker: str) -> Iterator[RealSetup]:
+def real_setup(redis_url: str) -> Iterator[RealSetup]:
+    setup = make_real_setup(redis_url)
+    yield setup
+    setup.cleanup()
+
+
+@pytest.fixture(scope="session")
+def broker_setup(redis_url: str, broker: str) -> Iterator[RealSetup]:
+    """`real_setup` on each broker in turn (see `broker`)."""
     setup = make_real_setup(redis_url, broker)
     yield setup
     setup.cleanup()
@@ -241,6 +249,13 @@ class WorkerProcess:
 @pytest.fixture(scope="session")
 def real_worker(real_setup: RealSetup, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerProcess]:
     process = WorkerProcess(real_setup.env, tmp_path_factory.mktemp("worker") / "worker.log")
+    yield process
+    process.stop()
+
+
+@pytest.fixture(scope="session")
+def broker_worker(broker_setup: RealSetup, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerProcess]:
+    process = WorkerProcess(broker_setup.env, tmp_path_factory.mktemp("worker") / "worker.log")
     yield process
     process.stop()
 

@@ -94,10 +94,11 @@ def test_an_example_takes_its_model_from_the_environment(
 
 @pytest.mark.redis
 @pytest.mark.parametrize("script", SCRIPTS, ids=NAMES)
-def test_example_through_a_real_worker(script: Path, real_setup: RealSetup, real_worker: WorkerProcess) -> None:
-    submitted = real_worker.output().count("Task batchline.submit[")
-    check_output(expected(script), run_example(script, real_setup.env))
-    assert real_worker.output().count("Task batchline.submit[") > submitted  # the worker, not the script, ran it
+def test_example_through_a_real_worker(script: Path, broker_setup: RealSetup, broker_worker: WorkerProcess) -> None:
+    # Each example on both brokers (see conftest's `broker`): the worker on RabbitMQ runs the same steps.
+    submitted = broker_worker.output().count("Task batchline.submit[")
+    check_output(expected(script), run_example(script, broker_setup.env))
+    assert broker_worker.output().count("Task batchline.submit[") > submitted  # the worker, not the script, ran it
 
 
 def test_a_differing_line_is_reported() -> None:
