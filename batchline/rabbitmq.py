@@ -15,6 +15,7 @@ share its default classic queue is warned that long polls will be held.
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from typing import Any
 
 from celery import Celery
@@ -41,6 +42,7 @@ def configure_rabbitmq(app: Celery, queue: str | None, *, own: bool) -> Queue | 
     conf = app.conf
     # Quorum queues take no global prefetch limit; Celery sets a per-consumer one when it finds one.
     conf.worker_detect_quorum_queues = True
+    _whole_second_delays(app)
     if own:
         conf.update(task_default_queue_type="quorum", task_default_exchange_type="topic")
         return None
@@ -63,3 +65,32 @@ def configure_rabbitmq(app: Celery, queue: str | None, *, own: bool) -> Queue | 
 
     celeryd_init.connect(add_queue, weak=False)
     return declared
+
+
+def _whole_second_delays(app: Celery) -> None:
+    """Send a delay under a second as one second.
+
+    Native delayed delivery routes a countdown by its whole seconds and refuses one that rounds to zero (kombu's
+    `calculate_routing_key` raises ValueError for `int(0.3)`), so a poll due in 0.3 s would be rejected, not sent.
+    """
+    if getattr(app.send_task, "_batchline_whole_seconds", False):
+        return
+    send = app.send_task
+
+    def send_task(
+        name: str,
+        args: Any = None,
+        kwargs: Any = None,
+        countdown: float | None = None,
+        eta: Any = None,
+        *rest: Any,
+        **options: Any,
+    ) -> Any:
+        if countdown is not None and 0 < countdown < 1:
+            countdown = 1
+        if isinstance(eta, datetime) and eta.tzinfo is not None and 0 < (eta - app.now()).total_seconds() < 1:
+            eta, countdown = None, 1
+        return send(name, args, kwargs, countdown, eta, *rest, **options)
+
+    send_task._batchline_whole_seconds = True  # type: ignore[attr-defined]
+    app.send_task = send_task  # type: ignore[method-assign]
