@@ -38,7 +38,7 @@ def agent_step(self: Task[Any, Any], job_id: str, index: int) -> dict[str, Any]:
     from .stepping import advance
 
     runtime = runtime_for(self.app)
-    with telemetry.step(runtime, "agent_step", job_id, index):  # the agent's own spans, if it is instrumented, nest
+    with telemetry.step(runtime, "agent_step", job_id, run=index):  # the agent's own spans, if it is instrumented, nest
         outcome = _run(advance(runtime, CeleryOutbox(self.app), job_id, index))
     return {"job_id": job_id, "run": index, "outcome": outcome}
 
