@@ -4,7 +4,7 @@ leaves a state the next step or the sweep finishes, once."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pytest
@@ -21,12 +21,12 @@ pytestmark = pytest.mark.redis
 
 class Outbox:
     def __init__(self) -> None:
-        self.steps: list[tuple[str, int]] = []
+        self.stepped: list[tuple[str, int]] = []
         self.submits: list[str] = []
         self.flushes: list[tuple[str, float]] = []
 
-    def step(self, job_id: str, index: int) -> None:
-        self.steps.append((job_id, index))
+    def steps(self, runs: Sequence[tuple[str, int]]) -> None:
+        self.stepped.extend(runs)
 
     def flush(self, pool: str, countdown: float) -> None:
         self.flushes.append((pool, countdown))

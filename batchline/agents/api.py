@@ -108,9 +108,8 @@ def run_batch_sync(
         usage_limits=TypeAdapter(UsageLimits).dump_json(usage_limits).decode() if usage_limits else "",
     )
     job_id = AgentStore(runtime.store).create_job(job, rows)
-    out = CeleryOutbox(app)
-    for index in range(len(rows)):  # a message lost here is sent by the sweep: every run is due from the start
-        out.step(job_id, index)
+    # A message lost here is sent by the sweep: every run is due from the start.
+    CeleryOutbox(app).steps([(job_id, index) for index in range(len(rows))])
     return agent_batch_of(runtime, job_id)
 
 

@@ -77,9 +77,9 @@ def resume(runtime: Runtime, out: Outbox, job_id: str) -> int:
     tickets = list(runtime.store.request_ids(job_id))
     woken = 0
     for start in range(0, len(tickets), RESUME_CHUNK):
-        for run_job, index in agents.resumed(job_id, tickets[start : start + RESUME_CHUNK]):
-            out.step(run_job, index)
-            woken += 1
+        runs = agents.resumed(job_id, tickets[start : start + RESUME_CHUNK])
+        out.steps(runs)
+        woken += len(runs)
     agents.pool_job_resumed(job_id)
     return woken
 
@@ -91,9 +91,9 @@ def sweep(runtime: Runtime, out: Outbox, limit: int = 1000) -> int:
     now = time.time()
     grace = runtime.settings.claim_timeout  # how long a flush or a wake-up may take before the sweep finishes it
     sent = 0
-    for job_id, index in agents.due(now - runtime.settings.agent_lease, limit):
-        out.step(job_id, index)
-        sent += 1
+    due = agents.due(now - runtime.settings.agent_lease, limit)
+    out.steps(due)
+    sent += len(due)
     for pool in agents.due_pools(now - 1.0):
         sent += flush(runtime, out, pool, force=True) is not None
     for job_id, pool, tickets in agents.flushing(now - grace):

@@ -67,7 +67,7 @@ async def advance(runtime: Runtime, out: Outbox, job_id: str, index: int) -> str
             outcome = await _round(runtime, agents, out, job_id, index)
             if outcome != "again":
                 return outcome
-        out.step(job_id, index)
+        out.steps([(job_id, index)])
         return "handed on"
     finally:
         agents.unlock(job_id, index, token)
