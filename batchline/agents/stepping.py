@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import pydantic_core
@@ -48,12 +48,9 @@ class _Pooling(AbstractCapability[Any]):
     runtime: Runtime
     place: Place
     flush: Flush
-    models: list[PooledModel] = field(default_factory=list)
 
     def get_wrapper_model(self, model: Model) -> Model | None:
-        pooled = PooledModel(model, self.runtime, self.place, self.flush)
-        self.models.append(pooled)
-        return pooled
+        return PooledModel(model, self.runtime, self.place, self.flush)
 
 
 async def advance(runtime: Runtime, out: Outbox, job_id: str, index: int) -> str:
