@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 
 from batchline.agents import pools
-from batchline.agents.records import AgentJob, RunState, ticket_of
+from batchline.agents.records import AgentJob, Request, RunState, ticket_of
 from batchline.agents.store import AgentStore
+from batchline.agents.usage import Added
 from batchline.runtime import Runtime, runtime_for
 
 from .conftest import RealSetup, make_real_setup
@@ -57,19 +58,35 @@ def a_job(agents: AgentStore, runs: int = 2) -> str:
     return agents.create_job(job, [(f"r{i}", "hi", b"") for i in range(runs)])
 
 
-def enqueue(agents: AgentStore, ticket: str) -> tuple[int, bool]:
-    return agents.enqueue(
-        "openai:gpt-4o-mini", ticket, b'{"model":"gpt-4o-mini"}', 30, ("openai:gpt-4o-mini", "", 60.0, "")
-    )
+POOL = "openai:gpt-4o-mini"
 
 
-def test_a_round_taken_again_joins_the_pool_once(setup: RealSetup) -> None:
+def save_round(agents: AgentStore, job_id: str, index: int, step: int = 0) -> tuple[bool, int, bool]:
+    """The end of a round that made run `index`'s request `step + 1`: its history saved, its request pooled."""
+    job = agents.job(job_id)
+    assert job is not None
+    request = Request(ticket_of(job_id, index, step), POOL, b'{"model":"gpt-4o-mini"}', POOL, "", "")
+    return agents.wait(job, job_id, index, step, request, (b"[]", b""), Added())
+
+
+def test_a_round_saved_twice_pools_its_request_once(setup: RealSetup) -> None:
     agents = AgentStore(runtime(setup).store)
     job_id = a_job(agents)
-    ticket = ticket_of(job_id, 0, 0)
-    assert enqueue(agents, ticket) == (1, True)  # the first request of a pool sets its deadline
-    assert enqueue(agents, ticket) == (-1, False)  # the same round again (its worker died): not queued twice
-    assert enqueue(agents, ticket_of(job_id, 1, 0)) == (2, False)
+    assert save_round(agents, job_id, 0) == (True, 1, True)  # the first request of a pool sets its deadline
+    assert save_round(agents, job_id, 0) == (False, 0, False)  # another try of the same round: nothing more
+    assert save_round(agents, job_id, 1) == (True, 2, False)
+    run = agents.run(job_id, 0)
+    assert run is not None and (run.state, run.step) == (RunState.WAITING, 1)
+    job = agents.job(job_id)
+    assert job is not None and (job.new, job.waiting, job.steps, job.model_requests) == (0, 2, {1: 2}, 2)
+
+
+def test_a_run_ended_before_its_round_was_saved_pools_nothing(setup: RealSetup) -> None:
+    agents = AgentStore(runtime(setup).store)
+    job_id = a_job(agents, runs=1)
+    agents.finish(job_id, 0, -1, RunState.CANCELLED, {"error": "cancelled"}, Added())  # a cancel, mid-round
+    assert save_round(agents, job_id, 0) == (False, 0, False)
+    assert agents.pool_deadline(POOL) is None and agents.ticket(ticket_of(job_id, 0, 0)) is None
 
 
 def test_a_flush_cut_off_before_its_job_was_written_is_written_once_by_the_sweep(setup: RealSetup) -> None:
@@ -77,8 +94,8 @@ def test_a_flush_cut_off_before_its_job_was_written_is_written_once_by_the_sweep
     agents, out = AgentStore(rt.store), Outbox()
     job_id = a_job(agents)
     for index in range(2):
-        enqueue(agents, ticket_of(job_id, index, 0))
-    batch_job, tickets = agents.take("openai:gpt-4o-mini")  # ... and the worker dies here
+        save_round(agents, job_id, index)
+    batch_job, tickets = agents.take(POOL)  # ... and the worker dies here
     agents.claim_flush(batch_job, rt.settings.claim_timeout)
     assert rt.store.job(batch_job) is None
     assert pools.sweep(rt, out) == 0  # within the claim: the flushing worker may still be writing it
@@ -94,30 +111,14 @@ def test_a_flush_cut_off_before_its_job_was_written_is_written_once_by_the_sweep
     rt.store.delete_job(batch_job, 1)
 
 
-def test_a_round_saved_after_its_result_landed_goes_on_at_once(setup: RealSetup) -> None:
-    rt = runtime(setup)
-    agents = AgentStore(rt.store)
-    job_id = a_job(agents, runs=1)
-    ticket = ticket_of(job_id, 0, 0)
-    enqueue(agents, ticket)
-    batch_job, _ = agents.take("openai:gpt-4o-mini")
-    assert agents.resumed(batch_job, [ticket]) == [(job_id, 0)]  # the batch answered before the round was saved
-    from batchline.agents.usage import Added
-
-    assert agents.wait(job_id, 0, 0, ticket, b"[]", b"", Added()) == 2  # go on now: no wake-up will come again
-    run = agents.run(job_id, 0)
-    assert run is not None and (run.state, run.step) == (RunState.WAITING, 1)
-    assert agents.wait(job_id, 0, 0, ticket, b"[]", b"", Added()) == 0  # the same round saved twice: once
-
-
 def test_a_finished_batch_wakes_only_runs_that_wait_on_it(setup: RealSetup) -> None:
     rt = runtime(setup)
     agents = AgentStore(rt.store)
     job_id = a_job(agents)
     mine, other = ticket_of(job_id, 0, 0), ticket_of(job_id, 1, 0)
-    enqueue(agents, mine)
-    batch_job, _ = agents.take("openai:gpt-4o-mini")
-    enqueue(agents, other)  # still in the pool: no batch holds it
+    save_round(agents, job_id, 0)
+    batch_job, _ = agents.take(POOL)
+    save_round(agents, job_id, 1)  # still in the pool: no batch holds it
     # A job whose on_complete names agent_resume (by mistake or malice) with the ids of other runs wakes nothing.
     assert agents.resumed("batch_someone_else", [mine, other]) == []
     assert agents.resumed(batch_job, [mine, other]) == [(job_id, 0)]
@@ -142,10 +143,10 @@ def test_a_woken_run_whose_result_is_in_stays_due(setup: RealSetup) -> None:
     agents = AgentStore(rt.store)
     job_id = a_job(agents, runs=1)
     ticket = ticket_of(job_id, 0, 0)
-    enqueue(agents, ticket)
+    save_round(agents, job_id, 0)
     agents.forget_due_unless_answered(job_id, 0, ticket)
     assert agents.due(time.time() + 10, 10) == []  # not answered: a spurious wake-up is forgotten
-    batch_job, _ = agents.take("openai:gpt-4o-mini")
+    batch_job, _ = agents.take(POOL)
     agents.resumed(batch_job, [ticket])
     agents.forget_due_unless_answered(job_id, 0, ticket)
     assert agents.due(time.time() + 10, 10) == [(job_id, 0)]  # answered: kept for the sweep, whatever happens
