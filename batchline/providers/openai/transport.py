@@ -39,7 +39,8 @@ class OpenAITransport(HTTPTransport):
             file_id = self.upload(file, input_file_name(job_id, part))
         body = self.batch_body(file_id, endpoint, job_id, part)
         try:
-            created = self.created_snapshot(http.request("POST", self.batches_path, json=body, idempotent=False).content)
+            answer = http.request("POST", self.batches_path, json=body, idempotent=False)
+            created = self.created_snapshot(answer.content)
         except ProviderRejected:
             self._delete_file(file_id)  # refused: no batch will ever read it
             raise
