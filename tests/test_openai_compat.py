@@ -90,6 +90,24 @@ def test_an_expired_together_batch_keeps_its_answers_and_resends_the_rest(compat
     assert compat.stats()["calls"]["POST /together/v1/batches"] == 2  # the expired half in a new batch
 
 
+@pytest.mark.parametrize("provider", MODELS)
+def test_a_truncated_download_and_rate_limited_polls_are_ridden_out(provider: str, compat: Emulator) -> None:
+    compat.add_fault(HttpFault(kind="truncate", path="/content", fraction=0.5, times=1))
+    compat.add_fault(HttpFault(status=429, retry_after=0.1, method="GET", path=r"/batches/[^/]+$", times=2))
+    batch = batch_wait_sync(run(MODELS[provider], 50))
+    results = batch_results_sync(batch.id)
+    assert batch.status is BatchStatus.COMPLETED and len(results) == 50 and all(r.is_successful for r in results)
+    assert compat.stats()["openai"]["batches_created"] == 1
+
+
+def test_a_refused_create_is_not_retried_and_its_file_is_deleted(compat: Emulator) -> None:
+    compat.add_fault(HttpFault(status=400, method="POST", path=r"/openai/v1/batches$", times=1))
+    batch = batch_wait_sync(run(MODELS["groq"], 2))
+    assert batch.status is BatchStatus.FAILED
+    calls = compat.stats()["calls"]
+    assert calls["POST /openai/v1/batches"] == 1 and calls["DELETE /openai/v1/files/{file_id}"] == 1
+
+
 # -- keys and endpoints -----------------------------------------------------------------------------------------------
 def test_each_key_goes_in_its_providers_header_to_its_providers_base_url() -> None:
     env = {"GROQ_API_KEY": "g", "TOGETHER_API_KEY": "t", "AZURE_OPENAI_API_KEY": "a"}
