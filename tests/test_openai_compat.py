@@ -23,7 +23,7 @@ from batchline.raw import RawRequest
 
 from .conftest import RealSetup, make_real_setup
 from .openai_anthropic_helpers import ask, context, fresh_runtime
-from .test_examples_batch_api import EXAMPLES, check_output, expected, run_in_process
+from .test_examples_batch_api import EXAMPLES, NAMES, check_output, expected, run_in_process
 from .test_faults_openai import Workers, finish, requests
 from .waiting import wait_for
 
@@ -169,7 +169,7 @@ def test_find_recovers_a_batch_whose_id_was_lost(
 
 # -- the examples -----------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("provider", MODELS)
-@pytest.mark.parametrize("name", ["quick_start", "results_handling"])
+@pytest.mark.parametrize("name", NAMES)
 def test_examples_on_each_provider(
     name: str,
     provider: str,
