@@ -41,11 +41,13 @@ SERVED: dict[str, str] = {
 
 SERVED_BY = {"openai": "openai", "anthropic": "anthropic", "google": "gemini", "groq": "groq", "together": "together"}
 SERVED_BY |= {"azure": "azure"}
+COMPAT = frozenset({"groq", "together", "azure"})
+"""The OpenAI-compatible batch APIs, whose `OpenAIChatModel` instances (by their provider's name) batch there."""
 """batchline's adapter prefix -> its adapter's name (`Provider.name`)."""
 
 SUPPORTED = "'openai:', 'openai-responses:', 'anthropic:', 'google:', 'groq:', 'together:', 'azure:' (a batch "
 SUPPORTED += "deployment's name), or an OpenAIResponsesModel, AnthropicModel or "
-SUPPORTED += "GoogleModel (Gemini API) instance"
+SUPPORTED += "GoogleModel (Gemini API) instance, or an OpenAIChatModel on Groq, Together or Azure OpenAI"
 
 _NO_CHAT_BATCH = (
     "pydantic-ai's OpenAIChatModel has no batch API (OpenAI batches reach pydantic-ai through the Responses API); "
@@ -141,7 +143,7 @@ def _instance_form(model: Model) -> ModelForm:
     prefix, client = _adapter_of(model)
     if prefix is None:
         raise refuse(f"a {kind}", "batchline's adapters batch only the models below")
-    if model.batch_max_requests is None:
+    if model.batch_max_requests is None and prefix not in COMPAT:  # pydantic-ai's chat model batches through ours
         raise refuse(f"this {kind} ({model.model_name!r})", no_batch_api_message(model).rstrip("."))
     headers = plain_headers(sdk_custom_headers(client))
     for header, attribute in (("OpenAI-Organization", "organization"), ("OpenAI-Project", "project")):
@@ -164,6 +166,8 @@ def _adapter_of(model: Model) -> tuple[str | None, Any]:
     if _is(model, "pydantic_ai.models.openai", "OpenAIResponsesModel"):
         return "openai", getattr(model, "client", None)
     if _is(model, "pydantic_ai.models.openai", "OpenAIChatModel"):
+        if (system := getattr(model, "system", "")) in COMPAT:  # on Groq, Together or Azure OpenAI
+            return system, getattr(model, "client", None)
         raise refuse(f"an OpenAIChatModel ({model.model_name!r})", _NO_CHAT_BATCH)
     if _is(model, "pydantic_ai.models.anthropic", "AnthropicModel"):
         return "anthropic", getattr(model, "client", None)

@@ -149,6 +149,39 @@ def test_raw_lines_must_name_the_providers_endpoint_and_the_jobs_model() -> None
         azure.encode_raw(RawRequest("a", {"model": "other"}, "/chat/completions"))
 
 
+# -- pydantic-ai model instances -------------------------------------------------------------------------------------
+def test_an_azure_chat_model_instance_batches_on_its_endpoint_with_its_settings(compat: Emulator) -> None:
+    from pydantic_ai.models.openai import OpenAIChatModel
+    from pydantic_ai.providers.azure import AzureProvider
+
+    provider = AzureProvider(azure_endpoint=compat.azure_endpoint, api_version="2024-10-21", api_key="caller-secret")
+    model = OpenAIChatModel("my-deployment", provider=provider, settings={"temperature": 0.25})
+    form = resolve_model(model)
+    assert form.model == "azure:my-deployment" and form.endpoint is not None
+    assert form.endpoint.base_url.rstrip("/") == compat.azure_endpoint + "/openai"
+    assert "caller-secret" not in form.endpoint.to_json()
+    adapter = get_provider(form.model)
+    adapter.use_model(model)
+    body = adapter.encode(BatchRequest(custom_id="a", messages=ask("x"))).body
+    assert b'"temperature":0.25' in body and b'"model":"my-deployment"' in body
+    batch = batch_wait_sync(batch_create_sync(model, [("a", ask("x"))], poll_interval=0.1).id)
+    assert batch.status is BatchStatus.COMPLETED
+    assert compat.stats()["calls"]["POST /openai/batches"] == 1
+
+
+def test_a_together_chat_model_instance_encodes_without_calling_together() -> None:
+    from pydantic_ai.models.openai import OpenAIChatModel
+    from pydantic_ai.providers.together import TogetherProvider
+
+    model = OpenAIChatModel("meta-llama/m", provider=TogetherProvider(api_key="caller-secret"))
+    form = resolve_model(model)
+    assert form.model == "together:meta-llama/m" and form.endpoint is None  # the official URL: the workers' own
+    adapter = get_provider(form.model)
+    adapter.use_model(model)
+    encoded = adapter.encode(BatchRequest(custom_id="a", messages=ask("x")))  # no network here: nothing is sent
+    assert b'"model":"meta-llama/m"' in encoded.body
+
+
 # -- the crash between create and record ------------------------------------------------------------------------------
 @pytest.mark.parametrize("provider", MODELS)
 def test_find_recovers_a_batch_whose_id_was_lost(

@@ -80,23 +80,35 @@ def _groq_profile(name: str) -> ModelProfile | None:
     return merge_profile(OpenAIModelProfile(json_schema_transformer=OpenAIJsonSchemaTransformer), family)
 
 
-@functools.lru_cache(maxsize=64)
-def chat_model(provider: str, name: str) -> OpenAIChatModel:
-    """pydantic-ai's chat model for `name` on `provider` (`groq`, `together`, `azure`), on the in-memory client."""
+@functools.cache
+def _provider(provider: str) -> Any:
+    """pydantic-ai's provider for `provider` (`groq`, `together`, `azure`), on the in-memory client."""
     if provider == "together":
         from pydantic_ai.providers.together import TogetherProvider
 
-        return OpenAIChatModel(name, provider=TogetherProvider(openai_client=_client(TOGETHER.default_base_url)))
+        return TogetherProvider(openai_client=_client(TOGETHER.default_base_url))
     if provider == "azure":
         from pydantic_ai.providers.azure import AzureProvider
 
-        return OpenAIChatModel(name, provider=AzureProvider(openai_client=_azure_client()))
+        return AzureProvider(openai_client=_azure_client())
     from pydantic_ai.providers.openai_compatible import OpenAICompatibleProvider
 
-    groq = OpenAICompatibleProvider(
-        "groq", openai_client=_client(GROQ.default_base_url + GROQ.url_suffix), profile=_groq_profile
+    base_url = GROQ.default_base_url + GROQ.url_suffix
+    return OpenAICompatibleProvider("groq", openai_client=_client(base_url), profile=_groq_profile)
+
+
+@functools.lru_cache(maxsize=64)
+def chat_model(provider: str, name: str) -> OpenAIChatModel:
+    """pydantic-ai's chat model for `name` on `provider`, on the in-memory client."""
+    return OpenAIChatModel(name, provider=_provider(provider))
+
+
+def encoding_twin(provider: str, model: OpenAIChatModel) -> OpenAIChatModel:
+    """The user's chat model as an encoder: its name, profile and settings on the in-memory client. Its own client
+    would send the request, with the user's key."""
+    return OpenAIChatModel(
+        model.model_name, provider=_provider(provider), profile=model.profile, settings=model.settings
     )
-    return OpenAIChatModel(name, provider=groq)
 
 
 class _ChatBatch:
@@ -143,7 +155,7 @@ def encode_many(
 ) -> list[Encoded]:
     """Chat Completions bodies for `requests`, all on the job's model (a batch runs one model): the user's
     `OpenAIChatModel` instance when given, else pydantic-ai's for the provider."""
-    chat = model if isinstance(model, OpenAIChatModel) else chat_model(provider, default)
+    chat = encoding_twin(provider, model) if isinstance(model, OpenAIChatModel) else chat_model(provider, default)
     batch = _ChatBatch(chat, provider)
     return encode_all(requests, Encoder(provider, default, lambda _: batch, own_models=False))  # type: ignore[arg-type,return-value]
 
