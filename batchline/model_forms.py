@@ -31,13 +31,15 @@ SERVED: dict[str, str] = {
     "openai-responses": "openai",
     "anthropic": "anthropic",
     "google": "google",
+    "mistral": "mistral",
 }
 """pydantic-ai's prefix -> batchline's adapter prefix, for the prefixes whose pydantic-ai model batches."""
 
-SERVED_BY = {"openai": "openai", "anthropic": "anthropic", "google": "gemini"}
+SERVED_BY = {"openai": "openai", "anthropic": "anthropic", "google": "gemini", "mistral": "mistral"}
 """batchline's adapter prefix -> its adapter's name (`Provider.name`)."""
 
-SUPPORTED = "'openai:', 'openai-responses:', 'anthropic:', 'google:', or an OpenAIResponsesModel, AnthropicModel or "
+SUPPORTED = "'openai:', 'openai-responses:', 'anthropic:', 'google:', 'mistral:', or an OpenAIResponsesModel, "
+SUPPORTED += "AnthropicModel or "
 SUPPORTED += "GoogleModel (Gemini API) instance"
 
 _NO_CHAT_BATCH = (

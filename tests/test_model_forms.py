@@ -97,7 +97,7 @@ def test_pydantic_ais_chat_model_has_no_batch_api_indeed(sdk_env: None) -> None:
     assert OpenAIChatModel("gpt-4o-mini", provider=OpenAIProvider(api_key="k")).batch_max_requests is None
 
 
-@pytest.mark.parametrize("model", ["groq:llama-3.3-70b-versatile", "mistral:mistral-large-latest"])
+@pytest.mark.parametrize("model", ["groq:llama-3.3-70b-versatile", "cohere:command-r-plus"])
 def test_another_provider_is_refused_naming_the_supported_prefixes(embedded: Settings, model: str) -> None:
     with pytest.raises(NotImplementedError, match=f"{model!r}.*'openai:'.*'openai-responses:'"):
         batch_create_sync(model, [("a", [ModelRequest.user_text_prompt("q")])], submit_wait=0)

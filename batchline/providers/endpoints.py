@@ -26,6 +26,7 @@ OFFICIAL_BASE_URLS: dict[str, str] = {
     "openai": "https://api.openai.com/v1",
     "anthropic": "https://api.anthropic.com",
     "gemini": "https://generativelanguage.googleapis.com",
+    "mistral": "https://api.mistral.ai",
 }
 """Each adapter's (`Provider.name`) official base URL, trusted by default."""
 
@@ -33,6 +34,7 @@ BASE_URL_VARIABLES: dict[str, str] = {
     "openai": "OPENAI_BASE_URL",
     "anthropic": "ANTHROPIC_BASE_URL",
     "gemini": "GOOGLE_GEMINI_BASE_URL",
+    "mistral": "MISTRAL_BASE_URL",
 }
 """The environment variable each adapter's workers already take their base URL from, trusted by default."""
 
