@@ -37,6 +37,11 @@ class Emulator:
     def gemini_base_url(self) -> str:
         return self.url
 
+    @property
+    def mistral_base_url(self) -> str:
+        """Mistral's routes live under `/mistral`: its `/v1/files` would clash with OpenAI's on one port."""
+        return self.url + "/mistral"
+
     def _call(self, method: str, path: str, body: Any = None) -> Any:
         data = orjson.dumps(body) if body is not None else None
         request = urllib.request.Request(self.url + path, data=data, method=method)
