@@ -53,7 +53,7 @@ def file_json(record: FileRecord) -> dict[str, Any]:
         "purpose": record.purpose,
         "sample_type": "batch_result" if record.purpose == "batch_result" else "batch_request",
         "source": "mistral" if record.purpose == "batch_result" else "upload",
-        "num_lines": None,
+        "num_lines": len(split_lines(record.content)) if record.content is not None else None,
         "mimetype": "application/jsonl",
         "signature": None,
     }

@@ -9,6 +9,7 @@ import orjson
 import pytest
 from mistralai.client import Mistral
 from mistralai.client.errors import MistralError
+from test_shapes import assert_same_shape, recorded
 
 from batchline.emulator import BatchFault, Emulator, Limits, RequestFault
 
@@ -102,3 +103,18 @@ def test_limits_and_errors_in_mistrals_shapes(mistral_client: Mistral, emulator:
     assert missing.value.status_code == 404 and orjson.loads(missing.value.body)["object"] == "error"
     denied = httpx2.get(emulator.mistral_base_url + "/v1/batch/jobs")  # no key
     assert denied.status_code == 401 and denied.json()["message"] == "Unauthorized"
+
+
+def test_jobs_and_result_lines_have_the_documented_shapes(mistral_client: Mistral, emulator: Emulator) -> None:
+    """Against tests/fixtures/recorded/mistral: written from Mistral's documented schemas (no recording exists)."""
+    emulator.add_fault(RequestFault(custom_ids=["r1"], provider="mistral", kind="rate_limit"))
+    job = _create(mistral_client, mistral_lines(2), metadata={"batchline_job": "j1", "batchline_part": "0"})
+    headers = {"authorization": "Bearer k"}
+    answer = httpx2.get(f"{emulator.mistral_base_url}/v1/batch/jobs/{job.id}", headers=headers).json()
+    assert_same_shape(recorded("mistral/batch_job_status_sequence_DOCS_SHAPE.json")[2], answer)
+    line = _lines(_download(mistral_client, answer["output_file"]))[0]
+    assert_same_shape(recorded("mistral/batch_output_DOCS_SHAPE.jsonl")[0], line, extra=frozenset({"prefix"}))
+    (error,) = _lines(_download(mistral_client, answer["error_file"]))
+    assert_same_shape(recorded("mistral/batch_error_DOCS_SHAPE.jsonl")[0], error)
+    uploaded = httpx2.get(f"{emulator.mistral_base_url}/v1/files/{answer['input_files'][0]}", headers=headers).json()
+    assert_same_shape(recorded("mistral/file_upload_response_DOCS_SHAPE.json"), uploaded)

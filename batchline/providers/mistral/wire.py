@@ -49,7 +49,7 @@ _LINE_MID = b',"body":'
 # -- requests ---------------------------------------------------------------------------------------------------------
 def raw_request(request: RawRequest) -> Encoded:
     """A `/v1/chat/completions` line of a Mistral batch file, kept as it is: its model makes its group."""
-    if request.url not in ("", ENDPOINT):
+    if request.url not in (None, "", ENDPOINT):
         raise BatchInputError(
             f"request {request.custom_id!r}: url {request.url!r} is not an endpoint batchline batches on Mistral "
             f"({ENDPOINT})."
