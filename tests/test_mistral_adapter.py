@@ -43,6 +43,7 @@ from batchline.records import StoredResult
 
 from .conftest import RECORDED, WorkerProcess, make_real_setup
 from .openai_anthropic_helpers import ask, context, fresh_runtime
+from .test_examples_batch_api import NAMES, SCRIPTS, check_output, expected, run_in_process
 from .waiting import wait_for
 
 MODEL = "mistral:mistral-small-latest"
@@ -378,3 +379,16 @@ def test_a_mistral_job_runs_on_a_real_worker(redis_url: str, emulator: Emulator,
         worker._current = None
         process.stop()
         setup.cleanup()
+
+
+# -- the seed examples ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("script", SCRIPTS, ids=NAMES)
+def test_example_on_mistral_through_the_emulator(
+    script: Path, on_emulator: Emulator, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """examples/batch_api, unchanged, on 'mistral:mistral-small-latest' print what they show: Mistral's parts carry no
+    item ids, so the output is the `.out` file's as it is."""
+    monkeypatch.setenv("BATCHLINE_EXAMPLE_MODEL", MODEL)
+    args = (MODEL,) if script.name == "tools.py" else ()
+    check_output(expected(script), run_in_process(script, monkeypatch, capsys, *args))
+    assert created(on_emulator)[0] == 1
