@@ -392,3 +392,12 @@ def test_example_on_mistral_through_the_emulator(
     args = (MODEL,) if script.name == "tools.py" else ()
     check_output(expected(script), run_in_process(script, monkeypatch, capsys, *args))
     assert created(on_emulator)[0] == 1
+
+
+def test_a_mistral_model_instance_is_refused_naming_the_model_string() -> None:
+    from batchline.model_forms import ModelNotBatchable, resolve_model
+
+    instance = MistralModel("mistral-small-latest", provider=PydanticAIMistralProvider(api_key="k"))
+    with pytest.raises(ModelNotBatchable, match="'mistral:'"):
+        resolve_model(instance)
+    assert resolve_model(MODEL).model == MODEL and resolve_model(MODEL, direct=True).model == MODEL

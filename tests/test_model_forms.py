@@ -37,9 +37,15 @@ def request(custom_id: str = "a") -> BatchRequest:
 @pytest.fixture
 def sdk_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """Keys for pydantic-ai's own providers, which `infer_model` makes; the official base URLs."""
-    for name in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY"):
+    for name in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY", "MISTRAL_API_KEY"):
         monkeypatch.setenv(name, "k")
-    for name in ("OPENAI_BASE_URL", "ANTHROPIC_BASE_URL", "GOOGLE_GEMINI_BASE_URL", "GOOGLE_API_KEY"):
+    for name in (
+        "OPENAI_BASE_URL",
+        "ANTHROPIC_BASE_URL",
+        "GOOGLE_GEMINI_BASE_URL",
+        "GOOGLE_API_KEY",
+        "MISTRAL_BASE_URL",
+    ):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -228,10 +234,12 @@ def test_headers_that_look_like_credentials_stay_in_the_caller(name: str, value:
 def test_every_known_model_name_is_served_by_its_own_class_or_refused_by_name(sdk_env: None) -> None:
     from pydantic_ai.models import known_model_names
     from pydantic_ai.models.google import GoogleModel
+    from pydantic_ai.models.mistral import MistralModel
 
     from batchline.providers import provider_class
 
-    batching = (OpenAIResponsesModel, AnthropicModel, GoogleModel)
+    # Served where pydantic-ai's own model batches, and `mistral:`, whose batch codec batchline builds on MistralModel.
+    batching = (OpenAIResponsesModel, AnthropicModel, GoogleModel, MistralModel)
     served: set[str] = set()
     for name in known_model_names():
         prefix = name.partition(":")[0]
@@ -244,4 +252,4 @@ def test_every_known_model_name_is_served_by_its_own_class_or_refused_by_name(sd
             continue
         assert isinstance(infer_model(name), batching), name  # served only where pydantic-ai's own model batches
         served.add(prefix)
-    assert served == {"openai", "anthropic", "google"}
+    assert served == {"openai", "anthropic", "google", "mistral"}
