@@ -201,6 +201,9 @@ def test_a_mistral_job_runs_through_its_lifecycle(on_emulator: Emulator) -> None
     results = batch_results_sync(batch.id)
     assert texts(results) == {f"q{i}": f"Mock response for q{i}" for i in range(25)}
     assert all(r.response is not None and r.response.provider_name == "mistral" for r in results)
+    usage = sum(r.response.usage.input_tokens for r in results if r.response is not None)
+    assert batch.usage.input_tokens == usage > 0  # each body's `usage`, read by the Mistral wire
+    assert batch.cost is not None and batch.cost > 0  # priced by genai-prices' mistral provider
     assert created(on_emulator) == (1, 1)
     assert on_emulator.stats()["calls"]["DELETE /mistral/v1/files/{file_id}"] == 2  # input and output files
 
