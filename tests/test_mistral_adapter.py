@@ -148,6 +148,19 @@ def test_encoding_and_decoding_are_mistral_models_own(request_: BatchRequest) ->
     assert isinstance(decoded.parts[-1], ToolCallPart) and decoded.parts[-1].tool_call_id == "abcDEF123"
 
 
+def test_a_job_encoded_once_per_shape_is_what_each_request_encodes_to_alone() -> None:
+    import asyncio
+
+    from batchline.providers.mistral import codec
+
+    texts = ["plain", 'héllo "q" \n\t✓ \\ end', "日本語 </script>", "  padded  "]
+    requests = [BatchRequest(custom_id=f"r{i}", messages=ask(text)) for i, text in enumerate(texts)]
+    alone = [asyncio.run(codec.encode_body(codec.codec_model("mistral-small-latest"), r)) for r in requests]
+    together = get_provider(MODEL).encode_many(requests)
+    assert [orjson.loads(e.body) for e in together] == [orjson.loads(body) for body in alone]
+    assert [orjson.loads(e.body)["messages"][0]["content"] for e in together] == texts
+
+
 def test_settings_a_batch_cannot_honour_are_refused_before_anything_is_stored() -> None:
     request = BatchRequest(custom_id="a", messages=ask("x"), model_settings={"timeout": 3.0})
     with pytest.raises(UserError, match="per-request timeout"):
