@@ -54,7 +54,8 @@ def advance(batch: BatchRecord, state: State) -> None:
     """Move `batch` through every stage whose time has passed."""
     seconds = max(0.0, state.config.stage_seconds)
     now = state.now()
-    deadline = batch.created_at + state.config.completion_window_seconds
+    # A Mistral job's own `timeout_hours` ends it sooner than the emulator's window when shorter.
+    deadline = batch.created_at + min(state.config.completion_window_seconds, batch.info.get("timeout", float("inf")))
     stages = STAGES[batch.provider]
     fault = batch.fault
     while not batch.ended:

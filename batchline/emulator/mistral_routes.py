@@ -191,7 +191,13 @@ async def create_job(request: Request, state: State) -> Response:
         fault=fault,
         request_fault_kinds=chosen,
         stage_started=now,
-        info={"endpoint": endpoint, "input_files": files, "metadata": metadata, "errors": errors, "hours": hours},
+        info={
+            "endpoint": endpoint,
+            "input_files": files,
+            "metadata": metadata,
+            "errors": errors,
+            "timeout": hours * 3600,
+        },
     )
     state.add_batch(job)
     return JSON(job_json(job, state))

@@ -118,3 +118,12 @@ def test_jobs_and_result_lines_have_the_documented_shapes(mistral_client: Mistra
     assert_same_shape(recorded("mistral/batch_error_DOCS_SHAPE.jsonl")[0], error)
     uploaded = httpx2.get(f"{emulator.mistral_base_url}/v1/files/{answer['input_files'][0]}", headers=headers).json()
     assert_same_shape(recorded("mistral/file_upload_response_DOCS_SHAPE.json"), uploaded)
+
+
+def test_a_job_times_out_after_its_own_timeout_hours(mistral_client: Mistral, emulator: Emulator) -> None:
+    emulator.configure(stage_seconds=10_000)
+    job = _create(mistral_client, mistral_lines(2), timeout_hours=1)
+    emulator.advance_clock(3_599)
+    assert mistral_client.batch.jobs.get(job_id=job.id).status == "QUEUED"
+    emulator.advance_clock(2)
+    assert mistral_client.batch.jobs.get(job_id=job.id).status == "TIMEOUT_EXCEEDED"
