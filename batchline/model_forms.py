@@ -36,17 +36,18 @@ SERVED: dict[str, str] = {
     "groq": "groq",
     "together": "together",
     "azure": "azure",
+    "mistral": "mistral",
 }
 """pydantic-ai's prefix -> batchline's adapter prefix, for the prefixes whose pydantic-ai model batches."""
 
 SERVED_BY = {"openai": "openai", "anthropic": "anthropic", "google": "gemini", "groq": "groq", "together": "together"}
-SERVED_BY |= {"azure": "azure"}
+SERVED_BY |= {"azure": "azure", "mistral": "mistral"}
+"""batchline's adapter prefix -> its adapter's name (`Provider.name`)."""
 COMPAT = frozenset({"groq", "together", "azure"})
 """The OpenAI-compatible batch APIs, whose `OpenAIChatModel` instances (by their provider's name) batch there."""
-"""batchline's adapter prefix -> its adapter's name (`Provider.name`)."""
 
-SUPPORTED = "'openai:', 'openai-responses:', 'anthropic:', 'google:', 'groq:', 'together:', 'azure:' (a batch "
-SUPPORTED += "deployment's name), or an OpenAIResponsesModel, AnthropicModel or "
+SUPPORTED = "'openai:', 'openai-responses:', 'anthropic:', 'google:', 'mistral:', 'groq:', 'together:', 'azure:' "
+SUPPORTED += "(a batch deployment's name), or an OpenAIResponsesModel, AnthropicModel or "
 SUPPORTED += "GoogleModel (Gemini API) instance, or an OpenAIChatModel on Groq, Together or Azure OpenAI"
 
 _NO_CHAT_BATCH = (

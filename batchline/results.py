@@ -4,7 +4,7 @@ provider's own lines."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import IO
+from typing import IO, Any
 
 import orjson
 from pydantic_ai.exceptions import ModelAPIError, ModelHTTPError, UserError
@@ -78,7 +78,7 @@ def export_results(runtime: Runtime, job_id: str, out: IO[bytes]) -> int:
 def error_of(exc: ModelAPIError) -> BatchError:
     """The provider's error code and message, from the error a codec raised decoding a result."""
     if isinstance(exc, ModelHTTPError):
-        body = exc.body if isinstance(exc.body, dict) else {}
+        body = exc.body if isinstance(exc.body, dict) else _json_object(exc.body)  # Mistral's error keeps its text
         inner = body.get("error", body)
         if isinstance(inner, dict) and isinstance(inner.get("errors"), list) and inner["errors"]:
             inner = inner["errors"][0]  # an OpenAI batch that failed validation: its first error stands for all
@@ -89,3 +89,14 @@ def error_of(exc: ModelAPIError) -> BatchError:
                 return BatchError(str(code or exc.status_code), str(message or exc.message))
         return BatchError(str(exc.status_code), exc.message)
     return BatchError("error", exc.message)
+
+
+def _json_object(text: object) -> dict[str, Any]:
+    """An error body kept as JSON text (pydantic-ai's Mistral errors), parsed; {} when it is not an object."""
+    if not isinstance(text, str | bytes):
+        return {}
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return {}
+    return value if isinstance(value, dict) else {}

@@ -51,6 +51,11 @@ class Emulator:
         """`AZURE_OPENAI_ENDPOINT`: the root, under which Azure's paths begin with `/openai`."""
         return self.url
 
+    @property
+    def mistral_base_url(self) -> str:
+        """Mistral's routes live under `/mistral`: its `/v1/files` would clash with OpenAI's on one port."""
+        return self.url + "/mistral"
+
     def _call(self, method: str, path: str, body: Any = None) -> Any:
         data = orjson.dumps(body) if body is not None else None
         request = urllib.request.Request(self.url + path, data=data, method=method)

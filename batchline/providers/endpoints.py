@@ -28,6 +28,7 @@ OFFICIAL_BASE_URLS: dict[str, str] = {
     "gemini": "https://generativelanguage.googleapis.com",
     "groq": "https://api.groq.com/openai/v1",
     "together": "https://api.together.xyz/v1",
+    "mistral": "https://api.mistral.ai",
 }
 """Each adapter's (`Provider.name`) official base URL, trusted by default. Azure OpenAI has none: each resource is its
 own origin, and only the one the worker's `AZURE_OPENAI_ENDPOINT` names gets its key."""
@@ -39,6 +40,7 @@ BASE_URL_VARIABLES: dict[str, str] = {
     "groq": "GROQ_BASE_URL",
     "together": "TOGETHER_BASE_URL",
     "azure": "AZURE_OPENAI_ENDPOINT",
+    "mistral": "MISTRAL_BASE_URL",
 }
 """The environment variable each adapter's workers already take their base URL from, trusted by default."""
 

@@ -148,7 +148,8 @@ def retry_after(response: httpx2.Response) -> float | None:
 
 
 def error_message(response: httpx2.Response) -> str:
-    """The provider's own error message (`{"error": {"message": ...}}` in all three APIs), else the status text."""
+    """The provider's own error message (`{"error": {"message": ...}}`, or Mistral's flat `message`), else the status
+    text."""
     try:
         body = response.json()
     except ValueError:
@@ -158,6 +159,8 @@ def error_message(response: httpx2.Response) -> str:
         nested = error.get("error")
         inner: dict[str, Any] = nested if isinstance(nested, dict) else error  # Anthropic nests it
         return str(inner.get("message") or inner.get("type") or error)
+    if isinstance(body, dict) and isinstance(body.get("message"), str):  # Mistral's flat `{"object": "error", ...}`
+        return str(body["message"])
     return response.reason_phrase or "error"
 
 
