@@ -29,6 +29,7 @@ from celery import Celery
 from batchline import runtime, worker
 from batchline.config import Settings
 
+from .redis_cluster import redis_cluster
 from .waiting import stop_group, wait_for
 
 pytest_plugins = ["batchline.emulator.pytest_plugin"]
@@ -63,7 +64,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Every test that takes the real Redis (and so any real worker, which needs it) is marked `redis`, marked by
     hand or not: `pytest -m "not redis"` is then the quick part, without real workers."""
     for item in items:
-        if "redis_url" in getattr(item, "fixturenames", ()):
+        if {"redis_url", "redis_cluster_url"} & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.redis)
 
 
@@ -78,6 +79,23 @@ def redis_url() -> str:
             pytest.fail(message)
         pytest.skip(message)
     return REDIS_URL
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A 3-master Redis Cluster of this session (see `redis_cluster`), as a `redis+cluster://` URL; stopped at its
+    end, its keys with it. Under CI a missing redis-server fails the tests that need it; elsewhere they are skipped."""
+    try:
+        cluster = redis_cluster(tmp_path_factory.mktemp("redis-cluster"))
+        url = cluster.__enter__()
+    except RuntimeError as error:
+        if os.environ.get("CI"):
+            pytest.fail(str(error))
+        pytest.skip(str(error))
+    try:
+        yield url
+    finally:
+        cluster.__exit__(None, None, None)
 
 
 @dataclass
