@@ -141,11 +141,12 @@ _made: list[RealSetup] = []
 """Every real setup of this session, for the check at its end."""
 
 
-def make_real_setup(redis_url: str, **overrides: object) -> RealSetup:
+def make_real_setup(redis_url: str, store_url: str | None = None, **overrides: object) -> RealSetup:
+    """A setup whose broker and store are on `redis_url`, or with its store at `store_url` (e.g. a Redis Cluster)."""
     token = uuid.uuid4().hex[:10]
     values: dict[str, str] = {
         "BATCHLINE_BROKER_URL": redis_url,
-        "BATCHLINE_REDIS_URL": redis_url,
+        "BATCHLINE_REDIS_URL": store_url or redis_url,
         "BATCHLINE_KEY_PREFIX": f"bltest-{token}:",
         "BATCHLINE_CELERY_KEY_PREFIX": f"bltest-{token}-celery:",
         "BATCHLINE_QUEUE": f"bltest-{token}",
