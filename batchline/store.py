@@ -1,6 +1,6 @@
 """Every Redis key batchline writes, under one prefix, with TTLs and atomic transitions.
 
-Per job `J` (with prefix `P`):
+Per job `J` (with prefix `P`; on a Redis Cluster each job key holds `{J}`, its hash tag: see `store_cluster.py`):
 
 | key | type | holds |
 |---|---|---|

@@ -21,7 +21,7 @@ from typing import Any
 
 import redis
 
-from .errors import BatchlineError
+from .errors import UnsupportedOnCluster
 from .records import HashValue, PartState
 from .store import Scratch, Store
 from .types import BatchStatus
@@ -33,10 +33,6 @@ if redis.call('HGET', KEYS[1], 'state') ~= ARGV[1] then return 0 end
 if #ARGV > 1 then redis.call('HSET', KEYS[1], unpack(ARGV, 2)) end
 return 1
 """
-
-
-class UnsupportedOnCluster(BatchlineError, ValueError):
-    """A feature whose Redis scripts span several jobs, asked of a store on a Redis Cluster; nothing was written."""
 
 
 class ClusterStore(Store):

@@ -19,13 +19,13 @@ from batchline import BatchStatus, batch_create_sync, batch_list_sync, batch_res
 from batchline.agents.store import AgentStore
 from batchline.cache import CacheStore
 from batchline.config import Settings
-from batchline.errors import SettingsError
+from batchline.errors import SettingsError, UnsupportedOnCluster
 from batchline.providers.test import TestProvider
 from batchline.records import JobRecord
 from batchline.redis_urls import _split, is_cluster_url, store_client
 from batchline.runtime import make_store, runtime_for
 from batchline.store import Store
-from batchline.store_cluster import ClusterStore, UnsupportedOnCluster
+from batchline.store_cluster import ClusterStore
 from batchline.types import BatchStatus as Status
 from batchline.worker import default_result_backend
 
