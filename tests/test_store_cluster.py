@@ -20,6 +20,10 @@ from batchline.agents.store import AgentStore
 from batchline.cache import CacheStore
 from batchline.config import Settings
 from batchline.errors import SettingsError, UnsupportedOnCluster
+from batchline.providers import ProviderContext
+from batchline.providers.anthropic import AnthropicProvider
+from batchline.providers.gemini import GeminiProvider
+from batchline.providers.gemini.spool import PartInput
 from batchline.providers.test import TestProvider
 from batchline.records import JobRecord
 from batchline.redis_urls import _split, is_cluster_url, store_client
@@ -248,3 +252,17 @@ def test_jobs_run_on_a_real_worker_with_the_store_on_a_cluster_and_are_listed_fr
         worker._current = None
         process.stop()
         setup.cleanup()
+
+
+def test_the_adapters_keep_their_scratch_in_one_slot_each_on_a_cluster(cluster_store: ClusterStore) -> None:
+    """Gemini's part record and the test provider's batch are transactions over several keys of one adapter."""
+    gemini = GeminiProvider("gemini-2.5-flash", ProviderContext(Settings(), cluster_store.scratch("gemini")))
+    with PartInput.read("batchline:job-1:3", 1_000_000, [("z", b"{}"), ("a", b"{}")]) as spool:
+        gemini._remember("job-1", 3, spool)
+    assert gemini._positions("job-1", 3) == ["z", "a"]
+    anthropic = AnthropicProvider("claude-sonnet-4-5", ProviderContext(Settings(), cluster_store.scratch("anthropic")))
+    anthropic._save_ids("msgbatch_01", {"bl_abc": "a/b"})
+    assert cluster_store.redis.hgetall(f"{cluster_store.prefix}{{anthropic}}:ids:msgbatch_01") == {b"bl_abc": b"a/b"}
+    test = TestProvider("test", ProviderContext(Settings(), cluster_store.scratch("test")))
+    snapshot = test.create("job-1", 0, [("a", b'{"messages": []}')], 1)
+    assert test.find("job-1", 0) == snapshot
