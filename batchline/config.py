@@ -234,6 +234,11 @@ def _check_together(settings: Settings, sources: Mapping[str, str]) -> None:
             f"({settings.visibility_timeout}s): a poll waits that long unacknowledged, and the broker would redeliver "
             "it."
         )
+    if settings.redis_cluster and not (settings.redis_url or "").startswith(("redis://", "rediss://")):
+        raise SettingsError(
+            f"{sources['redis_cluster']} needs {sources['redis_url']} to name a node of the cluster (a redis:// or "
+            "rediss:// URL): the store is then a Redis Cluster, which Celery's broker cannot share."
+        )
     for url in settings.trusted_base_urls:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname or parts.username or parts.query:

@@ -32,10 +32,6 @@ SCHEMES = PLAIN + CLUSTER + SENTINEL
 OPTIONS: dict[str, Any] = {"health_check_interval": 30, "socket_keepalive": True}
 
 
-def is_store_url(url: str) -> bool:
-    return url.startswith(SCHEMES)
-
-
 def is_cluster_url(url: str, cluster: bool = False) -> bool:
     """Whether `url` (with the setting `redis_cluster`) names a Redis Cluster."""
     return url.startswith(CLUSTER) or (cluster and url.startswith(("redis://", "rediss://")))

@@ -90,6 +90,9 @@ def test_settings_take_cluster_sentinel_and_tls_store_urls_and_refuse_others() -
     assert "hunter2" not in str(refused.value)
     settings = Settings.load({}, {"BATCHLINE_REDIS_URL": "redis://h:7000", "BATCHLINE_REDIS_CLUSTER": "true"})
     assert settings.redis_cluster and is_cluster_url("redis://h:7000", settings.redis_cluster)
+    for without in ({}, {"BATCHLINE_BROKER_URL": "redis://h:6379/0"}, {"BATCHLINE_REDIS_URL": "unix:///r.sock"}):
+        with pytest.raises(SettingsError, match="BATCHLINE_REDIS_CLUSTER needs BATCHLINE_REDIS_URL"):
+            Settings.load({}, {**without, "BATCHLINE_REDIS_CLUSTER": "1"})
     with pytest.raises(SettingsError, match="cannot name a database"):
         store_client("redis+cluster://127.0.0.1:1/2")
 
