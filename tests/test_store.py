@@ -165,3 +165,17 @@ def test_delivery_markers_take_effect_once(store: Store) -> None:
     assert store.mark_delivered("j", "chunk:0")
     assert not store.mark_delivered("j", "chunk:0")
     assert store.is_delivered("j", "chunk:0") and not store.is_delivered("j", "chunk:1")
+
+
+def test_a_parts_resubmission_is_made_once_and_lives_with_the_job(store: Store) -> None:
+    make_job(store, count=6, parts=2)
+    first = store.add_part("j", 1, ["r4", "r5"], generation=1)
+    assert first == 2 and store.add_part("j", 1, ["r4", "r5"], generation=1) == 2  # asked again: the same part
+    assert store.load_job("j").parts == 3
+    assert list(store.part_ids("j", 2)) == ["r4", "r5"]
+    part = store.part("j", 2)
+    assert (part.state, part.total, part.group) == (PartState.PENDING, 2, "g")
+    assert 0 < store.redis.ttl(store.part_key("j", 2, ":ids")) <= 3600
+    store.touch("j", 3)
+    store.drop_requests("j")
+    assert list(store.part_requests("j", 0)) == [(f"r{i}", None) for i in range(3)]
