@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import time
 
+import redis
 from celery import shared_task
 
 from batchline.redis_urls import is_cluster_url, store_client
@@ -20,7 +21,8 @@ def bltest_key(prefix: str, kind: str, job_id: str, cluster: bool = False) -> st
 @shared_task(name="bltest.record", acks_late=True, reject_on_worker_lost=True)
 def record(job_id: str, custom_ids: list[str]) -> int:
     url, prefix = os.environ["BATCHLINE_REDIS_URL"], os.environ["BATCHLINE_KEY_PREFIX"]
-    client, cluster = store_client(url), is_cluster_url(url)
+    cluster = is_cluster_url(url)
+    client = store_client(url) if cluster else redis.Redis.from_url(url)
     client.incr(bltest_key(prefix, "calls", job_id, cluster))  # every delivery, duplicates included
     time.sleep(float(os.environ.get("BLTEST_CALLBACK_SECONDS", "0")))  # a slow application, to be killed midway
     effects, count = (bltest_key(prefix, kind, job_id, cluster) for kind in ("effects", "effect_count"))
