@@ -18,7 +18,7 @@ from batchline.types import BatchStatus
 from .conftest import announced
 
 
-@pytest.fixture(params=["fakeredis", "cluster"])
+@pytest.fixture(params=["fakeredis", pytest.param("cluster", marks=pytest.mark.redis)])
 def store(request: pytest.FixtureRequest) -> Iterator[Store]:
     """The store on fakeredis, and on a 3-master Redis Cluster (hash-tagged keys, the steps split per slot)."""
     if request.param == "fakeredis":

@@ -37,7 +37,7 @@ SETTINGS = Settings(claim_timeout=600, sweep_interval=300, ttl_seconds=TTL)
 THRESHOLD = 900  # claim_timeout + sweep_interval
 
 
-@pytest.fixture(params=["fakeredis", "cluster"])
+@pytest.fixture(params=["fakeredis", pytest.param("cluster", marks=pytest.mark.redis)])
 def runtime(request: pytest.FixtureRequest) -> Iterator[Runtime]:
     """On fakeredis, and on a 3-master Redis Cluster: the pending set on one shard, the jobs spread over all."""
     if request.param == "fakeredis":
