@@ -1,6 +1,6 @@
 """Every Redis key batchline writes, under one prefix, with TTLs and atomic transitions.
 
-Per job `J` (with prefix `P`):
+Per job `J` (with prefix `P`; on a Redis Cluster each job key holds `{J}`, its hash tag: see `store_cluster.py`):
 
 | key | type | holds |
 |---|---|---|
@@ -116,14 +116,15 @@ class Store:
             job, state=BatchStatus.PENDING, parts=len(parts), succeeded=0, failed=0, input_tokens=0, output_tokens=0
         )
         pipe.hset(self.job_key(job_id), mapping=_fields(initial.to_hash()))
-        pipe.zadd(f"{self.prefix}jobs", {job_id: job.created_at})
-        # In the same transaction as the job: a job that survives a crash is always one the sweep can find.
-        pipe.zadd(self.pending_key(), {job_id: job.created_at})
         for key in self.job_keys(job_id, len(parts)):
             pipe.expire(key, ttl)
-        # The set lives as long as its newest job: every entry's job is gone by then (the sweep trims older ones).
-        pipe.expire(self.pending_key(), ttl)
-        pipe.execute()
+        self._list_new_job(pipe, job_id, job.created_at)
+
+    def _list_new_job(self, pipe: Any, job_id: str, created_at: float) -> None:
+        """List the job in `P:jobs` and the pending set in the job's transaction, and run it: a job that survives a
+        crash is one the sweep finds. The set lives as long as its newest job (the sweep trims older entries)."""
+        pipe.zadd(f"{self.prefix}jobs", {job_id: created_at}).zadd(self.pending_key(), {job_id: created_at})
+        pipe.expire(self.pending_key(), self.ttl).execute()
 
     def job(self, job_id: str) -> JobRecord | None:
         """The job's record; None when the store holds no such job."""
@@ -135,10 +136,8 @@ class Store:
 
     def delete_job(self, job_id: str, parts: int) -> None:
         """Remove every key of a job that was never sent (its submit message was refused), atomically."""
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.delete(*self.job_keys(job_id, parts))
-        pipe.zrem(f"{self.prefix}jobs", job_id)
-        pipe.zrem(self.pending_key(), job_id)  # the sweep has nothing to re-send
+        pipe: Any = self.redis.pipeline(transaction=True)  # the sweep has nothing to re-send after it
+        pipe.delete(*self.job_keys(job_id, parts)).zrem(f"{self.prefix}jobs", job_id).zrem(self.pending_key(), job_id)
         pipe.execute()
 
     def set_delivery_error(self, job_id: str, message: str) -> None:

@@ -29,6 +29,7 @@ from celery import Celery
 from batchline import runtime, worker
 from batchline.config import Settings
 
+from .redis_cluster import redis_cluster
 from .waiting import stop_group, wait_for
 
 pytest_plugins = ["batchline.emulator.pytest_plugin"]
@@ -63,7 +64,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Every test that takes the real Redis (and so any real worker, which needs it) is marked `redis`, marked by
     hand or not: `pytest -m "not redis"` is then the quick part, without real workers."""
     for item in items:
-        if "redis_url" in getattr(item, "fixturenames", ()):
+        if {"redis_url", "redis_cluster_url"} & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.redis)
 
 
@@ -78,6 +79,23 @@ def redis_url() -> str:
             pytest.fail(message)
         pytest.skip(message)
     return REDIS_URL
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A 3-master Redis Cluster of this session (see `redis_cluster`), as a `redis+cluster://` URL; stopped at its
+    end, its keys with it. Under CI a missing redis-server fails the tests that need it; elsewhere they are skipped."""
+    try:
+        cluster = redis_cluster(tmp_path_factory.mktemp("redis-cluster"))
+        url = cluster.__enter__()
+    except RuntimeError as error:
+        if os.environ.get("CI"):
+            pytest.fail(str(error))
+        pytest.skip(str(error))
+    try:
+        yield url
+    finally:
+        cluster.__exit__(None, None, None)
 
 
 @dataclass
@@ -123,11 +141,12 @@ _made: list[RealSetup] = []
 """Every real setup of this session, for the check at its end."""
 
 
-def make_real_setup(redis_url: str, **overrides: object) -> RealSetup:
+def make_real_setup(redis_url: str, store_url: str | None = None, **overrides: object) -> RealSetup:
+    """A setup whose broker and store are on `redis_url`, or with its store at `store_url` (e.g. a Redis Cluster)."""
     token = uuid.uuid4().hex[:10]
     values: dict[str, str] = {
         "BATCHLINE_BROKER_URL": redis_url,
-        "BATCHLINE_REDIS_URL": redis_url,
+        "BATCHLINE_REDIS_URL": store_url or redis_url,
         "BATCHLINE_KEY_PREFIX": f"bltest-{token}:",
         "BATCHLINE_CELERY_KEY_PREFIX": f"bltest-{token}-celery:",
         "BATCHLINE_QUEUE": f"bltest-{token}",

@@ -18,6 +18,7 @@ import redis
 from ..providers import Encoded, get_provider
 from ..records import JobRecord
 from ..runtime import Runtime
+from ..store_cluster import ClusterStore
 from .outbox import Outbox
 from .store import AgentStore
 
@@ -102,6 +103,8 @@ def _each(what: str, name: str) -> Iterator[None]:
 def sweep(runtime: Runtime, out: Outbox, limit: int = 1000) -> int:
     """Send again what a crash or a lost message left: runs due for longer than a lease, pools past their deadline,
     flushes never written, batch jobs that ended without waking their runs. Answer how many it sent."""
+    if isinstance(runtime.store, ClusterStore):
+        return 0  # agent jobs are refused on a cluster store: there are none to sweep
     agents = AgentStore(runtime.store)
     now = time.time()
     grace = runtime.settings.claim_timeout  # how long a flush or a wake-up may take before the sweep finishes it

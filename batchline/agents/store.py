@@ -27,12 +27,15 @@ from typing import Any, cast
 import orjson
 
 from ..store import Store
+from ..store_cluster import refuse_on_cluster
 from . import scripts
 from .records import AgentJob, Request, RunRecord, RunState
 
 
 class AgentStore:
     def __init__(self, store: Store) -> None:
+        # Its scripts move a run between a job, a shared pool and the due set in one step: several slots on a cluster.
+        refuse_on_cluster(store, "batchline.agents")
         self.store = store
         self.redis = store.redis
         self.prefix = store.prefix
