@@ -95,4 +95,3 @@ def unpack(custom_id: str, value: bytes) -> StoredResult:
     if number == AS_GIVEN:
         return StoredResult(custom_id, status, value[3:])
     return StoredResult(custom_id, status, _codecs.decompressor(number).decompress(value[3:]))
-
