@@ -119,3 +119,19 @@ def test_the_shipped_dictionary_is_what_the_script_builds() -> None:
     script = ROOT / "scripts" / "build_result_dictionary.py"
     done = subprocess.run([sys.executable, str(script), "--check"], capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+@given(st.lists(st.tuples(STATUSES, st.binary(max_size=3000) | json_bodies()), min_size=1, max_size=8))
+@settings(max_examples=60, deadline=None)
+def test_bodies_read_back_through_the_store_scripts(redis_url: str, rows: list[tuple[str, bytes]]) -> None:
+    """Through the Lua script that stores them, on a real Redis and on the embedded store's (fakeredis with Lua)."""
+    prefix = f"bltest-{uuid.uuid4().hex[:10]}:"
+    client = redis.Redis.from_url(redis_url)
+    try:
+        for store in (Store(client, prefix=prefix), Store(fakeredis.FakeRedis(), prefix=prefix)):
+            results = [(f"r{i}", status, body) for i, (status, body) in enumerate(rows)]
+            assert store.add_results("j", results) == len(rows)
+            got = store.results("j", [cid for cid, _, _ in results])
+            assert [(r.custom_id, r.status, r.body) if r else None for r in got] == results
+    finally:
+        client.delete(*(f"{prefix}job:j{suffix}" for suffix in ("", ":res", ":stream")))
