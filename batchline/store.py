@@ -10,7 +10,7 @@ Per job `J` (with prefix `P`; on a Redis Cluster each job key holds `{J}`, its h
 | `P:job:J:opt` | hash | custom_id -> that request's own parameters and settings, only where it has them |
 | `P:job:J:part:N` | hash | one provider batch: state, claim, provider id, provider status and counts |
 | `P:job:J:part:N:ids` | list | the custom_ids of part N |
-| `P:job:J:res` | hash | custom_id -> result tag (one letter) + provider body, as received |
+| `P:job:J:res` | hash | custom_id -> result tag (one letter) + provider body, compressed (`compact.py`) |
 | `P:job:J:stream` | stream | per stored chunk, one entry: custom_id -> status letter of each new result |
 | `P:job:J:delivered` | set | delivery chunks whose effect has happened |
 | `P:jobs` | sorted set | job ids by creation time |
@@ -35,8 +35,9 @@ import redis
 
 from . import store_scripts as lua
 from ._chunks import chunks as _chunks
+from .compact import pack, unpack
 from .errors import JobNotFound
-from .records import RESULT_TAGS, TAG_STATUS, HashValue, JobRecord, PartRecord, PartState, StoredResult, UsageReader
+from .records import HashValue, JobRecord, PartRecord, PartState, StoredResult, UsageReader
 from .types import BatchStatus
 
 CHUNK = 1000  # items per Redis round trip when reading or writing many
@@ -333,7 +334,7 @@ class Store:
                 args: list[Any] = [self.ttl, 0]
                 for custom_id, status, body in batch:
                     given, made = usage(body) if usage is not None and status == "succeeded" else (0, 0)
-                    args += [custom_id, RESULT_TAGS[status] + body, given, made]
+                    args += [custom_id, pack(status, body), given, made]  # usage read before compressing
                 stored = writer.submit(self._add_results, keys=keys, args=args)
                 if pending is not None:
                     added += int(pending.result())
@@ -355,10 +356,7 @@ class Store:
 
     def results(self, job_id: str, custom_ids: Sequence[str]) -> list[StoredResult | None]:
         raw = cast(list[bytes | None], self.redis.hmget(self.job_key(job_id, ":res"), custom_ids))
-        return [
-            None if value is None else StoredResult(cid, TAG_STATUS[value[:1]], value[1:])
-            for cid, value in zip(custom_ids, raw, strict=True)
-        ]
+        return [None if value is None else unpack(cid, value) for cid, value in zip(custom_ids, raw, strict=True)]
 
     def result_count(self, job_id: str) -> int:
         return self.redis.hlen(self.job_key(job_id, ":res"))

@@ -1,6 +1,6 @@
 """The app's own tasks. batchline's live in `batchline.tasks`, so no `tasks` module collides."""
 
-from batchline import batch_results_sync
+from batchline import results_callback
 from batchline.agents import results_sync as agent_results_sync
 from celery import shared_task
 from flask import current_app
@@ -9,9 +9,9 @@ from . import store
 
 
 @shared_task(name="answerbox.save_results", acks_late=True, reject_on_worker_lost=True)
-def save_results(job_id: str, custom_ids: list[str]) -> int:
+@results_callback  # called with (job_id, custom_ids); gets the chunk's results as a stream
+def save_results(job_id: str, results) -> int:
     """Store one delivered chunk of results. A redelivered chunk rewrites the same rows: it never adds any."""
-    results = batch_results_sync(job_id, custom_ids=custom_ids)
     rows = []
     for result in results:
         if result.is_successful and result.response is not None:
