@@ -38,6 +38,10 @@ if TYPE_CHECKING:  # what a type checker sees at once; `__getattr__` loads each 
     from .errors import JobNotFound as JobNotFound
     from .estimate import CostEstimate as CostEstimate
     from .raw import RawRequest as RawRequest
+    from .result_stream import batch_result_chunks_sync as batch_result_chunks_sync
+    from .result_stream import batch_results_iter as batch_results_iter
+    from .result_stream import batch_results_iter_sync as batch_results_iter_sync
+    from .result_stream import results_callback as results_callback
     from .types import Batch as Batch
     from .types import BatchError as BatchError
     from .types import BatchResult as BatchResult
@@ -69,6 +73,12 @@ _EXPORTS = {
     "errors": ("BatchInputError", "BatchlineError", "JobNotFound"),
     "estimate": ("CostEstimate",),
     "raw": ("RawRequest",),
+    "result_stream": (
+        "batch_result_chunks_sync",
+        "batch_results_iter",
+        "batch_results_iter_sync",
+        "results_callback",
+    ),
     "types": ("Batch", "BatchError", "BatchResult", "BatchStatus", "ProviderBatch"),
 }
 """Every public name, by the module it lives in: the one list of what `batchline` exports."""

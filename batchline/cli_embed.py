@@ -7,7 +7,7 @@ Like cli_jobs.py, nothing heavy loads at import: `batchline --help` imports this
 from __future__ import annotations
 
 import argparse
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -75,8 +75,10 @@ def is_embedding_job(job_id: str) -> bool:
     return job is not None and job.kind == EMBEDDING
 
 
-def write_embeddings(results: list[BatchResult], out: IO[bytes]) -> None:
-    """A line per input: `{"custom_id", "status", "embedding", "error"}`, the vector as a list of floats."""
+def write_embeddings(results: Iterable[BatchResult], out: IO[bytes]) -> int:
+    """A line per input: `{"custom_id", "status", "embedding", "error"}`, the vector as a list of floats; answer how
+    many."""
+    count = 0
     for result in results:
         error = None if result.error is None else {"code": result.error.code, "message": result.error.message}
         line = {
@@ -86,3 +88,5 @@ def write_embeddings(results: list[BatchResult], out: IO[bytes]) -> None:
             "error": error,
         }
         out.write(orjson.dumps(line) + b"\n")
+        count += 1
+    return count

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -223,6 +223,7 @@ def with_model(requests: list[Any], model: str) -> list[Any]:
 
 def export(args: argparse.Namespace, console: Console) -> int:
     from . import api
+    from .result_stream import batch_results_iter_sync
     from .runtime import runtime_for
     from .status import is_raw
     from .worker import current_app
@@ -239,10 +240,9 @@ def export(args: argparse.Namespace, console: Console) -> int:
         if provider_format:
             count = api.batch_export_sync(args.job_id, out)
         else:
-            results = api.batch_results_sync(args.job_id)
+            results = batch_results_iter_sync(args.job_id)  # a chunk at a time: flat memory for any job size
             embeddings = cli_embed.is_embedding_job(args.job_id)
-            (cli_embed.write_embeddings if embeddings else write_results)(results, out)
-            count = len(results)
+            count = (cli_embed.write_embeddings if embeddings else write_results)(results, out)
     finally:
         if args.output is not None:
             out.close()
@@ -286,11 +286,13 @@ def read_requests(path: Path) -> Iterator[tuple[str, list[Any]] | RawRequest]:
                 raise BatchInputError(f"{path}, line {number}: needs a 'prompt' string or a 'messages' list")
 
 
-def write_results(results: list[BatchResult], out: IO[bytes]) -> None:
+def write_results(results: Iterable[BatchResult], out: IO[bytes]) -> int:
+    """A line per result (`{"custom_id", "status", "response", "error"}`), as they come; answer how many."""
     from pydantic import TypeAdapter
     from pydantic_ai.messages import ModelResponse
 
     response = TypeAdapter(ModelResponse)
+    count = 0
     for result in results:
         line = {
             "custom_id": result.custom_id,
@@ -299,6 +301,8 @@ def write_results(results: list[BatchResult], out: IO[bytes]) -> None:
             "error": None if result.error is None else {"code": result.error.code, "message": result.error.message},
         }
         out.write(orjson.dumps(line) + b"\n")
+        count += 1
+    return count
 
 
 def wait(job_id: str, timeout: float | None, console: Console) -> int:

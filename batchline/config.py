@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .errors import SettingsError
+from .redis_urls import SCHEMES as STORE_SCHEMES
 from .validation import DAY, plain_number
 
 
@@ -27,7 +28,11 @@ class Settings:
     broker_url: str | None = field(default=None, repr=False)
     """The Celery broker. Unset: the embedded default (an in-process broker, worker and Redis)."""
     redis_url: str | None = field(default=None, repr=False)
-    """The store. Unset: the broker's URL when that is a Redis one, else the embedded in-process Redis."""
+    """The store. Unset: the broker's URL when that is a Redis one, else the embedded in-process Redis. Also
+    `redis+cluster://host:port[,host:port]` (a Redis Cluster) and `redis+sentinel://host:port[,...]/service[/db]`
+    (the master Sentinel names), each with a TLS form `rediss+...://`: see `redis_urls`."""
+    redis_cluster: bool = False
+    """The store's `redis://` or `rediss://` URL names one node of a Redis Cluster (as `redis+cluster://` does)."""
     result_backend: str | None = field(default=None, repr=False)
     key_prefix: str = "batchline:"
     celery_key_prefix: str = ""
@@ -151,7 +156,8 @@ _BROKER_URL = (
     "must be a URL, scheme://[user:password@]host[:port][/path], e.g. redis://localhost:6379/0 or amqp://host//"
 )
 _REDIS_URL = (
-    "must be a Redis URL, redis://[:password@]host[:port][/db] (or rediss://, unix://), e.g. redis://localhost:6379/0"
+    "must be a Redis URL, redis://[:password@]host[:port][/db] (or rediss://, unix://, redis+cluster://host:port,"
+    "host:port, redis+sentinel://host:port/service), e.g. redis://localhost:6379/0"
 )
 
 
@@ -161,9 +167,7 @@ def _is_name(value: str) -> bool:
 
 _RULES: dict[str, _Rule] = {
     "broker_url": _Rule(check=lambda v: bool(_URL.match(v)), says=_BROKER_URL, secret=True),
-    "redis_url": _Rule(
-        check=lambda v: v.startswith(("redis://", "rediss://", "unix://")), says=_REDIS_URL, secret=True
-    ),
+    "redis_url": _Rule(check=lambda v: v.startswith(STORE_SCHEMES), says=_REDIS_URL, secret=True),
     "result_backend": _Rule(check=lambda v: bool(_URL.match(v)), says=_BROKER_URL, secret=True),
     "key_prefix": _Rule(check=_is_name, says="must be a non-empty key prefix without spaces, e.g. batchline:"),
     "queue": _Rule(check=_is_name, says="must be a queue name without spaces"),
@@ -234,6 +238,11 @@ def _check_together(settings: Settings, sources: Mapping[str, str]) -> None:
         raise SettingsError(
             f"{sources['redis_url']} must name the store's Redis when {sources['broker_url']} is not a Redis one "
             "(e.g. a RabbitMQ broker, amqp://...)."
+        )
+    if settings.redis_cluster and not (settings.redis_url or "").startswith(("redis://", "rediss://")):
+        raise SettingsError(
+            f"{sources['redis_cluster']} needs {sources['redis_url']} to name a node of the cluster (a redis:// or "
+            "rediss:// URL): the store is then a Redis Cluster, which Celery's broker cannot share."
         )
     for url in settings.trusted_base_urls:
         parts = urlsplit(url)

@@ -10,12 +10,23 @@ from decimal import Decimal
 from .providers import provider_class, split_model
 from .providers.anthropic.wire import usage_of as anthropic_usage
 from .providers.gemini.wire import usage_of as gemini_usage
+from .providers.mistral.wire import usage_of as mistral_usage
 from .providers.openai.wire import usage_of as openai_usage
 from .records import JobRecord, UsageReader
 
-_READERS: dict[str, UsageReader] = {"openai": openai_usage, "anthropic": anthropic_usage, "gemini": gemini_usage}
+_READERS: dict[str, UsageReader] = {
+    "openai": openai_usage,
+    "anthropic": anthropic_usage,
+    "gemini": gemini_usage,
+    "mistral": mistral_usage,
+}
+_READERS |= {"groq": openai_usage, "together": openai_usage, "azure": openai_usage}  # Chat Completions `usage`
 
-PRICES_PROVIDER = {"openai": "openai", "anthropic": "anthropic", "gemini": "google"}
+PRICES_PROVIDER = {"openai": "openai", "anthropic": "anthropic", "gemini": "google", "mistral": "mistral"}
+PRICES_PROVIDER |= {
+    "groq": "groq",
+    "together": "together",
+}  # an Azure deployment's name is no model name genai-prices knows
 """genai-prices' provider id for each batchline provider that bills tokens."""
 
 BATCH = {"processing": "batch"}

@@ -6,6 +6,7 @@
 | `CallbackNotAllowed` | at create, and again on the worker | a callback names a task the workers do not allow |
 | `SettingsError` | when settings load | a setting has a value batchline cannot run with |
 | `JobNotFound` | on any read of a job | no such job in the store (expired, or another store) |
+| `UnsupportedOnCluster` | at create | the cache or agents asked of a store on a Redis Cluster; nothing was written |
 | `TransientProviderError` | on the worker | the provider cannot answer now; the step is retried later |
 | `ProviderRejected` | on the worker | the provider refused for good; retrying cannot help |
 """
@@ -31,6 +32,11 @@ class SettingsError(BatchlineError, ValueError):
 
 class JobNotFound(BatchlineError, LookupError):
     """No job of that id in the store: finished longer ago than its TTL, or in another store."""
+
+
+class UnsupportedOnCluster(BatchlineError, ValueError):
+    """A feature whose Redis scripts span several jobs (the response cache, agents), asked of a store on a Redis
+    Cluster; refused before anything is written or sent."""
 
 
 class TransientProviderError(BatchlineError):

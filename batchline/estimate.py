@@ -45,6 +45,10 @@ NO_OFFLINE_TOKENIZER = {
     "openai": "tiktoken downloads its encodings at first use",
     "anthropic": "Anthropic publishes no tokenizer for current Claude models",
     "gemini": "google-genai's local tokenizer downloads its model at first use",
+    "groq": "the open models' tokenizers download at first use",
+    "together": "the open models' tokenizers download at first use",
+    "azure": "tiktoken downloads its encodings at first use",
+    "mistral": "mistral-common's tokenizers are not a dependency of batchline",
     "test": "the test provider counts no tokens",
 }
 """Why each provider's input is bounded rather than counted: every tokenizer was tried on a machine offline."""

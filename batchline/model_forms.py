@@ -2,7 +2,9 @@
 
 A model string's prefix picks the pydantic-ai model class `infer_model` would make, and with it the encoding: batchline
 serves a prefix only where its adapter encodes as that class does (`openai:` and `openai-responses:` are
-`OpenAIResponsesModel`, `anthropic:` is `AnthropicModel`, `google:` is `GoogleModel` on the Gemini API). A prefix whose
+`OpenAIResponsesModel`, `anthropic:` is `AnthropicModel`, `google:` is `GoogleModel` on the Gemini API). `groq:`,
+`together:` and `azure:` run on their OpenAI-compatible batch APIs, encoded by `OpenAIChatModel` with the provider's
+profile (pydantic-ai's own `groq:` model drives the groq SDK, which has no batch encoding). A prefix whose
 model has no batch API in pydantic-ai, or that batchline cannot serve, is refused before anything is stored, naming
 the prefix and what is served.
 
@@ -31,25 +33,32 @@ SERVED: dict[str, str] = {
     "openai-responses": "openai",
     "anthropic": "anthropic",
     "google": "google",
+    "groq": "groq",
+    "together": "together",
+    "azure": "azure",
+    "mistral": "mistral",
 }
 """pydantic-ai's prefix -> batchline's adapter prefix, for the prefixes whose pydantic-ai model batches."""
 
-SERVED_BY = {"openai": "openai", "anthropic": "anthropic", "google": "gemini"}
+SERVED_BY = {"openai": "openai", "anthropic": "anthropic", "google": "gemini", "groq": "groq", "together": "together"}
+SERVED_BY |= {"azure": "azure", "mistral": "mistral"}
 """batchline's adapter prefix -> its adapter's name (`Provider.name`)."""
+COMPAT = frozenset({"groq", "together", "azure"})
+"""The OpenAI-compatible batch APIs, whose `OpenAIChatModel` instances (by their provider's name) batch there."""
 
-SUPPORTED = "'openai:', 'openai-responses:', 'anthropic:', 'google:', or an OpenAIResponsesModel, AnthropicModel or "
-SUPPORTED += "GoogleModel (Gemini API) instance"
+SUPPORTED = "'openai:', 'openai-responses:', 'anthropic:', 'google:', 'mistral:', 'groq:', 'together:', 'azure:' "
+SUPPORTED += "(a batch deployment's name), or an OpenAIResponsesModel, AnthropicModel or "
+SUPPORTED += "GoogleModel (Gemini API) instance, or an OpenAIChatModel on Groq, Together or Azure OpenAI"
 
 _NO_CHAT_BATCH = (
     "pydantic-ai's OpenAIChatModel has no batch API (OpenAI batches reach pydantic-ai through the Responses API); "
     "use 'openai:' or 'openai-responses:'"
 )
-_AZURE = "Azure OpenAI batches need a batch deployment, and pydantic-ai runs no batches through Azure"
+_AZURE_RESPONSES = "batchline runs Azure OpenAI batches on Chat Completions: use 'azure:<batch deployment>'"
 
 REFUSED: dict[str, str] = {
     "openai-chat": _NO_CHAT_BATCH,
-    "azure": _AZURE,
-    "azure-responses": _AZURE,
+    "azure-responses": _AZURE_RESPONSES,
     "openai-chatgpt": "ChatGPT plan usage serves no Batch API",
     "openai-codex": "the Codex endpoint serves no Batch API",
     "openai-decisions": "pydantic-ai's decisions models have no batch API",
@@ -135,7 +144,7 @@ def _instance_form(model: Model) -> ModelForm:
     prefix, client = _adapter_of(model)
     if prefix is None:
         raise refuse(f"a {kind}", "batchline's adapters batch only the models below")
-    if model.batch_max_requests is None:
+    if model.batch_max_requests is None and prefix not in COMPAT:  # pydantic-ai's chat model batches through ours
         raise refuse(f"this {kind} ({model.model_name!r})", no_batch_api_message(model).rstrip("."))
     headers = plain_headers(sdk_custom_headers(client))
     for header, attribute in (("OpenAI-Organization", "organization"), ("OpenAI-Project", "project")):
@@ -158,6 +167,8 @@ def _adapter_of(model: Model) -> tuple[str | None, Any]:
     if _is(model, "pydantic_ai.models.openai", "OpenAIResponsesModel"):
         return "openai", getattr(model, "client", None)
     if _is(model, "pydantic_ai.models.openai", "OpenAIChatModel"):
+        if (system := getattr(model, "system", "")) in COMPAT:  # on Groq, Together or Azure OpenAI
+            return system, getattr(model, "client", None)
         raise refuse(f"an OpenAIChatModel ({model.model_name!r})", _NO_CHAT_BATCH)
     if _is(model, "pydantic_ai.models.anthropic", "AnthropicModel"):
         return "anthropic", getattr(model, "client", None)

@@ -253,3 +253,27 @@ def prepare(model: Model, request: BatchRequest) -> BatchRequest:
 
 def missing_result_error(model_name: str, batch_id: str) -> ModelAPIError:
     return ModelAPIError(model_name, f"Batch {batch_id!r} ended without a result for the request.")
+
+
+# -- batchline.providers.openai_compat: the Chat Completions body of pydantic-ai's chat model -------------------------
+async def chat_completions_create(
+    model: OpenAIChatModel, messages: list[ModelMessage], settings: dict[str, Any], parameters: Any
+) -> None:
+    """Have `model` send its Chat Completions request for prepared `settings` and `parameters` (its client keeps the
+    body). Without `_completions_create`, pydantic-ai's public `request` sends the same body, preparing it again."""
+    create: Callable[..., Any] | None = getattr(model, "_completions_create", None)
+    if create is None:
+        _warn_chat_fallback()
+        await model.request(messages, settings, parameters)  # type: ignore[arg-type]
+        return
+    await create(messages, False, settings, parameters)
+
+
+@functools.cache
+def _warn_chat_fallback() -> None:
+    warnings.warn(
+        "batchline: pydantic-ai's OpenAIChatModel has no _completions_create; Groq, Together and Azure requests are "
+        "encoded through its public request() instead",
+        RuntimeWarning,
+        stacklevel=3,
+    )

@@ -25,7 +25,7 @@ class RawRequest:
     body: dict[str, Any]
     """The request body: an OpenAI line's `body`, or an Anthropic line's `params`."""
     url: str | None = None
-    """The OpenAI endpoint the line names (`/v1/chat/completions`, ...); None for Anthropic lines."""
+    """The OpenAI endpoint the line names (`/v1/chat/completions`, ...); None for Anthropic and Mistral lines."""
 
 
 def read_jsonl(path: Path) -> list[RawRequest]:
@@ -51,7 +51,7 @@ def parse_lines(lines: Iterable[bytes], source: str = "input") -> Iterator[RawRe
         if request is None:
             raise BatchInputError(
                 f"{source}, line {number}: expected an OpenAI batch line {{custom_id, method, url, body}} "
-                "or an Anthropic one {custom_id, params}"
+                "or an Anthropic one {custom_id, params} or a Mistral one {custom_id, body}"
             )
         yield request
 
@@ -66,4 +66,6 @@ def from_line(item: Any) -> RawRequest | None:
         return RawRequest(item["custom_id"], item["body"], item["url"])
     if isinstance(item.get("params"), dict):
         return RawRequest(item["custom_id"], item["params"])
+    if isinstance(item.get("body"), dict) and "url" not in item:  # Mistral's line: the job names its endpoint
+        return RawRequest(item["custom_id"], item["body"])
     return None

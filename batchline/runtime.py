@@ -11,7 +11,9 @@ from celery import Celery
 from .config import Settings
 from .providers import Provider, ProviderContext, get_provider, provider_class
 from .providers.endpoints import Endpoint
+from .redis_urls import is_cluster_url, store_client
 from .store import Store
+from .store_cluster import ClusterStore
 
 _lock = threading.Lock()
 _runtimes: dict[int, Runtime] = {}
@@ -47,15 +49,25 @@ def runtime_for(app: Celery) -> Runtime:
         runtime = _runtimes.get(id(app))
         if runtime is None:
             settings: Settings = app.conf.get("batchline_settings") or Settings.load(app.conf)
-            store = Store(redis_client(settings), settings.key_prefix, settings.ttl_seconds)
+            store = make_store(settings)
             runtime = _runtimes[id(app)] = Runtime(settings, store)
         return runtime
 
 
+def make_store(settings: Settings) -> Store:
+    """The store of `settings`: a `ClusterStore` (hash-tagged keys) on a Redis Cluster, else today's key names."""
+    client = redis_client(settings)
+    url = settings.store_url
+    if url is not None and is_cluster_url(url, settings.redis_cluster):
+        return ClusterStore(client, settings.key_prefix, settings.ttl_seconds)
+    return Store(client, settings.key_prefix, settings.ttl_seconds)
+
+
 def redis_client(settings: Settings) -> redis.Redis:
+    """The store's client: one Redis, a cluster or a Sentinel master, as its URL says (see `redis_urls`)."""
     url = settings.store_url
     if url is not None:
-        return redis.Redis.from_url(url, health_check_interval=30, socket_keepalive=True)
+        return store_client(url, settings.redis_cluster)
     if not settings.embedded:
         raise ValueError("BATCHLINE_REDIS_URL must name the store's Redis when the broker is not a Redis one.")
     return embedded_redis()

@@ -1,6 +1,6 @@
 """Every Redis key batchline writes, under one prefix, with TTLs and atomic transitions.
 
-Per job `J` (with prefix `P`):
+Per job `J` (with prefix `P`; on a Redis Cluster each job key holds `{J}`, its hash tag: see `store_cluster.py`):
 
 | key | type | holds |
 |---|---|---|
@@ -10,7 +10,7 @@ Per job `J` (with prefix `P`):
 | `P:job:J:opt` | hash | custom_id -> that request's own parameters and settings, only where it has them |
 | `P:job:J:part:N` | hash | one provider batch: state, claim, provider id, provider status and counts |
 | `P:job:J:part:N:ids` | list | the custom_ids of part N |
-| `P:job:J:res` | hash | custom_id -> result tag (one letter) + provider body, as received |
+| `P:job:J:res` | hash | custom_id -> result tag (one letter) + provider body, compressed (`compact.py`) |
 | `P:job:J:stream` | stream | per stored chunk, one entry: custom_id -> status letter of each new result |
 | `P:job:J:delivered` | set | delivery chunks whose effect has happened |
 | `P:jobs` | sorted set | job ids by creation time |
@@ -35,8 +35,9 @@ import redis
 
 from . import store_scripts as lua
 from ._chunks import chunks as _chunks
+from .compact import pack, unpack
 from .errors import JobNotFound
-from .records import RESULT_TAGS, TAG_STATUS, HashValue, JobRecord, PartRecord, PartState, StoredResult, UsageReader
+from .records import HashValue, JobRecord, PartRecord, PartState, StoredResult, UsageReader
 from .types import BatchStatus
 
 CHUNK = 1000  # items per Redis round trip when reading or writing many
@@ -116,14 +117,15 @@ class Store:
             job, state=BatchStatus.PENDING, parts=len(parts), succeeded=0, failed=0, input_tokens=0, output_tokens=0
         )
         pipe.hset(self.job_key(job_id), mapping=_fields(initial.to_hash()))
-        pipe.zadd(f"{self.prefix}jobs", {job_id: job.created_at})
-        # In the same transaction as the job: a job that survives a crash is always one the sweep can find.
-        pipe.zadd(self.pending_key(), {job_id: job.created_at})
         for key in self.job_keys(job_id, len(parts)):
             pipe.expire(key, ttl)
-        # The set lives as long as its newest job: every entry's job is gone by then (the sweep trims older ones).
-        pipe.expire(self.pending_key(), ttl)
-        pipe.execute()
+        self._list_new_job(pipe, job_id, job.created_at)
+
+    def _list_new_job(self, pipe: Any, job_id: str, created_at: float) -> None:
+        """List the job in `P:jobs` and the pending set in the job's transaction, and run it: a job that survives a
+        crash is one the sweep finds. The set lives as long as its newest job (the sweep trims older entries)."""
+        pipe.zadd(f"{self.prefix}jobs", {job_id: created_at}).zadd(self.pending_key(), {job_id: created_at})
+        pipe.expire(self.pending_key(), self.ttl).execute()
 
     def job(self, job_id: str) -> JobRecord | None:
         """The job's record; None when the store holds no such job."""
@@ -135,10 +137,8 @@ class Store:
 
     def delete_job(self, job_id: str, parts: int) -> None:
         """Remove every key of a job that was never sent (its submit message was refused), atomically."""
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.delete(*self.job_keys(job_id, parts))
-        pipe.zrem(f"{self.prefix}jobs", job_id)
-        pipe.zrem(self.pending_key(), job_id)  # the sweep has nothing to re-send
+        pipe: Any = self.redis.pipeline(transaction=True)  # the sweep has nothing to re-send after it
+        pipe.delete(*self.job_keys(job_id, parts)).zrem(f"{self.prefix}jobs", job_id).zrem(self.pending_key(), job_id)
         pipe.execute()
 
     def set_delivery_error(self, job_id: str, message: str) -> None:
@@ -334,7 +334,7 @@ class Store:
                 args: list[Any] = [self.ttl, 0]
                 for custom_id, status, body in batch:
                     given, made = usage(body) if usage is not None and status == "succeeded" else (0, 0)
-                    args += [custom_id, RESULT_TAGS[status] + body, given, made]
+                    args += [custom_id, pack(status, body), given, made]  # usage read before compressing
                 stored = writer.submit(self._add_results, keys=keys, args=args)
                 if pending is not None:
                     added += int(pending.result())
@@ -356,10 +356,7 @@ class Store:
 
     def results(self, job_id: str, custom_ids: Sequence[str]) -> list[StoredResult | None]:
         raw = cast(list[bytes | None], self.redis.hmget(self.job_key(job_id, ":res"), custom_ids))
-        return [
-            None if value is None else StoredResult(cid, TAG_STATUS[value[:1]], value[1:])
-            for cid, value in zip(custom_ids, raw, strict=True)
-        ]
+        return [None if value is None else unpack(cid, value) for cid, value in zip(custom_ids, raw, strict=True)]
 
     def result_count(self, job_id: str) -> int:
         return self.redis.hlen(self.job_key(job_id, ":res"))

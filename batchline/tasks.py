@@ -191,7 +191,13 @@ def sweep(self: Task[Any, Any]) -> int:
         from .agents.outbox import CeleryOutbox
         from .agents.pools import sweep as sweep_agents
 
-        agent_steps = sweep_agents(runtime, CeleryOutbox(self.app))
+        try:
+            agent_steps = sweep_agents(runtime, CeleryOutbox(self.app))
+        except _OUTAGE:
+            raise
+        except Exception as error:  # the agents' part never stops the jobs' part below
+            log.warning("sweep: the agents' part failed: %s: %s", type(error).__name__, error)
+            agent_steps = 0
         resubmit = pipeline.stale_submits(runtime)
         for job_id in resubmit:
             log.warning("job %s: still pending with no submit seen; the sweep sends one", job_id)

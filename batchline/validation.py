@@ -91,7 +91,7 @@ def check_numbers(
     )
 
 
-_PROVIDERS_NEEDING_A_MODEL = ("openai", "anthropic", "google")
+_PROVIDERS_NEEDING_A_MODEL = ("openai", "anthropic", "google", "groq", "together", "azure", "mistral")
 
 
 def check_model(model: object) -> str:

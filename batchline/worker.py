@@ -29,6 +29,16 @@ def install(app: Celery, settings: Settings | None = None) -> Settings:
     return settings
 
 
+def default_result_backend(settings: Settings) -> str | None:
+    """The store's Redis when it is one Redis; Celery's Redis backend speaks neither Cluster nor batchline's Sentinel
+    URL, so with those the broker's Redis (when it is one) holds the task results, else nothing does."""
+    store = settings.store_url
+    if store is not None and not settings.redis_cluster and store.startswith(("redis://", "rediss://", "unix://")):
+        return store
+    broker = settings.broker_url or ""
+    return broker if broker.startswith(("redis://", "rediss://")) else None
+
+
 def configure(app: Celery, settings: Settings | None = None, *, own: bool = False) -> Settings:
     """Apply batchline's broker, events, transport and beat settings to a Celery app.
 
@@ -80,7 +90,7 @@ def configure(app: Celery, settings: Settings | None = None, *, own: bool = Fals
         beat_schedule={**(conf.beat_schedule or {}), "batchline.sweep": sweep},
     )
     # Task results are summaries (ids and counts), kept where the store is so Flower and canvases can read them.
-    backend = settings.result_backend or (None if settings.embedded else settings.store_url)
+    backend = settings.result_backend or (None if settings.embedded else default_result_backend(settings))
     if backend:
         conf.update(result_backend=backend, result_expires=timedelta(days=1))
     rabbitmq_queue = configure_rabbitmq(app, settings.queue, own=own) if is_rabbitmq(broker_url) else None

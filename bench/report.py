@@ -67,6 +67,23 @@ def table(report: dict[str, Any]) -> str:
         )
     if cache := report.get("cache"):
         lines += cache_rows(cache)
+    if agents := report.get("agents"):
+        theirs, ours = agents["pydantic_ai"], agents["batchline"]
+        count = {"count": agents["runs"]}
+        lines.append(
+            _row(
+                "agents: pydantic-ai BatchModelRequests, in one process",
+                theirs | count,
+                f"{theirs['batches']:g} provider batches",
+            )
+        )
+        lines.append(
+            _row(
+                "agents: batchline run_batch, the caller",
+                ours | count,
+                f"{ours['batches']:g} provider batches; worker (2 slots) peak {ours['worker_peak_rss_mb']:.0f} MB",
+            )
+        )
     lines += ["", "| target | figure | met |", "|---|---|---|"]
     for target in report.get("targets", []):
         lines.append(f"| {target['target']} | {target['figure']} | {'yes' if target['met'] else 'NO'} |")
@@ -141,6 +158,18 @@ def verdicts(report: dict[str, Any]) -> list[dict[str, Any]]:
             "cache, 50% repeats: half the requests sent and half the cost",
             f"{on['sent']:.2f}x sent, {_f(on['cost'], 2)}x cost, {on['wall']:.2f}x wall time",
             on["sent"] <= 0.5 and on["cost"] is not None and on["cost"] <= 0.51,
+        )
+    if agents := report.get("agents"):
+        ours, theirs = agents["batchline"], agents["pydantic_ai"]
+        check(
+            "agents: one provider batch per round (3), as pydantic-ai makes",
+            f"{ours['batches']:g} batches (pydantic-ai {theirs['batches']:g})",
+            ours["batches"] <= 3,
+        )
+        check(
+            "agents: the process holding the runs peaks lower than pydantic-ai's",
+            f"{agents['ratios']['holder_rss']:.2f}x pydantic-ai's peak RSS",
+            agents["ratios"]["holder_rss"] < 1,
         )
     return out
 

@@ -3,6 +3,7 @@
     uv run python -m bench            # the full run (about 10 minutes on 2 cores, 2 of them the cache scenario)
     uv run python -m bench --quick    # a smoke run with small batches, once each
     uv run python -m bench --only cache    # the response cache: 100,000 requests, half of them repeats
+    uv run python -m bench --only agents   # 1,000 agent runs: pydantic-ai's BatchModelRequests beside the fleet
 
 It prints a table and writes bench/results/latest.json. Each measured step runs in its own process (its peak RSS is
 its own) `--repeat` times; the table shows medians, and every ratio compares figures of this same run.
@@ -22,6 +23,7 @@ from typing import Any
 
 import redis
 
+from .agents import agents_side_by_side
 from .cache import cache_savings
 from .common import (
     REDIS_URL,
@@ -70,7 +72,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small batches, once each: a smoke run")
     parser.add_argument("--repeat", type=int, default=None, help="runs of each scenario (default 3; --quick 1)")
-    parser.add_argument("--only", default="", help="comma-separated sections: ingest,read,memory,submit,e2e,poll,cache")
+    parser.add_argument(
+        "--only", default="", help="comma-separated sections: ingest,read,memory,submit,e2e,poll,cache,agents"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS / "latest.json")
     options = parser.parse_args()
     repeat = options.repeat or (1 if options.quick else 3)
@@ -85,6 +89,7 @@ def main() -> None:
             "poll": 100,
             "window": 10.0,
             "cache": 10_000,
+            "agents": 200,
         }
         if options.quick
         else {
@@ -95,6 +100,7 @@ def main() -> None:
             "poll": 1_000,
             "window": 30.0,
             "cache": 100_000,
+            "agents": 1_000,
         }
     )
 
@@ -170,6 +176,8 @@ def main() -> None:
         report["poll"] = poll_scale(bench, sizes["poll"], sizes["window"])
     if want("cache"):
         report["cache"] = cache_savings(bench, sizes["cache"])
+    if want("agents"):
+        report["agents"] = agents_side_by_side(bench, sizes["agents"])
     delete_prefix(bench.redis, bench.prefix)
     queue = f"blbench-{bench.token}"
     delete_prefix(bench.redis, queue)

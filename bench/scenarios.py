@@ -249,7 +249,11 @@ def io_floor(args: dict[str, Any]) -> dict[str, Any]:
     return clock.figures(count)
 
 
+from .agents import agents_batchline, agents_pydantic  # noqa: E402  (measured like the others, in a fresh process)
+
 SCENARIOS = {
+    "agents_batchline": agents_batchline,
+    "agents_pydantic": agents_pydantic,
     "ingest_batchline": ingest_batchline,
     "ingest_floor": ingest_floor,
     "ingest_pydantic": ingest_pydantic,

@@ -9,14 +9,23 @@ import time
 import redis
 from celery import shared_task
 
+from batchline.redis_urls import is_cluster_url, store_client
+
+
+def bltest_key(prefix: str, kind: str, job_id: str, cluster: bool = False) -> str:
+    """Where the callback keeps `kind` (calls, effects, effect_count) for a job: on a Redis Cluster the job id is the
+    key's hash tag, so an effect and its counter share a slot and one script writes both."""
+    return f"{prefix}bltest:{kind}:{{{job_id}}}" if cluster else f"{prefix}bltest:{kind}:{job_id}"
+
 
 @shared_task(name="bltest.record", acks_late=True, reject_on_worker_lost=True)
 def record(job_id: str, custom_ids: list[str]) -> int:
-    client = redis.Redis.from_url(os.environ["BATCHLINE_REDIS_URL"])
-    prefix = os.environ["BATCHLINE_KEY_PREFIX"]
-    client.incr(f"{prefix}bltest:calls:{job_id}")  # every delivery, duplicates included
+    url, prefix = os.environ["BATCHLINE_REDIS_URL"], os.environ["BATCHLINE_KEY_PREFIX"]
+    cluster = is_cluster_url(url)
+    client = store_client(url) if cluster else redis.Redis.from_url(url)
+    client.incr(bltest_key(prefix, "calls", job_id, cluster))  # every delivery, duplicates included
     time.sleep(float(os.environ.get("BLTEST_CALLBACK_SECONDS", "0")))  # a slow application, to be killed midway
-    effects, count = f"{prefix}bltest:effects:{job_id}", f"{prefix}bltest:effect_count:{job_id}"
+    effects, count = (bltest_key(prefix, kind, job_id, cluster) for kind in ("effects", "effect_count"))
     new = 0
     for custom_id in custom_ids:
         # The application's write is keyed by custom_id (atomically with its counter), so a redelivered chunk
@@ -40,6 +49,6 @@ def summarise(summary: dict[str, object]) -> str:
 @shared_task(name="bltest.notify")
 def notify(line: str) -> str:
     """The second link: it receives what the first returned, and leaves it where the test can see it."""
-    client = redis.Redis.from_url(os.environ["BATCHLINE_REDIS_URL"])
+    client = store_client(os.environ["BATCHLINE_REDIS_URL"])
     client.rpush(f"{os.environ['BATCHLINE_KEY_PREFIX']}bltest:notified", line)
     return line

@@ -31,6 +31,7 @@ from batchline.config import Settings
 
 from .rabbitmq_helpers import RABBITMQ_URL, Vhost
 from .rabbitmq_helpers import reachable as rabbitmq_reachable
+from .redis_cluster import redis_cluster
 from .waiting import stop_group, wait_for
 
 pytest_plugins = ["batchline.emulator.pytest_plugin"]
@@ -65,7 +66,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Every test that takes the real Redis (and so any real worker, which needs it) is marked `redis`, marked by
     hand or not: `pytest -m "not redis"` is then the quick part, without real workers."""
     for item in items:
-        if "redis_url" in getattr(item, "fixturenames", ()):
+        if {"redis_url", "redis_cluster_url"} & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.redis)
 
 
@@ -80,6 +81,23 @@ def redis_url() -> str:
             pytest.fail(message)
         pytest.skip(message)
     return REDIS_URL
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A 3-master Redis Cluster of this session (see `redis_cluster`), as a `redis+cluster://` URL; stopped at its
+    end, its keys with it. Under CI a missing redis-server fails the tests that need it; elsewhere they are skipped."""
+    try:
+        cluster = redis_cluster(tmp_path_factory.mktemp("redis-cluster"))
+        url = cluster.__enter__()
+    except RuntimeError as error:
+        if os.environ.get("CI"):
+            pytest.fail(str(error))
+        pytest.skip(str(error))
+    try:
+        yield url
+    finally:
+        cluster.__exit__(None, None, None)
 
 
 @dataclass
@@ -125,13 +143,15 @@ _made: list[RealSetup] = []
 """Every real setup of this session, for the check at its end."""
 
 
-def make_real_setup(redis_url: str, broker_url: str | None = None, **overrides: object) -> RealSetup:
-    """A setup whose store is `redis_url`, and whose broker is `broker_url` (a RabbitMQ vhost, see `broker`) or, by
-    default, the same Redis."""
+def make_real_setup(
+    redis_url: str, broker_url: str | None = None, store_url: str | None = None, **overrides: object
+) -> RealSetup:
+    """A setup whose broker is `broker_url` (a RabbitMQ vhost, see `broker`) or, by default, the Redis at `redis_url`,
+    and whose store is `store_url` (e.g. a Redis Cluster) or that same Redis."""
     token = uuid.uuid4().hex[:10]
     values: dict[str, str] = {
         "BATCHLINE_BROKER_URL": broker_url or redis_url,
-        "BATCHLINE_REDIS_URL": redis_url,
+        "BATCHLINE_REDIS_URL": store_url or redis_url,
         "BATCHLINE_KEY_PREFIX": f"bltest-{token}:",
         "BATCHLINE_CELERY_KEY_PREFIX": f"bltest-{token}-celery:",
         "BATCHLINE_QUEUE": f"bltest-{token}",

@@ -22,6 +22,7 @@ from batchline.errors import CallbackNotAllowed
 from .agent_app import PROMPT, Forecast
 from .conftest import ROOT, RealSetup, WorkerProcess, make_real_setup
 from .test_direct import emulator_env
+from .waiting import wait_for
 
 pytestmark = pytest.mark.redis
 
@@ -106,8 +107,11 @@ def test_runs_with_two_tool_rounds_take_three_batches_not_one_per_run(
 
     client = on_fleet.client
     prefix = on_fleet.settings.key_prefix
-    assert int(client.get(f"{prefix}bltest:effect_count:{batch.id}") or 0) == runs  # the callback heard every run
-    assert f"{batch.id}: {runs} of {runs} succeeded".encode() in client.lrange(f"{prefix}bltest:notified", 0, -1)
+    # The callbacks run as tasks of their own, after the runs ended: wait for them.
+    wait_for(lambda: int(client.get(f"{prefix}bltest:effect_count:{batch.id}") or 0) == runs, "every callback")
+    line = f"{batch.id}: {runs} of {runs} succeeded".encode()
+    wait_for(lambda: line in client.lrange(f"{prefix}bltest:notified", 0, -1), "on_complete's chain")
+    assert int(client.get(f"{prefix}bltest:calls:{batch.id}") or 0) == runs  # each run's callback sent once
     assert PROMPT not in fleet_worker.output()  # the prompt never reaches a message or a log line
 
 
@@ -166,7 +170,7 @@ def test_bad_input_is_refused_before_anything_is_stored(on_fleet: RealSetup) -> 
     before = set(client.scan_iter(f"{prefix}agent*"))
     cases: list[tuple[str, list[tuple[str, str]], dict[str, object], type[Exception], str]] = [
         ("tests.agent_app:nothing", [("a", "hi")], {}, BatchInputError, "has no attribute 'nothing'"),
-        ("tests.agent_app", [("a", "hi")], {}, BatchInputError, "import path `module:attribute`"),
+        ("tests.agent_app", [("a", "hi")], {}, BatchInputError, "import path `module:name`"),
         ("tests.agent_app:PROMPT", [("a", "hi")], {}, BatchInputError, "not a pydantic-ai Agent"),
         ("tests.app_tasks:record", [("a", "hi")], {}, CallbackNotAllowed, "not in batchline's allowed_agents"),
         ("tests.agent_app:openai_agent", [], {}, BatchInputError, "at least one input"),
@@ -181,10 +185,24 @@ def test_bad_input_is_refused_before_anything_is_stored(on_fleet: RealSetup) -> 
             "allowed_callbacks",
         ),
         ("tests.agent_app:openai_agent", [("a", "x")], {"deps": "tests.agent_app:missing"}, BatchInputError, "missing"),
+        # A deps factory is a function of the agent's module, never a name it imported or reached through it.
+        ("tests.agent_app:openai_agent", [("a", "x")], {"deps": "tests.agent_app:os.system"}, BatchInputError, "one"),
+        ("tests.agent_app:openai_agent", [("a", "x")], {"deps": "tests.agent_app:Path"}, BatchInputError, "defined"),
+        ("tests.agent_app:_agent", [("a", "x")], {}, BatchInputError, "one public name"),
     ]
     for agent, inputs, options, error, says in cases:
         with pytest.raises(error, match=says):
             agents.run_batch_sync(agent, inputs, **options)  # type: ignore[arg-type]
+    # A history waiting on a request made elsewhere (or forged to read another job's answer) is not a run's input.
+    forged = ModelResponse(
+        parts=[],
+        provider_response_id="batchline:agent_0-0-0",
+        provider_details={"batchline": {"ticket": "agent_0-0-0"}},
+        state="suspended",
+    )
+    suspended = agents.AgentInput("s", message_history=[ModelRequest.user_text_prompt(PROMPT), forged])
+    with pytest.raises(BatchInputError, match="suspended response"):
+        agents.run_batch_sync("tests.agent_app:openai_agent", [suspended])
     assert set(client.scan_iter(f"{prefix}agent*")) == before
 
 
@@ -196,8 +214,6 @@ def test_cancel_takes_waiting_requests_out_of_the_pool(on_fleet: RealSetup, emul
         max_requests=1000,
         max_wait=3600,  # the pool would wait an hour for more
     )
-    from .waiting import wait_for
-
     wait_for(lambda: (s := agents.status_sync(batch.id).agent) and s.waiting == 5, "every run to wait in the pool")
     cancelled = batch_cancel_sync(batch.id)  # the job API's cancel works on agent jobs too
     assert cancelled.status == BatchStatus.CANCELLED

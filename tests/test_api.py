@@ -165,8 +165,8 @@ def test_bad_input_is_refused_before_anything_is_stored(
 
 def test_an_unknown_provider_names_the_supported_ones(embedded: Settings, embedded_store: Store) -> None:
     before = embedded_store.job_ids(10_000)
-    with pytest.raises(NotImplementedError, match=r"'mistral:large'.*'test'"):
-        batch_create_sync("mistral:large", [("a", prompt("x"))])
+    with pytest.raises(NotImplementedError, match=r"'cohere:large'.*'test'"):
+        batch_create_sync("cohere:large", [("a", prompt("x"))])
     assert embedded_store.job_ids(10_000) == before
 
 

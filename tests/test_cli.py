@@ -24,7 +24,7 @@ def test_demo_runs_a_batch_end_to_end_on_the_embedded_default(clean_env: dict[st
 
 
 def test_an_error_is_one_clear_line_and_a_non_zero_exit(clean_env: dict[str, str]) -> None:
-    result = batchline("demo", "--model", "mistral:large", env=clean_env)
+    result = batchline("demo", "--model", "cohere:large", env=clean_env)
     assert result.returncode == 1
     assert "Traceback" not in result.stdout + result.stderr
     lines = [line for line in result.stderr.splitlines() if line.strip()]

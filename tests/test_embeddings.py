@@ -131,7 +131,7 @@ def test_a_gemini_part_of_many_inputs_goes_as_a_file_so_its_vectors_stream_back(
     bytes of input, the part is uploaded, and its vectors come as a results file read line by line."""
     texts = [(f"t{i:03d}", f"text {i:03d} " + "x" * 90) for i in range(700)]  # about 70 kB of input
     result = embed_batch_sync(GEMINI, texts, settings={"dimensions": 2}, poll_interval=0.1)
-    assert providers.stats()["gemini"] == {"batches_created": 1, "files_created": 1}
+    assert providers.stats()["gemini"] == {"batches_created": 1, "files_created": 1, "requests_received": 700}
     assert [r.custom_id for r in result.results] == [cid for cid, _ in texts]
     assert result.embeddings == [embedding(f"RETRIEVAL_DOCUMENT\x1f\x1f{text}", 2) for _, text in texts]
 

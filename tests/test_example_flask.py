@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 from celery import Celery
@@ -34,6 +35,7 @@ from .example_helpers import (
     run_job,
 )
 from .openai_anthropic_helpers import FAKE_OPENAI_KEY, provider_env
+from .waiting import wait_for
 
 pytestmark = pytest.mark.redis
 
@@ -101,11 +103,13 @@ def test_celery_is_configured_from_the_flask_config(site: FlaskSite) -> None:
     assert site.app.config["RESULTS_DB"] == str(site.db)  # FLASK_RESULTS_DB
     settings = site.celery.conf.batchline_settings
     assert site.celery.conf.broker_url == site.setup.settings.broker_url == settings.broker_url
-    assert settings.allowed_callbacks == {"answerbox.save_results"}
+    assert settings.allowed_callbacks == {"answerbox.save_results", "answerbox.save_agent_outputs"}
+    assert settings.allowed_agents == {"answerbox.agents"}
     assert worker.current_app() is site.celery
     tasks = site.slot.running().registered_tasks()
     assert "answerbox.save_results" in tasks
     assert {"batchline.submit", "batchline.poll", "batchline.fetch", "batchline.deliver"} <= set(tasks)
+    assert {"batchline.agent_step", "batchline.agent_flush", "batchline.agent_resume"} <= set(tasks)
 
 
 def test_an_openai_job_through_the_emulator(
@@ -139,3 +143,32 @@ def test_the_embedded_default_with_no_server(emulator: Emulator, tmp_path: Path,
     assert final["status"] == "completed"
     assert {a["custom_id"]: a["text"] for a in final["answers"]} == expected_texts(30)
     assert emulator.stats()["openai"]["batches_created"] == 1
+
+
+def test_the_support_agent_answers_questions_through_batches(
+    site: FlaskSite, emulator: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """POST questions: the agent runs on the app's worker, its tool between two batches, the outputs land in the
+    app's store through its callback."""
+    emulator.configure(response_template="answer: {tool_results}")
+    monkeypatch.setitem(site.app.config, "AGENT_MAX_WAIT", 1)  # a round goes as one batch after a second
+    questions = [f"Where is my order? Please check order_status for order {i}." for i in range(6)]
+    status, created = site.client.post_json("/agent-runs", {"questions": questions})
+    assert status == 202, created
+    seen: dict[str, Any] = {}
+
+    def saved() -> bool:
+        code, body = site.client.get_json(created["status_url"])
+        assert code == 200, body
+        seen.update(body)
+        return bool(body["status"] == "completed" and len(body["answers"]) == len(questions))
+
+    wait_for(saved, lambda: f"every agent output saved (last seen {seen})", timeout=120, log=site.slot.running())
+    assert (seen["succeeded"], seen["failed"], seen["tool_calls"]) == (6, 0, 6)
+    for i, answer in enumerate(seen["answers"]):
+        assert answer["custom_id"] == f"prompt-{i:05d}"
+        assert answer["text"] == f"answer: order example order_id of customer prompt-{i:05d}: shipped"
+    assert emulator.stats()["openai"]["batches_created"] == 2  # the tool round, then the answers
+    assert "Where is my order" not in site.slot.running().output()
+    status, refused = site.client.post_json("/agent-runs", {"questions": []})
+    assert status == 400 and "questions" in refused["error"]

@@ -17,7 +17,9 @@ from batchline import BatchStatus, batch_create_sync, batch_status_sync, worker
 from batchline.providers.test import TestProvider
 from batchline.runtime import runtime_for
 from batchline.store import Store
+from batchline.store_cluster import ClusterStore
 
+from .app_tasks import bltest_key
 from .conftest import RealSetup, WorkerProcess, announced, make_real_setup
 from .waiting import wait_for
 
@@ -44,18 +46,24 @@ class Scenario:
         self.worker.kill()
         self.worker = WorkerProcess(self.env, self.log, extra=["-I", "tests.app_tasks"])
 
+    def key(self, kind: str, job_id: str) -> str:
+        """The test callback's key of `kind` for a job (see `app_tasks.bltest_key`)."""
+        return bltest_key(self.store.prefix, kind, job_id, isinstance(self.store, ClusterStore))
+
     def wait_for(self, condition: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
         wait_for(condition, what, timeout=timeout, log=self.worker)
 
 
-@pytest.fixture
-def scenario(
-    redis_url: str, broker: str, tmp_path: Path, request: pytest.FixtureRequest
-) -> Iterator[Callable[..., Scenario]]:
+@pytest.fixture(params=["redis", "cluster", pytest.param("rabbitmq", marks=pytest.mark.rabbitmq)])
+def scenario(redis_url: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Callable[..., Scenario]]:
+    """Scenarios on one Redis; with the store on a 3-master Redis Cluster (the broker stays on the Redis); and with the
+    broker on RabbitMQ (this session's vhost; the store stays on the Redis)."""
     made: list[Scenario] = []
+    store_url = request.getfixturevalue("redis_cluster_url") if request.param == "cluster" else None
+    broker_url = request.getfixturevalue("rabbitmq_vhost").url if request.param == "rabbitmq" else None
 
     def make(callback_seconds: float = 0.0, **settings: object) -> Scenario:
-        setup = make_real_setup(redis_url, broker, **FAST_RECOVERY, **settings)
+        setup = make_real_setup(redis_url, broker_url, store_url, **FAST_RECOVERY, **settings)
         env = {**setup.env, "BLTEST_CALLBACK_SECONDS": str(callback_seconds)}
         worker.use_app(setup.app)
         log = tmp_path / "worker.log"
@@ -71,7 +79,7 @@ def scenario(
         each.setup.cleanup()
 
 
-REDIS_ONLY = pytest.mark.parametrize("broker", ["redis"], indirect=True)
+REDIS_ONLY = pytest.mark.parametrize("scenario", ["redis", "cluster"], indirect=True)
 """Kills during poll and delivery run on RabbitMQ too (a delayed poll, an acks_late callback, both redelivered when the
 worker's connection drops); submit and fetch take the same redelivery path, and would only add CI time."""
 
@@ -84,16 +92,17 @@ def check_exactly_once(s: Scenario, job_id: str, total: int, chunks: int) -> Non
     s.wait_for(lambda: batch_status_sync(job_id).is_complete, "the job to complete", timeout=90)
     batch = batch_status_sync(job_id)
     assert batch.status is BatchStatus.COMPLETED
-    redis, prefix = s.store.redis, s.store.prefix
-    creates = {k.decode(): int(v) for k, v in redis.hgetall(f"{prefix}test:creates").items()}
+    redis = s.store.redis
+    creates = {k.decode(): int(v) for k, v in redis.hgetall(s.store.scratch("test").key("creates")).items()}
     assert creates == {f"{job_id}:{n}": 1 for n in range(len(batch.provider_batches))}  # each part paid for once
-    assert redis.hlen(f"{prefix}job:{job_id}:res") == total
+    assert redis.hlen(s.store.job_key(job_id, ":res")) == total
     assert (batch.completed_count, batch.failed_count) == (total, 0)  # counted once each
-    arrivals = announced(redis, f"{prefix}job:{job_id}")
+    arrivals = announced(redis, s.store.job_key(job_id))
     assert len(arrivals) == len(set(arrivals)) == total  # announced once each
-    s.wait_for(lambda: redis.hlen(f"{prefix}bltest:effects:{job_id}") == total, "every callback effect")
-    assert int(redis.get(f"{prefix}bltest:effect_count:{job_id}") or 0) == total  # no double effect
-    assert int(redis.get(f"{prefix}bltest:calls:{job_id}") or 0) >= chunks
+    effects, count, calls = (s.key(kind, job_id) for kind in ("effects", "effect_count", "calls"))
+    s.wait_for(lambda: redis.hlen(effects) == total, "every callback effect")
+    assert int(redis.get(count) or 0) == total  # no double effect
+    assert int(redis.get(calls) or 0) >= chunks
 
 
 @REDIS_ONLY
@@ -102,7 +111,7 @@ def test_killed_during_submit(scenario: Callable[..., Scenario], monkeypatch: py
     s = scenario(test_create_seconds=3.0)
     monkeypatch.setattr(TestProvider, "max_requests", 10)  # planned here, in the caller: three parts
     job = batch_create_sync("test", requests(30), callback="bltest.record", chunk_size=10, submit_wait=0)
-    creates = f"{s.store.prefix}test:creates"
+    creates = s.store.scratch("test").key("creates")
     for part in range(2):
         s.wait_for(lambda p=part: s.store.redis.hexists(creates, f"{job.id}:{p}"), f"part {part} created")
         assert not s.store.part(job.id, part).provider_id  # killed between create and record
@@ -126,7 +135,7 @@ def test_killed_during_poll(scenario: Callable[..., Scenario]) -> None:
 def test_killed_during_fetch(scenario: Callable[..., Scenario]) -> None:
     s = scenario(test_result_seconds=0.004)  # results are stored 500 at a time: kill between the chunks
     job = batch_create_sync("test", requests(1200), callback="bltest.record", chunk_size=400, submit_wait=0)
-    results = f"{s.store.prefix}job:{job.id}:res"
+    results = s.store.job_key(job.id, ":res")
     for low in (500, 1000):
         s.wait_for(lambda lo=low: lo <= s.store.redis.hlen(results) < 1200, f"{low}+ results stored")
         s.restart()
@@ -136,7 +145,7 @@ def test_killed_during_fetch(scenario: Callable[..., Scenario]) -> None:
 def test_killed_during_delivery(scenario: Callable[..., Scenario]) -> None:
     s = scenario(callback_seconds=1.0)
     job = batch_create_sync("test", requests(60), callback="bltest.record", chunk_size=10, submit_wait=0)
-    calls = f"{s.store.prefix}bltest:calls:{job.id}"
+    calls = s.key("calls", job.id)
     for seen in (1, 3):
         s.wait_for(lambda n=seen: int(s.store.redis.get(calls) or 0) >= n, f"{seen} callback deliveries")
         s.restart()

@@ -3,20 +3,32 @@
 from __future__ import annotations
 
 import threading
+import uuid
+from collections.abc import Iterator
 
 import fakeredis
 import pytest
 
 from batchline.records import JobRecord, PartRecord, PartState
+from batchline.redis_urls import store_client
 from batchline.store import Store
+from batchline.store_cluster import ClusterStore
 from batchline.types import BatchStatus
 
 from .conftest import announced
 
 
-@pytest.fixture
-def store() -> Store:
-    return Store(fakeredis.FakeRedis(), prefix="t:", ttl_seconds=3600)
+@pytest.fixture(params=["fakeredis", pytest.param("cluster", marks=pytest.mark.redis)])
+def store(request: pytest.FixtureRequest) -> Iterator[Store]:
+    """The store on fakeredis, and on a 3-master Redis Cluster (hash-tagged keys, the steps split per slot)."""
+    if request.param == "fakeredis":
+        yield Store(fakeredis.FakeRedis(), prefix="t:", ttl_seconds=3600)
+        return
+    prefix = f"t-{uuid.uuid4().hex[:8]}:"
+    store = ClusterStore(store_client(request.getfixturevalue("redis_cluster_url")), prefix, ttl_seconds=3600)
+    yield store
+    for key in list(store.redis.scan_iter(match=f"{prefix}*")):
+        store.redis.delete(key)
 
 
 def make_job(store: Store, job_id: str = "j", count: int = 5, parts: int = 1) -> list[str]:
@@ -43,7 +55,7 @@ def test_every_key_of_a_job_has_a_ttl(store: Store) -> None:
     make_job(store, parts=2)
     store.add_results("j", [("r0", "succeeded", b"{}")])
     store.mark_delivered("j", "chunk:0")
-    keys = [k.decode() for k in store.redis.keys("t:job:j*")]
+    keys = [k.decode() for k in store.redis.scan_iter(match=f"{store.job_key('j')}*")]
     assert len(keys) >= 8
     for key in keys:
         assert 0 < store.redis.ttl(key) <= 3600, key
@@ -64,7 +76,7 @@ def test_a_result_is_stored_and_counted_once(store: Store) -> None:
         ("expired", b""),
         None,
     ]
-    assert announced(store.redis, "t:job:j") == ["r0", "r1", "r2"]  # once each
+    assert announced(store.redis, store.job_key("j")) == ["r0", "r1", "r2"]  # once each
     assert list(store.missing_results("j", 0)) == ["r3", "r4"]
 
 
@@ -78,13 +90,13 @@ def test_a_chunk_too_big_for_one_stream_entry_is_refused_before_anything_is_stor
 def test_results_arrive_on_the_stream_in_order(store: Store) -> None:
     make_job(store)
     store.add_results("j", [(f"r{i}", "succeeded", b"{}") for i in range(5)], chunk=2)
-    entries = store.redis.xrange("t:job:j:stream")
+    entries = store.redis.xrange(store.job_key("j", ":stream"))
     assert [{k.decode(): v.decode() for k, v in fields.items()} for _, fields in entries] == [
         {"r0": "s", "r1": "s"},
         {"r2": "s", "r3": "s"},
         {"r4": "s"},
     ]
-    assert announced(store.redis, "t:job:j") == ["r0", "r1", "r2", "r3", "r4"]
+    assert announced(store.redis, store.job_key("j")) == ["r0", "r1", "r2", "r3", "r4"]
 
 
 def test_transitions_only_from_allowed_states(store: Store) -> None:
@@ -153,3 +165,17 @@ def test_delivery_markers_take_effect_once(store: Store) -> None:
     assert store.mark_delivered("j", "chunk:0")
     assert not store.mark_delivered("j", "chunk:0")
     assert store.is_delivered("j", "chunk:0") and not store.is_delivered("j", "chunk:1")
+
+
+def test_a_parts_resubmission_is_made_once_and_lives_with_the_job(store: Store) -> None:
+    make_job(store, count=6, parts=2)
+    first = store.add_part("j", 1, ["r4", "r5"], generation=1)
+    assert first == 2 and store.add_part("j", 1, ["r4", "r5"], generation=1) == 2  # asked again: the same part
+    assert store.load_job("j").parts == 3
+    assert list(store.part_ids("j", 2)) == ["r4", "r5"]
+    part = store.part("j", 2)
+    assert (part.state, part.total, part.group) == (PartState.PENDING, 2, "g")
+    assert 0 < store.redis.ttl(store.part_key("j", 2, ":ids")) <= 3600
+    store.touch("j", 3)
+    store.drop_requests("j")
+    assert list(store.part_requests("j", 0)) == [(f"r{i}", None) for i in range(3)]

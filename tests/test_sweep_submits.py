@@ -9,6 +9,8 @@ count their creates); the last test runs a real worker with beat on the real Red
 from __future__ import annotations
 
 import time
+import uuid
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
@@ -22,8 +24,10 @@ from batchline import BatchStatus, batch_status_sync, pipeline, worker
 from batchline.config import Settings
 from batchline.errors import TransientProviderError
 from batchline.pipeline import Next
+from batchline.redis_urls import store_client
 from batchline.runtime import Runtime, runtime_for
 from batchline.store import Store
+from batchline.store_cluster import ClusterStore
 
 from .conftest import WorkerProcess, make_real_setup, store_job
 from .waiting import wait_for
@@ -33,9 +37,17 @@ SETTINGS = Settings(claim_timeout=600, sweep_interval=300, ttl_seconds=TTL)
 THRESHOLD = 900  # claim_timeout + sweep_interval
 
 
-@pytest.fixture
-def runtime() -> Runtime:
-    return Runtime(SETTINGS, Store(fakeredis.FakeRedis(), "sw:", ttl_seconds=TTL))
+@pytest.fixture(params=["fakeredis", pytest.param("cluster", marks=pytest.mark.redis)])
+def runtime(request: pytest.FixtureRequest) -> Iterator[Runtime]:
+    """On fakeredis, and on a 3-master Redis Cluster: the pending set on one shard, the jobs spread over all."""
+    if request.param == "fakeredis":
+        yield Runtime(SETTINGS, Store(fakeredis.FakeRedis(), "sw:", ttl_seconds=TTL))
+        return
+    prefix = f"sw-{uuid.uuid4().hex[:8]}:"
+    store = ClusterStore(store_client(request.getfixturevalue("redis_cluster_url")), prefix, ttl_seconds=TTL)
+    yield Runtime(SETTINGS, store)
+    for key in list(store.redis.scan_iter(match=f"{prefix}*")):
+        store.redis.delete(key)
 
 
 def new_job(runtime: Runtime, age: float = 0.0, count: int = 3) -> str:
@@ -46,7 +58,7 @@ def new_job(runtime: Runtime, age: float = 0.0, count: int = 3) -> str:
 
 def creates(runtime: Runtime, job_id: str) -> int:
     """How many provider batches the `test` provider created for part 0 of the job."""
-    raw = runtime.store.redis.hget(f"{runtime.store.prefix}test:creates", f"{job_id}:0")
+    raw = runtime.store.redis.hget(runtime.store.scratch("test").key("creates"), f"{job_id}:0")
     return int(raw or 0)
 
 
@@ -73,7 +85,7 @@ def test_a_new_job_is_in_the_pending_set_by_its_creation_time_with_the_ttl(runti
     job_id = new_job(runtime, age=10)
     store = runtime.store
     assert pending(runtime) == {job_id: store.load_job(job_id).created_at}
-    assert store.pending_key() == "sw:pending"  # under the store's prefix
+    assert store.pending_key() == f"{store.prefix}pending"  # under the store's prefix
     assert 0 < store.redis.ttl(store.pending_key()) <= TTL
 
 

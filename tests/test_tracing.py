@@ -59,7 +59,9 @@ def traced_worker(
     redis_url: str, emulator: Emulator, tmp_path: Path, caller_telemetry: Any
 ) -> Iterator[tuple[RealSetup, Path]]:
     spans = tmp_path / "spans.jsonl"
-    setup = make_real_setup(redis_url, instrument="true", allowed_callbacks="bltest.record")
+    setup = make_real_setup(
+        redis_url, instrument="true", allowed_callbacks="bltest.record", allowed_agents="tests.agent_app"
+    )
     env = {**setup.env, **provider_env(emulator), "BLTEST_SPANS_FILE": str(spans)}
     process = WorkerProcess(env, tmp_path / "worker.log", extra=["-I", "tests.app_tasks,tests.otel_worker"])
     worker.use_app(setup.app)
@@ -183,6 +185,39 @@ def test_a_job_sent_without_trace_headers_still_has_one_trace(
     assert run_submit["trace_id"] != create["trace_id"]  # no context came with the message
     for name in steps:
         assert {s["trace_id"] for s in spans if s["name"] == name} == {create["trace_id"]}, name
+
+
+@pytest.mark.redis
+def test_agent_rounds_are_traced_without_their_prompts_or_outputs(
+    traced_worker: tuple[RealSetup, Path], emulator: Emulator
+) -> None:
+    from batchline import agents
+
+    from .agent_app import PROMPT
+
+    _, path = traced_worker
+    emulator.configure(response_template="answer for {custom_id}: {tool_results}")
+    inputs = [("t0", PROMPT), ("t1", PROMPT)]
+    batch = agents.run_batch_sync(
+        "tests.agent_app:openai_agent", inputs, deps="tests.agent_app:make_deps", max_requests=2, poll_interval=0.2
+    )
+    agents.wait_sync(batch.id)
+
+    def traced() -> list[dict[str, Any]]:
+        spans = worker_spans(path)
+        names = [s["name"] for s in spans]
+        done = names.count("batchline.agent_step") >= 6 and names.count("batchline.agent_resume") >= 3
+        return spans if done else []
+
+    spans = wait_for(traced, "the agent steps' spans", timeout=60)
+    steps = [s for s in spans if s["name"] == "batchline.agent_step"]
+    assert {s["attributes"]["batchline.job_id"] for s in steps} == {batch.id}
+    assert {s["attributes"]["batchline.run"] for s in steps} == {0, 1}  # the run's index
+    assert any(s["name"] == "batchline.agent_flush" for s in spans)
+    outputs = [r.output for r in agents.results_sync(batch.id)]
+    dumped = orjson.dumps(spans, default=str).decode()
+    for secret in [PROMPT, FAKE_OPENAI_KEY, *outputs]:
+        assert secret not in dumped
 
 
 def test_cost_is_batch_priced_and_unknown_models_get_none() -> None:

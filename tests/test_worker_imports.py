@@ -14,7 +14,7 @@ import pytest
 HEAVY = ("pydantic_ai", "openai", "anthropic", "google.genai")
 
 
-@pytest.mark.parametrize("adapter", ["openai", "anthropic", "gemini"])
+@pytest.mark.parametrize("adapter", ["openai", "anthropic", "gemini", "openai_compat"])
 def test_the_worker_side_of_an_adapter_imports_no_model_library(adapter: str) -> None:
     code = (
         f"import sys, batchline.worker, batchline.tasks, batchline.providers.{adapter}\n"

@@ -11,7 +11,7 @@ from typing import Any
 
 from celery import Signature
 from pydantic import TypeAdapter
-from pydantic_ai.messages import ModelMessage, ModelMessagesTypeAdapter
+from pydantic_ai.messages import ModelMessage, ModelMessagesTypeAdapter, ModelResponse
 from pydantic_ai.usage import UsageLimits
 
 from ..caller import async_twin, caller_runtime, sync_twin
@@ -22,11 +22,13 @@ from ..types import Batch
 from ..validation import Range, check_number
 from .loading import load_agent, load_deps_factory
 from .outbox import CeleryOutbox
-from .records import AgentJob, RunState
+from .records import AgentJob, RunState, ticket_of
 from .status import AgentRunResult, agent_batch_of, load, read_runs
 from .stepping import end_cancelled
 from .store import AgentStore
 
+CANCEL_CHUNK = 500
+FINAL_STATES = {state.value for state in RunState if state.is_final}
 MAX_REQUESTS = Range(1, 100_000, " requests", integer=True)
 MAX_WAIT = Range(0, 24 * 3600, " seconds", low_open=True)
 POLL_INTERVAL = Range(0, 24 * 3600, " seconds", low_open=True)
@@ -57,11 +59,29 @@ def _inputs(inputs: Iterable[AgentInput | tuple[str, str | Sequence[ModelMessage
         seen.add(item.custom_id)
         if not item.prompt and not item.message_history:
             raise BatchInputError(f"input {item.custom_id!r} has neither a prompt nor a message history.")
+        if item.message_history:
+            _check_history(item.custom_id, item.message_history)
         history = ModelMessagesTypeAdapter.dump_json(list(item.message_history)) if item.message_history else b""
         rows.append((item.custom_id, item.prompt or "", history))
     if not rows:
         raise BatchInputError("run_batch needs at least one input.")
     return rows
+
+
+def _check_history(custom_id: str, history: Sequence[ModelMessage]) -> None:
+    """A history the workers can go on from: not one waiting on a request elsewhere, and no file the workers would
+    fetch from their own network."""
+    last = history[-1]
+    if isinstance(last, ModelResponse) and last.state == "suspended":
+        raise BatchInputError(
+            f"input {custom_id!r}: its history ends in a suspended response; finish it where it began."
+        )
+    for message in history:
+        for part in message.parts:
+            content = getattr(part, "content", None)
+            for item in content if isinstance(content, list) else [content]:
+                if getattr(item, "force_download", None) == "allow-local":
+                    raise BatchInputError(f"input {custom_id!r}: a file with force_download='allow-local' is refused.")
 
 
 def run_batch_sync(
@@ -108,9 +128,8 @@ def run_batch_sync(
         usage_limits=TypeAdapter(UsageLimits).dump_json(usage_limits).decode() if usage_limits else "",
     )
     job_id = AgentStore(runtime.store).create_job(job, rows)
-    out = CeleryOutbox(app)
-    for index in range(len(rows)):  # a message lost here is sent by the sweep: every run is due from the start
-        out.step(job_id, index)
+    # A message lost here is sent by the sweep: every run is due from the start.
+    CeleryOutbox(app).steps([(job_id, index) for index in range(len(rows))])
     return agent_batch_of(runtime, job_id)
 
 
@@ -142,19 +161,22 @@ results = async_twin(results_sync)
 
 def cancel_sync(job_id: str | Batch) -> Batch:
     """Cancel the job: its runs end `cancelled` where they stand, and requests still in a pool are taken out (a
-    request already in a provider batch, shared with other jobs, runs on; its result is dropped)."""
+    request already in a provider batch, shared with other jobs, runs on; its result is dropped). Safe to call again:
+    a cancel cut off halfway is finished by the next."""
     app, runtime = caller_runtime()
     job_id = _id(job_id)
     agents = AgentStore(runtime.store)
     job = load(runtime, job_id)
-    if job.state == "in_progress":
-        agents.set_state(job_id, "cancelled")
+    if agents.cancel(job_id) or job.state == "cancelled":
         out = CeleryOutbox(app)
-        for index, run in enumerate(agents.runs(job_id, range(job.total))):
-            if run is not None and not run.state.is_final:
-                if run.state == RunState.WAITING:
-                    agents.withdraw(f"{job_id}-{index}-{run.step - 1}")
-                end_cancelled(runtime, agents, out, job_id, index)
+        for start in range(0, job.total, CANCEL_CHUNK):
+            for index, state, _ in agents.run_steps(job_id, range(start, min(start + CANCEL_CHUNK, job.total))):
+                if state not in FINAL_STATES:
+                    end_cancelled(runtime, agents, out, job_id, index)
+            # Once a run has ended no round can pool a request for it: what it waited on is all there is to take out.
+            for index, state, step in agents.run_steps(job_id, range(start, min(start + CANCEL_CHUNK, job.total))):
+                if state == RunState.CANCELLED and step:
+                    agents.withdraw(ticket_of(job_id, index, step - 1))
     return agent_batch_of(runtime, job_id)
 
 

@@ -25,18 +25,18 @@ def check_allowed(path: str, allowed: frozenset[str]) -> None:
 
 
 def _resolve(path: str, what: str) -> Any:
+    """The module-level name at `module:name`. One plain name, never a dotted walk or a private name: a job is data
+    anyone who can write to Redis could forge, and `myapp.agents:os.system` must not reach `os.system`."""
     module_name, sep, attribute = path.partition(":")
-    if not sep or not module_name or not attribute:
-        raise BatchInputError(f"{what} must be an import path `module:attribute`, not {path!r}.")
+    if not sep or not module_name or not attribute.isidentifier() or attribute.startswith("_"):
+        raise BatchInputError(f"{what} must be an import path `module:name` (one public name), not {path!r}.")
     try:
-        value: Any = importlib.import_module(module_name)
+        module = importlib.import_module(module_name)
     except ImportError as error:
         raise BatchInputError(f"{what} {path!r}: module {module_name!r} cannot be imported ({error}).") from None
-    for name in attribute.split("."):
-        if not hasattr(value, name):
-            raise BatchInputError(f"{what} {path!r}: {value.__name__!r} has no attribute {name!r}.")
-        value = getattr(value, name)
-    return value
+    if not hasattr(module, attribute):
+        raise BatchInputError(f"{what} {path!r}: {module_name!r} has no attribute {attribute!r}.")
+    return getattr(module, attribute)
 
 
 def load_agent(path: str, allowed: frozenset[str]) -> Agent[Any, Any]:
@@ -48,12 +48,14 @@ def load_agent(path: str, allowed: frozenset[str]) -> Agent[Any, Any]:
 
 
 def load_deps_factory(path: str, agent_path: str, allowed: frozenset[str]) -> Any:
-    """The factory must live in the agent's own module (or one the workers allow): it runs on the workers too."""
-    if path.partition(":")[0] != agent_path.partition(":")[0]:
+    """A function defined in the agent's own module (or in one the workers allow): it runs on the workers, with a
+    run's custom_id, so a name the module merely imported (`os.system`, `subprocess.run`) is refused."""
+    module = path.partition(":")[0]
+    if module != agent_path.partition(":")[0]:
         check_allowed(path, allowed)
     factory = _resolve(path, "The deps factory")
-    if not callable(factory):
-        raise BatchInputError(f"The deps factory {path!r} is not callable.")
+    if not callable(factory) or getattr(factory, "__module__", None) != module:
+        raise BatchInputError(f"The deps factory {path!r} must be a function defined in {module!r}.")
     return factory
 
 

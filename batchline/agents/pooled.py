@@ -8,11 +8,10 @@ the body), while batchline's workers send the batches with their own keys.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic_ai.exceptions import ModelAPIError
+from pydantic_ai.exceptions import ModelAPIError, UserError
 from pydantic_ai.messages import ModelMessage, ModelResponse
 from pydantic_ai.models import Model, ModelRequestParameters
 from pydantic_ai.models.batch import BatchRequest
@@ -25,7 +24,7 @@ from ..model_forms import ModelForm, resolve_model
 from ..providers import Provider, get_provider
 from ..providers.endpoints import untrusted
 from ..runtime import Runtime
-from .records import ticket_of
+from .records import Request, ticket_of
 from .store import AgentStore
 
 DETAILS_KEY = "batchline"
@@ -43,30 +42,22 @@ def pending_ticket(message: ModelMessage | None) -> str | None:
 
 @dataclass(frozen=True)
 class Place:
-    """The run a `PooledModel` serves, and its job's pool options."""
+    """The run a `PooledModel` serves."""
 
     job_id: str
     index: int
     step: int
-    """How many model requests the run has made: its next one is ticket `step`."""
-    max_wait: float
-    max_requests: int
-    poll_interval: float
-
-
-Flush = Callable[[str, float], None]
-"""Asks for a pool's flush in so many seconds (0: now)."""
+    """How many model requests the run has made: its next one is ticket `step`, the one it waits on `step - 1`."""
 
 
 class PooledModel(WrapperModel):
-    def __init__(self, wrapped: Model, runtime: Runtime, place: Place, flush: Flush) -> None:
+    def __init__(self, wrapped: Model, runtime: Runtime, place: Place) -> None:
         super().__init__(wrapped)
         self.runtime = runtime
         self.place = place
-        self.flush = flush
         self.agents = AgentStore(runtime.store)
-        self.joined: str | None = None
-        """The ticket of the request this segment of the run put in a pool, if it made one."""
+        self.joined: Request | None = None
+        """The request this round made, encoded: the round's end saves it into its pool with the run's history."""
         self.form: ModelForm = resolve_model(wrapped)
 
     def _codec(self) -> Provider:
@@ -96,35 +87,28 @@ class PooledModel(WrapperModel):
     def _join(
         self, messages: list[ModelMessage], settings: ModelSettings | None, params: ModelRequestParameters
     ) -> ModelResponse:
-        if self.joined is not None:  # a second request in one segment would go unsaved: never made
-            raise RuntimeError("A run segment on the fleet makes one model request.")
+        if self.joined is not None:  # a second request in one round would go unsaved: never made
+            raise RuntimeError("A run's round on the fleet makes one model request.")
         place = self.place
         ticket = ticket_of(place.job_id, place.index, place.step)
         codec = self._codec()
-        (encoded,) = encode(
-            codec,
-            [
-                BatchRequest(
-                    custom_id=ticket, messages=messages, model_settings=settings, model_request_parameters=params
-                )
-            ],
+        request = BatchRequest(
+            custom_id=ticket, messages=messages, model_settings=settings, model_request_parameters=params
         )
+        (encoded,) = encode(codec, [request])
+        if codec.request_size(encoded) > codec.max_bytes:  # this run fails, not the batch it would have joined
+            raise BatchInputError(
+                f"a request of {codec.request_size(encoded):,} bytes is more than a {codec.name} batch holds"
+            )
         endpoint = self.form.endpoint
         endpoint_json = endpoint.to_json() if endpoint is not None else ""
-        if endpoint is not None and (
-            reason := untrusted(codec.name, endpoint.base_url, self.runtime.settings.trusted_base_urls)
-        ):
+        trusted = self.runtime.settings.trusted_base_urls
+        if endpoint is not None and (reason := untrusted(codec.name, endpoint.base_url, trusted)):
             raise BatchInputError(reason)
-        pool = self.form.model + (
-            f"@{hashlib.sha256(endpoint_json.encode()).hexdigest()[:16]}" if endpoint_json else ""
+        suffix = f"@{hashlib.sha256(endpoint_json.encode()).hexdigest()[:16]}" if endpoint_json else ""
+        self.joined = Request(
+            ticket, self.form.model + suffix, encoded.body, self.form.model, endpoint_json, encoded.group
         )
-        meta = (self.form.model, endpoint_json, place.poll_interval, encoded.group)
-        size, sooner = self.agents.enqueue(pool, ticket, encoded.body, place.max_wait, meta)
-        if size >= place.max_requests:
-            self.flush(pool, 0.0)
-        elif sooner:
-            self.flush(pool, place.max_wait)
-        self.joined = ticket
         return ModelResponse(
             parts=[],
             provider_name=self.wrapped.system,
@@ -134,6 +118,9 @@ class PooledModel(WrapperModel):
         )
 
     def _collect(self, ticket: str, pending: ModelResponse, request: BatchRequest) -> ModelResponse:
+        place = self.place
+        if ticket != ticket_of(place.job_id, place.index, place.step - 1):  # a history made elsewhere, or forged
+            raise UserError(f"The run's history waits on request {ticket!r}, which is not this run's.")
         where = self.agents.ticket(ticket)
         if where is None or not where.startswith("done:"):
             return pending  # not answered yet: the run ends suspended again
@@ -154,5 +141,5 @@ class PooledModel(WrapperModel):
 
     def continuation_delay(self, response: ModelResponse) -> float | None:
         if pending_ticket(response) is not None:
-            return self.place.poll_interval
+            return 60.0  # any number: the run ends with `PendingModelResponse` instead of waiting it out
         return self.wrapped.continuation_delay(response)

@@ -8,13 +8,17 @@ exists is never written again, so its provider batch is never made twice).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+
+import redis
 
 from ..providers import Encoded, get_provider
 from ..records import JobRecord
 from ..runtime import Runtime
+from ..store_cluster import ClusterStore
 from .outbox import Outbox
 from .store import AgentStore
 
@@ -77,32 +81,49 @@ def resume(runtime: Runtime, out: Outbox, job_id: str) -> int:
     tickets = list(runtime.store.request_ids(job_id))
     woken = 0
     for start in range(0, len(tickets), RESUME_CHUNK):
-        for run_job, index in agents.resumed(job_id, tickets[start : start + RESUME_CHUNK]):
-            out.step(run_job, index)
-            woken += 1
+        runs = agents.resumed(job_id, tickets[start : start + RESUME_CHUNK])
+        out.steps(runs)
+        woken += len(runs)
     agents.pool_job_resumed(job_id)
     return woken
+
+
+@contextlib.contextmanager
+def _each(what: str, name: str) -> Iterator[None]:
+    """One item the sweep cannot finish is logged and left for the next sweep; the others still go on. An outage
+    still stops the sweep (the task gives its message back)."""
+    try:
+        yield
+    except (redis.ConnectionError, redis.TimeoutError):
+        raise
+    except Exception as error:
+        log.warning("agent sweep: %s %s: %s: %s", what, name, type(error).__name__, error)
 
 
 def sweep(runtime: Runtime, out: Outbox, limit: int = 1000) -> int:
     """Send again what a crash or a lost message left: runs due for longer than a lease, pools past their deadline,
     flushes never written, batch jobs that ended without waking their runs. Answer how many it sent."""
+    if isinstance(runtime.store, ClusterStore):
+        return 0  # agent jobs are refused on a cluster store: there are none to sweep
     agents = AgentStore(runtime.store)
     now = time.time()
     grace = runtime.settings.claim_timeout  # how long a flush or a wake-up may take before the sweep finishes it
     sent = 0
-    for job_id, index in agents.due(now - runtime.settings.agent_lease, limit):
-        out.step(job_id, index)
-        sent += 1
+    due = agents.due(now - runtime.settings.agent_lease, limit)
+    out.steps(due)
+    sent += len(due)
     for pool in agents.due_pools(now - 1.0):
-        sent += flush(runtime, out, pool, force=True) is not None
+        with _each("the pool", pool):
+            sent += flush(runtime, out, pool, force=True) is not None
     for job_id, pool, tickets in agents.flushing(now - grace):
-        if agents.claim_flush(job_id, runtime.settings.claim_timeout):
-            log.warning("agent pool %s: the flush into %s was left half done; the sweep writes it", pool, job_id)
-            write_job(runtime, out, pool, job_id, tickets)
-            sent += 1
+        with _each("the flush into", job_id):
+            if agents.claim_flush(job_id, runtime.settings.claim_timeout):
+                log.warning("agent pool %s: the flush into %s was left half done; the sweep writes it", pool, job_id)
+                write_job(runtime, out, pool, job_id, tickets)
+                sent += 1
     for job_id in agents.open_pool_jobs(now - grace):
-        job = runtime.store.job(job_id)
-        if job is not None and job.state.is_final and (job.completed_at or now) < now - grace:
-            sent += resume(runtime, out, job_id)
+        with _each("the batch job", job_id):
+            job = runtime.store.job(job_id)
+            if job is not None and job.state.is_final and (job.completed_at or now) < now - grace:
+                sent += resume(runtime, out, job_id)
     return sent

@@ -49,6 +49,19 @@ def is_agent_job(job_id: str) -> bool:
 
 
 @dataclass(frozen=True, slots=True)
+class Request:
+    """A round's new model request, encoded by the run's own model, for its model's pool."""
+
+    ticket: str
+    pool: str
+    """The pool it joins: its model string, and its endpoint's hash when it has one."""
+    body: bytes
+    model: str
+    endpoint: str
+    group: str
+
+
+@dataclass(frozen=True, slots=True)
 class AgentJob:
     """An agent job's hash: what it runs, and counts of its runs by state."""
 

@@ -1,26 +1,6 @@
 """The Lua scripts of the agent store: each step of a run or a pool in one atomic call, so a worker killed between
 two calls leaves a state the next step or the sweep can take on."""
 
-ENQUEUE = """
--- KEYS: ticket, pool list, pool bodies, pools by deadline, pool meta
--- ARGV: ticket, body, pool, deadline, ttl, model, endpoint, poll_interval, group
-if not redis.call('SET', KEYS[1], 'q:' .. ARGV[3], 'NX', 'EX', ARGV[5]) then
-  return {-1, 0}
-end
-redis.call('RPUSH', KEYS[2], ARGV[1])
-redis.call('HSET', KEYS[3], ARGV[1], ARGV[2])
-redis.call('HSET', KEYS[5], 'model', ARGV[6], 'endpoint', ARGV[7], 'poll_interval', ARGV[8], 'group', ARGV[9])
-local current = redis.call('ZSCORE', KEYS[4], ARGV[3])
-local sooner = 0
-if (not current) or tonumber(current) > tonumber(ARGV[4]) then
-  redis.call('ZADD', KEYS[4], ARGV[4], ARGV[3])
-  sooner = 1
-end
-for i = 2, 3 do redis.call('EXPIRE', KEYS[i], ARGV[5]) end
-redis.call('EXPIRE', KEYS[5], ARGV[5])
-return {redis.call('LLEN', KEYS[2]), sooner}
-"""
-
 TAKE = """
 -- KEYS: pool list, pools by deadline, flushing
 -- ARGV: pool, new job id, now, ticket key prefix
@@ -74,12 +54,16 @@ _FINAL = "local final = {done = true, failed = true, cancelled = true}\n"
 WAIT = (
     _FINAL
     + """
--- KEYS: run, job, due runs, ticket
--- ARGV: expected step, ticket, history, usage, tool calls added, member, now, input tokens added, output tokens added
+-- The end of a round that made a request: save the run waiting on it and put the request in its model's pool, in
+-- one step, so a round is either saved with its request pooled or not at all (its retry pools its own request).
+-- KEYS: run, job, due runs, ticket, pool list, pool bodies, pools by deadline, pool meta
+-- ARGV: expected step, ticket, history, usage, tool calls added, member, now, input tokens added,
+--       output tokens added, body, pool, deadline, ttl, model, endpoint, poll interval, group
 local state = redis.call('HGET', KEYS[1], 'state')
-if (not state) or final[state] then return 0 end
+if (not state) or final[state] then return {0, 0, 0} end
 local step = tonumber(redis.call('HGET', KEYS[1], 'step') or '0')
-if step ~= tonumber(ARGV[1]) then return 0 end
+if step ~= tonumber(ARGV[1]) then return {0, 0, 0} end
+if not redis.call('SET', KEYS[4], 'q:' .. ARGV[11], 'NX', 'EX', ARGV[13]) then return {0, 0, 0} end
 redis.call('HSET', KEYS[1], 'state', 'waiting', 'step', step + 1, 'ticket', ARGV[2])
 redis.call('HSET', KEYS[1], 'history', ARGV[3], 'usage', ARGV[4])
 if state == 'new' then
@@ -93,13 +77,18 @@ redis.call('HINCRBY', KEYS[2], 'model_requests', 1)
 redis.call('HINCRBY', KEYS[2], 'tool_calls', ARGV[5])
 redis.call('HINCRBY', KEYS[2], 'input_tokens', ARGV[8])
 redis.call('HINCRBY', KEYS[2], 'output_tokens', ARGV[9])
-local ticket = redis.call('GET', KEYS[4])
-if ticket and string.sub(ticket, 1, 5) == 'done:' then
-  redis.call('ZADD', KEYS[3], ARGV[7], ARGV[6])
-  return 2
-end
 redis.call('ZREM', KEYS[3], ARGV[6])
-return 1
+redis.call('RPUSH', KEYS[5], ARGV[2])
+redis.call('HSET', KEYS[6], ARGV[2], ARGV[10])
+redis.call('HSET', KEYS[8], 'model', ARGV[14], 'endpoint', ARGV[15], 'poll_interval', ARGV[16], 'group', ARGV[17])
+local current = redis.call('ZSCORE', KEYS[7], ARGV[11])
+local sooner = 0
+if (not current) or tonumber(current) > tonumber(ARGV[12]) then
+  redis.call('ZADD', KEYS[7], ARGV[12], ARGV[11])
+  sooner = 1
+end
+for i = 5, 8 do if i ~= 7 then redis.call('EXPIRE', KEYS[i], ARGV[13]) end end
+return {1, redis.call('LLEN', KEYS[5]), sooner}
 """
 )
 
@@ -113,7 +102,10 @@ local state = redis.call('HGET', KEYS[1], 'state')
 if (not state) or final[state] then return 0 end
 local step = tonumber(redis.call('HGET', KEYS[1], 'step') or '0')
 if ARGV[1] ~= '-1' and step ~= tonumber(ARGV[1]) then return 0 end
-redis.call('HSET', KEYS[1], 'state', ARGV[2], 'output', ARGV[3], 'history', ARGV[4], 'usage', ARGV[5], 'error', ARGV[6])
+redis.call('HSET', KEYS[1], 'state', ARGV[2], 'error', ARGV[6])
+for i, name in ipairs({'output', 'history', 'usage'}) do  -- an empty one keeps what the run had
+  if ARGV[i + 2] ~= '' then redis.call('HSET', KEYS[1], name, ARGV[i + 2]) end
+end
 if state == 'new' then
   redis.call('HINCRBY', KEYS[2], 'new', -1)
 else
@@ -162,4 +154,11 @@ FORGET_UNLESS_ANSWERED = """
 local where = redis.call('GET', KEYS[2])
 if where and string.sub(where, 1, 5) == 'done:' then return 0 end
 return redis.call('ZREM', KEYS[1], ARGV[1])
+"""
+
+CANCEL = """
+-- KEYS: job. A job still running is marked cancelled; a finished one keeps its state.
+if redis.call('HGET', KEYS[1], 'state') ~= 'in_progress' then return 0 end
+redis.call('HSET', KEYS[1], 'state', 'cancelled')
+return 1
 """

@@ -25,18 +25,18 @@ from ..runtime import Runtime
 from . import context
 from .loading import load_agent, load_deps_factory, make_deps, model_of
 from .outbox import Outbox
-from .pooled import Flush, Place, PooledModel, pending_ticket
-from .records import AgentJob, RunRecord, RunState, ticket_of
+from .pooled import Place, PooledModel, pending_ticket
+from .records import AgentJob, Request, RunRecord, RunState, ticket_of
 from .store import AgentStore
 from .usage import USAGE, Added, load_usage, resume_from
 
 log = logging.getLogger("batchline")
 
-ROUNDS_PER_STEP = 100
-"""Rounds one step takes in a row when each request's result is already in, before it hands the run back."""
+MAX_TRIES = 10
+"""Tries of one round (its worker died, or it raised outside the agent) before the run fails instead of looping."""
 
-_INFRASTRUCTURE = (redis.RedisError, OperationalError)
-"""The store or the broker failing: the round did not happen, and is taken again; never the run's own error."""
+_OUTAGE = (redis.ConnectionError, redis.TimeoutError, OperationalError)
+"""The store or the broker unreachable: the round did not happen and is taken again, never the run's own error."""
 
 LIMITS = TypeAdapter(UsageLimits)
 
@@ -47,13 +47,17 @@ class _Pooling(AbstractCapability[Any]):
 
     runtime: Runtime
     place: Place
-    flush: Flush
     models: list[PooledModel] = field(default_factory=list)
 
     def get_wrapper_model(self, model: Model) -> Model | None:
-        pooled = PooledModel(model, self.runtime, self.place, self.flush)
+        pooled = PooledModel(model, self.runtime, self.place)
         self.models.append(pooled)
         return pooled
+
+    @property
+    def joined(self) -> Request | None:
+        """The request the round made, if it made one."""
+        return next((m.joined for m in self.models if m.joined is not None), None)
 
 
 async def advance(runtime: Runtime, out: Outbox, job_id: str, index: int) -> str:
@@ -63,12 +67,7 @@ async def advance(runtime: Runtime, out: Outbox, job_id: str, index: int) -> str
     if token is None:
         return "busy"  # another worker has it; if that one dies, the sweep sends the run again after the lease
     try:
-        for _ in range(ROUNDS_PER_STEP):
-            outcome = await _round(runtime, agents, out, job_id, index)
-            if outcome != "again":
-                return outcome
-        out.step(job_id, index)
-        return "handed on"
+        return await _round(runtime, agents, out, job_id, index)
     finally:
         agents.unlock(job_id, index, token)
 
@@ -88,7 +87,22 @@ async def _round(runtime: Runtime, agents: AgentStore, out: Outbox, job_id: str,
         if not where.startswith("done:"):
             agents.forget_due_unless_answered(job_id, index, ticket_of(job_id, index, run.step - 1))
             return "waiting"
-    return await _run_round(runtime, agents, out, job_id, index, job, run)
+    if (tries := agents.begin_round(job_id, index, run.step)) > MAX_TRIES:
+        error = f"RuntimeError: round {run.step + 1} was tried {tries - 1} times and never saved (see the worker log)"
+        return _fail(runtime, agents, out, job_id, index, run, error)
+    try:
+        return await _run_round(runtime, agents, out, job_id, index, job, run)
+    except _OUTAGE:
+        raise
+    except Exception as error:  # the run ends as pydantic-ai ended it: its error is this input's result
+        return _fail(runtime, agents, out, job_id, index, run, f"{type(error).__name__}: {error}")
+
+
+def _fail(
+    runtime: Runtime, agents: AgentStore, out: Outbox, job_id: str, index: int, run: RunRecord, error: str
+) -> str:
+    ended = agents.finish(job_id, index, run.step, RunState.FAILED, {"error": error}, Added())
+    return _ended(runtime, agents, out, job_id, index, ended, "failed")
 
 
 async def _run_round(
@@ -97,8 +111,7 @@ async def _run_round(
     before = load_usage(run.usage)
     waiting = run.state == RunState.WAITING
     history = ModelMessagesTypeAdapter.validate_json(run.history) if run.history else []
-    place = Place(job_id, index, run.step, job.max_wait, job.max_requests, job.poll_interval)
-    pooling = _Pooling(runtime, place, out.flush)
+    pooling = _Pooling(runtime, Place(job_id, index, run.step))
     fleet = context.enter(context.FleetRun(job_id, run.custom_id, index))
     try:
         agent = load_agent(job.agent, runtime.settings.allowed_agents)
@@ -113,24 +126,25 @@ async def _run_round(
             usage=resume_from(before, waiting),
             capabilities=[pooling],
         )
-    except _INFRASTRUCTURE:
-        raise
-    except Exception as error:  # the run ends as pydantic-ai ended it: its error is this input's result
-        fields: dict[str, bytes | str] = {"error": f"{type(error).__name__}: {error}", "history": run.history}
-        fields["usage"] = run.usage
-        ended = agents.finish(job_id, index, run.step, RunState.FAILED, fields, Added())
-        return _ended(runtime, agents, out, job_id, index, ended, "failed")
     finally:
         context.leave(fleet)
     usage = result.usage
     added = Added.between(before, usage)
     messages = result.all_messages_json()
     if isinstance(result.output, PendingModelResponse):
-        ticket = pending_ticket(result.output.response)
-        if ticket is None or ticket != ticket_of(job_id, index, run.step):
-            raise RuntimeError(f"run {index} of {job_id} ended suspended on a request the fleet did not make")
-        saved = agents.wait(job_id, index, run.step, ticket, messages, USAGE.dump_json(usage), added)
-        return {2: "again", 1: "waiting", 0: "raced"}[saved]
+        request = pooling.joined
+        if request is None or pending_ticket(result.output.response) != request.ticket:
+            raise RuntimeError("the run ended suspended on a request it did not make on the fleet")
+        saved, size, sooner = agents.wait(
+            job, job_id, index, run.step, request, (messages, USAGE.dump_json(usage)), added
+        )
+        if not saved:
+            return "raced"  # another try of this round saved it first (with its own request): that one stands
+        if size >= job.max_requests:
+            out.flush(request.pool, 0.0)
+        elif sooner:
+            out.flush(request.pool, job.max_wait)
+        return "waiting"
     fields = {"output": pydantic_core.to_json(result.output), "history": messages, "usage": USAGE.dump_json(usage)}
     ended = agents.finish(job_id, index, run.step, RunState.DONE, fields, added)
     return _ended(runtime, agents, out, job_id, index, ended, "done")
@@ -181,7 +195,11 @@ def deliver(
         out.callback(job.callback, job_id, [run.custom_id])
     completion = job.ended >= job.total and not agents.completion_sent(job_id)
     if completion and job.on_complete:
-        out.complete(job.on_complete, summary(job_id, job))
+        # One sender at a time: the runs that end last end at once. A sender that died leaves its run due, and the
+        # sweep's next try claims again once the claim has lapsed.
+        completion = agents.claim_completion(job_id, runtime.settings.agent_lease)
+        if completion:
+            out.complete(job.on_complete, summary(job_id, job))
     agents.delivered(job_id, index, completion)
 
 

@@ -12,7 +12,7 @@
 | `P:agentpool:M:body` | hash | ticket -> its provider-native request body, until its batch job holds it |
 | `P:agentpool:M:meta` | hash | the pool's model string, endpoint and poll interval |
 | `P:agentpools` | sorted set | pool -> when it flushes at the latest (its oldest request's `max_wait`) |
-| `P:agentticket:T` | string | where ticket `T` is: `q:M` in a pool, a batch job id, `done:J` once its result is in |
+| `P:agentticket:T` | string | where request `T` is: `q:M` in pool `M`, then its batch job's id, `done:J` answered |
 | `P:agentflushing` | hash | batch job id -> the tickets taken from a pool for it, until the job is written |
 | `P:agentpooljobs` | sorted set | batch jobs made from pools whose runs have not been resumed yet |
 """
@@ -21,28 +21,30 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, cast
 
 import orjson
 
 from ..store import Store
+from ..store_cluster import refuse_on_cluster
 from . import scripts
-from .records import AgentJob, RunRecord, RunState
+from .records import AgentJob, Request, RunRecord, RunState
 
 
 class AgentStore:
     def __init__(self, store: Store) -> None:
+        # Its scripts move a run between a job, a shared pool and the due set in one step: several slots on a cluster.
+        refuse_on_cluster(store, "batchline.agents")
         self.store = store
         self.redis = store.redis
         self.prefix = store.prefix
         self.ttl = store.ttl
         register = self.redis.register_script
-        self._enqueue, self._take, self._flushed = (
-            register(s) for s in (scripts.ENQUEUE, scripts.TAKE, scripts.FLUSHED)
-        )
+        self._take, self._flushed = register(scripts.TAKE), register(scripts.FLUSHED)
         self._resumed, self._unlock = register(scripts.RESUMED), register(scripts.UNLOCK)
         self._withdraw, self._forget = register(scripts.WITHDRAW), register(scripts.FORGET_UNLESS_ANSWERED)
+        self._cancel = register(scripts.CANCEL)
         self._wait, self._finish, self._delivered = (
             register(s) for s in (scripts.WAIT, scripts.FINISH, scripts.DELIVERED)
         )
@@ -117,8 +119,29 @@ class AgentStore:
             pipe.hgetall(self.run_key(job_id, index))
         return [RunRecord.from_hash(raw) for raw in pipe.execute()]
 
-    def set_state(self, job_id: str, state: str) -> None:
-        self.redis.hset(self.job_key(job_id), "state", state)
+    def cancel(self, job_id: str) -> bool:
+        """Mark the job cancelled if it is still running; False for a job that had finished."""
+        return bool(self._cancel(keys=[self.job_key(job_id)]))
+
+    def run_steps(self, job_id: str, indexes: Iterable[int]) -> list[tuple[int, str, int]]:
+        """`(index, state, step)` of some runs, without their histories."""
+        pipe = self.redis.pipeline(transaction=False)
+        wanted = list(indexes)
+        for index in wanted:
+            pipe.hmget(self.run_key(job_id, index), "state", "step")
+        rows = []
+        for index, (state, step) in zip(wanted, pipe.execute(), strict=True):
+            if state is not None:
+                rows.append((index, state.decode(), int(step or 0)))
+        return rows
+
+    def claim_completion(self, job_id: str, lease: float) -> bool:
+        """Whether this worker sends the job's `on_complete` now: one at a time, again only once a claim lapsed."""
+        return bool(self.redis.set(f"{self.job_key(job_id)}:completing", "1", nx=True, ex=max(1, int(lease))))
+
+    def begin_round(self, job_id: str, index: int, step: int) -> int:
+        """Count a try of the run's round `step + 1`; answer how many it has had, this one included."""
+        return int(self.redis.hincrby(self.run_key(job_id, index), f"tries:{step}", 1))
 
     def lock(self, job_id: str, index: int, lease: float) -> str | None:
         """Take the run for `lease` seconds; None when another worker holds it."""
@@ -129,24 +152,30 @@ class AgentStore:
     def unlock(self, job_id: str, index: int, token: str) -> None:
         self._unlock(keys=[f"{self.job_key(job_id)}:lock:{index}"], args=[token])
 
-    def wait(self, job_id: str, index: int, step: int, ticket: str, history: bytes, usage: bytes, added: Any) -> int:
-        """The run made model request `step + 1` (`ticket`): save its history. 0 when another try saved this step
-        already, 1 when it waits, 2 when the ticket's result is already in (the run can go on at once)."""
-        keys = [self.run_key(job_id, index), self.job_key(job_id), self.due_key, self.ticket_key(ticket)]
-        args: list[str | bytes | float] = [
-            step,
-            ticket,
-            history,
-            usage,
-            added.tool_calls,
-            f"{job_id}:{index}",
-            time.time(),
-        ]
-        args.extend(added.tokens)
-        return int(cast(int, self._wait(keys=keys, args=args)))
+    def wait(
+        self,
+        job: AgentJob,
+        job_id: str,
+        index: int,
+        step: int,
+        request: Request,
+        saved: tuple[bytes, bytes],
+        added: Any,
+    ) -> tuple[bool, int, bool]:
+        """The round made model request `step + 1`: save the run's history `saved` (messages, usage) waiting on it and
+        put the request in its pool, at once. `(saved, requests now in the pool, whether the pool's deadline came
+        sooner)`; not saved when another try of the round saved it first, or the run has ended."""
+        keys = [self.run_key(job_id, index), self.job_key(job_id), self.due_key, self.ticket_key(request.ticket)]
+        keys += [self.pool_key(request.pool), self.pool_key(request.pool, ":body"), self.pools_key]
+        keys.append(self.pool_key(request.pool, ":meta"))
+        args: list[str | bytes | float] = [step, request.ticket, *saved, added.tool_calls, f"{job_id}:{index}"]
+        args += [time.time(), *added.tokens, request.body, request.pool, time.time() + job.max_wait, self.ttl]
+        args += [request.model, request.endpoint, job.poll_interval, request.group]
+        done, size, sooner = cast(list[int], self._wait(keys=keys, args=args))
+        return bool(done), int(size), bool(sooner)
 
     def finish(
-        self, job_id: str, index: int, step: int, state: RunState, fields: dict[str, bytes | str], added: Any
+        self, job_id: str, index: int, step: int, state: RunState, fields: Mapping[str, bytes | str], added: Any
     ) -> int:
         """End the run once: 0 when it had ended already, 1 when this ended it, 2 when this ended the job too."""
         args: list[str | bytes | float] = [step, state.value]
@@ -174,17 +203,6 @@ class AgentStore:
         self._forget(keys=[self.due_key, self.ticket_key(ticket)], args=[f"{job_id}:{index}"])
 
     # -- tickets and pools ------------------------------------------------------------------------------------------
-    def enqueue(
-        self, pool: str, ticket: str, body: bytes, max_wait: float, meta: tuple[str, str, float, str]
-    ) -> tuple[int, bool]:
-        """Put a request in its model's pool once: `(requests now in the pool, whether its deadline came sooner)`;
-        `(-1, False)` when the ticket was queued before (a step tried again)."""
-        keys = [self.ticket_key(ticket), self.pool_key(pool), self.pool_key(pool, ":body"), self.pools_key]
-        keys.append(self.pool_key(pool, ":meta"))
-        args: list[str | bytes | float] = [ticket, body, pool, time.time() + max_wait, self.ttl, *meta]
-        size, sooner = cast(list[int], self._enqueue(keys=keys, args=args))
-        return int(size), bool(sooner)
-
     def ticket(self, ticket: str) -> str | None:
         value = self.redis.get(self.ticket_key(ticket))
         return None if value is None else cast(bytes, value).decode()
@@ -215,8 +233,9 @@ class AgentStore:
         out = []
         for job_id, raw in cast(dict[bytes, bytes], self.redis.hgetall(self.flushing_key)).items():
             record = orjson.loads(raw)
-            if record["at"] < older_than:
-                out.append((job_id.decode(), str(record["pool"]), [str(t) for t in record["tickets"] or []]))
+            if isinstance(record, dict) and float(record.get("at") or 0) < older_than:
+                tickets = record.get("tickets")
+                out.append((job_id.decode(), str(record.get("pool")), [str(t) for t in tickets or []]))
         return out
 
     def flushed(self, pool: str, job_id: str, tickets: Sequence[str]) -> None:

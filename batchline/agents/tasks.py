@@ -6,18 +6,45 @@ no agent never imports pydantic-ai's agents."""
 from __future__ import annotations
 
 import asyncio
+import importlib
+import logging
 import threading
+from collections import Counter
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 from celery import Task, shared_task
+from celery.signals import worker_init
 
 from .. import telemetry
+from ..config import Settings
 from ..runtime import runtime_for
 from ..tasks import _RELIABLE, _requeue_on_outage
 from .outbox import CeleryOutbox
 
 T = TypeVar("T")
+log = logging.getLogger("batchline")
+
+
+@worker_init.connect
+def _import_allowed_agents(sender: Any = None, **_: Any) -> None:
+    """Import the agents the workers allow in the main process, before it forks its pool: each pool process starts
+    with them (and pydantic-ai) loaded, instead of spending its first round on imports."""
+    app = getattr(sender, "app", None)
+    if app is None:
+        return
+    settings: Settings = app.conf.get("batchline_settings") or Settings.load(app.conf)  # no Redis client before fork
+    modules = {path.partition(":")[0] for path in settings.allowed_agents}
+    if not modules:
+        return
+    from . import stepping  # noqa: F401  (pydantic-ai's agent graph)
+
+    for module in sorted(modules):
+        try:
+            importlib.import_module(module)
+        except Exception as error:  # a job naming it fails then, with this error as its runs' error
+            log.warning("allowed agent module %s could not be imported: %s", module, error)
+    log.info("imported the allowed agent modules: %s", ", ".join(sorted(modules)))
 
 
 _local = threading.local()
@@ -34,13 +61,25 @@ def _run(coroutine: Coroutine[Any, Any, T]) -> T:
 
 @shared_task(name="batchline.agent_step", **_RELIABLE)
 @_requeue_on_outage
-def agent_step(self: Task[Any, Any], job_id: str, index: int) -> dict[str, Any]:
+def agent_step(self: Task[Any, Any], runs: list[tuple[str, int]]) -> dict[str, Any]:
+    """Take a chunk of runs `[job_id, index]` on, side by side; answer where each stopped."""
     from .stepping import advance
 
     runtime = runtime_for(self.app)
-    with telemetry.step(runtime, "agent_step", job_id, index):  # the agent's own spans, if it is instrumented, nest
-        outcome = _run(advance(runtime, CeleryOutbox(self.app), job_id, index))
-    return {"job_id": job_id, "run": index, "outcome": outcome}
+    out = CeleryOutbox(self.app)
+
+    async def one(job_id: str, index: int) -> str:
+        with telemetry.step(runtime, "agent_step", job_id, run=index):  # an instrumented agent's own spans nest
+            return await advance(runtime, out, job_id, index)
+
+    async def chunk() -> list[str | BaseException]:
+        return await asyncio.gather(*(one(str(j), int(i)) for j, i in runs), return_exceptions=True)
+
+    outcomes = _run(chunk())
+    for outcome in outcomes:  # the others' rounds are saved; this one's runs go again when the message comes back
+        if isinstance(outcome, BaseException):
+            raise outcome
+    return {"runs": len(runs), "outcomes": dict(Counter(str(o) for o in outcomes))}
 
 
 @shared_task(name="batchline.agent_flush", **_RELIABLE)

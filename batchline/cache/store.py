@@ -27,6 +27,7 @@ import orjson
 from .._chunks import chunks
 from ..records import JobRecord
 from ..store import Store
+from ..store_cluster import refuse_on_cluster
 from . import scripts
 from .plan import CachePlan
 
@@ -52,6 +53,7 @@ class Screened:
 
 class CacheStore:
     def __init__(self, store: Store) -> None:
+        refuse_on_cluster(store, "The response cache (cache=True)")  # its scripts serve one job from another's keys
         self.store = store
         redis = store.redis
         self._serve = redis.register_script(scripts.SERVE_OR_CLAIM)

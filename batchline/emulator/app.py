@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from . import anthropic_routes, gemini_routes, openai_routes
+from . import anthropic_routes, compat_routes, gemini_routes, mistral_routes, openai_routes
 from .config import EmulatorConfig, Faults, Limits
 from .http import JSON, RawSendMiddleware, json_body, provider_error, route
 from .store import State
@@ -91,7 +91,9 @@ def admin_routes() -> list[Route]:
 
 def build_app(config: EmulatorConfig | None = None) -> RawSendMiddleware:
     """The emulator as an ASGI app; its state is at `.app.state.emulator` of the returned wrapper."""
-    routes = [*openai_routes.routes(), *anthropic_routes.routes(), *gemini_routes.routes(), *admin_routes()]
+    routes = [*openai_routes.routes(), *compat_routes.routes(), *anthropic_routes.routes(), *gemini_routes.routes()]
+    routes += mistral_routes.routes()
+    routes += admin_routes()
     app = Starlette(routes=routes)
     app.state.emulator = State(config or EmulatorConfig())
     return RawSendMiddleware(app)

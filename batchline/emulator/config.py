@@ -10,7 +10,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-Provider = Literal["openai", "anthropic", "gemini"]
+Provider = Literal["openai", "anthropic", "gemini", "mistral"]
 HttpFaultKind = Literal["status", "drop", "slow", "truncate", "replace", "patch", "lie_length", "inject_lines"]
 BatchOutcome = Literal["fail", "expire", "cancel"]
 RequestErrorKind = Literal["server_error", "rate_limit", "invalid_request", "overloaded", "billing"]
@@ -113,6 +113,8 @@ class Limits:
     anthropic_max_bytes: int = 256_000_000
     gemini_max_inline_bytes: int = 20_000_000
     gemini_max_file_bytes: int = 2_000_000_000
+    mistral_max_requests: int = 1_000_000
+    mistral_max_bytes: int = 512_000_000
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -123,7 +125,8 @@ class EmulatorConfig:
     """How the emulator behaves.
 
     stage_seconds: how long each lifecycle stage lasts (OpenAI validating, in_progress, finalizing; Anthropic
-    in_progress; Gemini PENDING, RUNNING). 0 is instant: the batch has ended on the first GET after create.
+    in_progress; Gemini PENDING, RUNNING; Mistral QUEUED, RUNNING). 0 is instant: the batch has ended on the first
+    GET after create.
     response_template: the answer text; `{custom_id}`, `{model}`, `{provider}` and `{tool_results}` (the results of
         the tools called since the last prompt, joined by "; ") are filled in.
     shuffle_seed: seeds the (deterministic) order of result lines.

@@ -92,6 +92,9 @@ def provider_error(
         headers.setdefault("request-id", "req_011" + rid[:21])
     elif provider == "gemini":
         body = {"error": {"code": status, "message": message, "status": _GEMINI_STATUSES.get(status, "UNKNOWN")}}
+    elif provider == "mistral":  # flat, with Mistral's numeric codes as strings
+        kind = error_type or ("internal_server_error" if status >= 500 else "invalid_request_error")
+        body = {"object": "error", "message": message, "type": kind, "param": param, "code": code}
     else:
         kind = error_type or _OPENAI_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
         body = {"error": {"message": message, "type": kind, "param": param, "code": code}}
@@ -117,6 +120,8 @@ def _auth_error(provider: Provider | None) -> JSON:
         return provider_error(
             provider, 401, "Request is missing required authentication credential. Expected an API key."
         )
+    if provider == "mistral":
+        return provider_error(provider, 401, "Unauthorized")
     return provider_error(
         provider,
         401,

@@ -2,8 +2,9 @@
 
 Each provider's batch goes through its stages, each lasting `stage_seconds` on the emulator's clock:
 OpenAI validating -> in_progress -> finalizing -> completed; Anthropic in_progress -> ended; Gemini PENDING ->
-RUNNING -> SUCCEEDED. A read advances the batch through every stage whose time has passed, so with 0 seconds the
-batch has ended on the first read after create. Requests run during the running stage, spread evenly over it.
+RUNNING -> SUCCEEDED; Mistral QUEUED -> RUNNING -> SUCCESS. A read advances the batch through every stage whose time
+has passed, so with 0 seconds the batch has ended on the first read after create. Requests run during the running
+stage, spread evenly over it.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ STAGES: dict[Provider, tuple[str, ...]] = {
     "openai": ("validating", "in_progress", "finalizing"),
     "anthropic": ("in_progress",),
     "gemini": ("pending", "running"),
+    "mistral": ("QUEUED", "RUNNING"),
 }
-RUNNING_STAGE: dict[Provider, int] = {"openai": 1, "anthropic": 0, "gemini": 1}
+RUNNING_STAGE: dict[Provider, int] = {"openai": 1, "anthropic": 0, "gemini": 1, "mistral": 1}
 
 
 def stage_name(batch: BatchRecord) -> str:
@@ -52,7 +54,8 @@ def advance(batch: BatchRecord, state: State) -> None:
     """Move `batch` through every stage whose time has passed."""
     seconds = max(0.0, state.config.stage_seconds)
     now = state.now()
-    deadline = batch.created_at + state.config.completion_window_seconds
+    # A Mistral job's own `timeout_hours` ends it sooner than the emulator's window when shorter.
+    deadline = batch.created_at + min(state.config.completion_window_seconds, batch.info.get("timeout", float("inf")))
     stages = STAGES[batch.provider]
     fault = batch.fault
     while not batch.ended:

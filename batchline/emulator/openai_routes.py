@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 from array import array
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -141,26 +143,57 @@ async def file_content(request: Request, state: State) -> Response:
 # Batches -------------------------------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Rules:
+    """What a batch create accepts: OpenAI's, or an OpenAI-compatible API's (`compat_routes`)."""
+
+    endpoints: tuple[str, ...] = ENDPOINTS
+    windows: tuple[str, ...] = ("24h",)
+    purposes: tuple[str, ...] = ("batch",)
+    max_requests: int | None = None
+    """The most lines of an input file (None: the configured OpenAI limit)."""
+    max_bytes: int | None = None
+    answers_as: tuple[tuple[str, str], ...] = ()
+    """Endpoints answered as another (Azure's `/chat/completions` is OpenAI's `/v1/chat/completions`)."""
+
+
+OPENAI_RULES = Rules()
+
+
 async def create_batch(request: Request, state: State) -> Response:
-    body = await json_body(request)
+    return await create_with(await json_body(request), state, OPENAI_RULES)
+
+
+async def create_with(body: Any, state: State, rules: Rules) -> Response:
     if not isinstance(body, dict):
         return _error(400, "We could not parse the JSON body of your request.")
     endpoint, window = body.get("endpoint"), body.get("completion_window")
     input_file_id, metadata = body.get("input_file_id"), body.get("metadata")
     if not isinstance(input_file_id, str) or not input_file_id:
         return _error(400, "Missing required parameter: 'input_file_id'.", param="input_file_id")
-    if endpoint not in ENDPOINTS:
-        return _error(400, f"Invalid value: {endpoint!r}. Supported values are: {', '.join(ENDPOINTS)}.", "endpoint")
-    if window != "24h":
-        return _error(400, f"Invalid value: {window!r}. Supported values are: '24h'.", param="completion_window")
+    if endpoint not in rules.endpoints:
+        choices = ", ".join(rules.endpoints)
+        return _error(400, f"Invalid value: {endpoint!r}. Supported values are: {choices}.", "endpoint")
+    if window not in rules.windows:
+        choices = ", ".join(repr(w) for w in rules.windows)
+        return _error(400, f"Invalid value: {window!r}. Supported values are: {choices}.", param="completion_window")
     if metadata is not None and (problem := _metadata_problem(metadata, state.config.limits.openai_max_metadata_pairs)):
         return _error(400, problem, param="metadata")
     source = _file(state, input_file_id)
     if source is None or source.content is None:
         return _error(404, f"No such File object: {input_file_id}", param="input_file_id")
-    if source.purpose != "batch":
-        return _error(400, f"The file {input_file_id} must be uploaded with purpose 'batch'.", "input_file_id")
-    validated = await run_in_threadpool(validate_input, source.content, str(endpoint), state.config.limits)
+    if source.purpose not in rules.purposes:
+        return _error(
+            400, f"The file {input_file_id} must be uploaded with purpose {rules.purposes[0]!r}.", "input_file_id"
+        )
+    limits = state.config.limits
+    if rules.max_requests is not None or rules.max_bytes is not None:
+        limits = dataclasses.replace(
+            limits,
+            openai_max_requests=rules.max_requests or limits.openai_max_requests,
+            openai_max_bytes=rules.max_bytes or limits.openai_max_bytes,
+        )
+    validated = await run_in_threadpool(validate_input, source.content, str(endpoint), limits)
     fault = state.take_batch_fault("openai")
     requests = validated.requests or RequestSet(b"", array("q"), array("q"), [])
     errors = validated.errors
@@ -186,6 +219,7 @@ async def create_batch(request: Request, state: State) -> Response:
             "completion_window": window,
             "metadata": metadata,
             "errors": errors,
+            "answers_as": dict(rules.answers_as).get(str(endpoint), endpoint),
         },
     )
     state.add_batch(batch)
@@ -299,7 +333,12 @@ def _lines_maker(batch: BatchRecord, state: State, kind: str) -> Any:
                 status, body = error_response(fault.kind, fault.message)
             else:
                 status = 200
-                body = answer(batch.info["endpoint"], orjson.loads(batch.requests.line(index))["body"], custom_id, ctx)
+                body = answer(
+                    batch.info.get("answers_as", batch.info["endpoint"]),
+                    orjson.loads(batch.requests.line(index))["body"],
+                    custom_id,
+                    ctx,
+                )
             response = {"status_code": status, "request_id": request_id, "body": body}
             yield orjson.dumps({"id": line_id, "custom_id": custom_id, "response": response, "error": None})
             yield b"\n"

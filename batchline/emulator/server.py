@@ -37,6 +37,25 @@ class Emulator:
     def gemini_base_url(self) -> str:
         return self.url
 
+    @property
+    def groq_base_url(self) -> str:
+        """`GROQ_BASE_URL`: the root, as the groq SDK's base is `https://api.groq.com` (its paths add `/openai/v1`)."""
+        return self.url
+
+    @property
+    def together_base_url(self) -> str:
+        return self.url + "/together/v1"
+
+    @property
+    def azure_endpoint(self) -> str:
+        """`AZURE_OPENAI_ENDPOINT`: the root, under which Azure's paths begin with `/openai`."""
+        return self.url
+
+    @property
+    def mistral_base_url(self) -> str:
+        """Mistral's routes live under `/mistral`: its `/v1/files` would clash with OpenAI's on one port."""
+        return self.url + "/mistral"
+
     def _call(self, method: str, path: str, body: Any = None) -> Any:
         data = orjson.dumps(body) if body is not None else None
         request = urllib.request.Request(self.url + path, data=data, method=method)

@@ -166,7 +166,9 @@ class State:
         self.batches: dict[str, BatchRecord] = {}
         self.upload_sessions: dict[str, dict[str, Any]] = {}
         self.counter = 0
-        self.stats_created: dict[str, Counter[str]] = {p: Counter() for p in ("openai", "anthropic", "gemini")}
+        self.stats_created: dict[str, Counter[str]] = {
+            p: Counter() for p in ("openai", "anthropic", "gemini", "mistral")
+        }
         self.calls: Counter[str] = Counter()
         self.http_used: dict[int, int] = {}
         self.received: dict[str, list[str]] = {p: [] for p in self.stats_created}

@@ -39,6 +39,10 @@ ADAPTERS: dict[str, str] = {
     "openai": "batchline.providers.openai:OpenAIProvider",
     "anthropic": "batchline.providers.anthropic:AnthropicProvider",
     "google": "batchline.providers.gemini:GeminiProvider",
+    "groq": "batchline.providers.openai_compat:GroqProvider",
+    "together": "batchline.providers.openai_compat:TogetherProvider",
+    "azure": "batchline.providers.openai_compat:AzureProvider",
+    "mistral": "batchline.providers.mistral:MistralProvider",
     "test": "batchline.providers.test:TestProvider",
 }
 """Model prefix -> the adapter's `module:class`, imported on first use so that a worker loads only what it needs."""

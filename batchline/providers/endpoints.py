@@ -26,13 +26,21 @@ OFFICIAL_BASE_URLS: dict[str, str] = {
     "openai": "https://api.openai.com/v1",
     "anthropic": "https://api.anthropic.com",
     "gemini": "https://generativelanguage.googleapis.com",
+    "groq": "https://api.groq.com/openai/v1",
+    "together": "https://api.together.xyz/v1",
+    "mistral": "https://api.mistral.ai",
 }
-"""Each adapter's (`Provider.name`) official base URL, trusted by default."""
+"""Each adapter's (`Provider.name`) official base URL, trusted by default. Azure OpenAI has none: each resource is its
+own origin, and only the one the worker's `AZURE_OPENAI_ENDPOINT` names gets its key."""
 
 BASE_URL_VARIABLES: dict[str, str] = {
     "openai": "OPENAI_BASE_URL",
     "anthropic": "ANTHROPIC_BASE_URL",
     "gemini": "GOOGLE_GEMINI_BASE_URL",
+    "groq": "GROQ_BASE_URL",
+    "together": "TOGETHER_BASE_URL",
+    "azure": "AZURE_OPENAI_ENDPOINT",
+    "mistral": "MISTRAL_BASE_URL",
 }
 """The environment variable each adapter's workers already take their base URL from, trusted by default."""
 

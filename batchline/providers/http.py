@@ -46,6 +46,7 @@ class ProviderHTTP:
         backoff: float = 0.5,
         transport: httpx2.BaseTransport | None = None,
         trusted: Iterable[str] = (),
+        params: Mapping[str, str] | None = None,
     ) -> None:
         self.provider = provider
         self.origin = origin_of(base_url)
@@ -53,7 +54,11 @@ class ProviderHTTP:
         self.attempts = attempts
         self.backoff = backoff
         self.client = httpx2.Client(
-            base_url=base_url.rstrip("/"), headers=dict(headers), timeout=TIMEOUT, transport=transport
+            base_url=base_url.rstrip("/"),
+            headers=dict(headers),
+            params=dict(params or {}),  # sent on every call (Azure's `api-version`)
+            timeout=TIMEOUT,
+            transport=transport,
         )
 
     def request(self, method: str, url: str, *, idempotent: bool = True, **kwargs: Any) -> httpx2.Response:
@@ -143,7 +148,8 @@ def retry_after(response: httpx2.Response) -> float | None:
 
 
 def error_message(response: httpx2.Response) -> str:
-    """The provider's own error message (`{"error": {"message": ...}}` in all three APIs), else the status text."""
+    """The provider's own error message (`{"error": {"message": ...}}`, or Mistral's flat `message`), else the status
+    text."""
     try:
         body = response.json()
     except ValueError:
@@ -153,6 +159,8 @@ def error_message(response: httpx2.Response) -> str:
         nested = error.get("error")
         inner: dict[str, Any] = nested if isinstance(nested, dict) else error  # Anthropic nests it
         return str(inner.get("message") or inner.get("type") or error)
+    if isinstance(body, dict) and isinstance(body.get("message"), str):  # Mistral's flat `{"object": "error", ...}`
+        return str(body["message"])
     return response.reason_phrase or "error"
 
 
@@ -175,6 +183,10 @@ class HTTPTransport(TransportBase):
     def client_config(self, environ: Mapping[str, str]) -> tuple[str, dict[str, str]]:
         """Base URL and headers from the SDK's environment names; a missing key is refused before any call."""
 
+    def client_params(self, environ: Mapping[str, str]) -> dict[str, str]:
+        """Query parameters every call carries (none but Azure's `api-version`)."""
+        return {}
+
     @abc.abstractmethod
     def to_snapshot(self, batch: object) -> Snapshot:
         """A batch object of the provider's as a `Snapshot`; `MalformedAnswer` when it is not one."""
@@ -189,7 +201,8 @@ class HTTPTransport(TransportBase):
                 trusted_bases = settings.trusted_base_urls if settings is not None else ()
                 base_url, headers = endpoint_config(self.name, self._endpoint, base_url, headers, trusted_bases)
             trusted = settings.trusted_result_hosts if settings is not None else ()
-            self._http = ProviderHTTP(self.name, base_url, headers, trusted=trusted)
+            params = self.client_params(os.environ)
+            self._http = ProviderHTTP(self.name, base_url, headers, trusted=trusted, params=params)
         return self._http
 
     def status(self, batch_id: str) -> Snapshot:

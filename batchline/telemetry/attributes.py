@@ -21,6 +21,7 @@ COST = "operation.cost"
 
 JOB_ID = "batchline.job_id"
 PART = "batchline.part"
+RUN = "batchline.run"
 STEP = "batchline.step"
 REQUESTS = "batchline.requests"
 PARTS = "batchline.parts"

@@ -28,7 +28,9 @@ _AGAIN = ("Retry", "Reject")
 
 
 @contextlib.contextmanager
-def step(runtime: Runtime, name: str, job_id: str | None = None, part: int | None = None) -> Iterator[None]:
+def step(
+    runtime: Runtime, name: str, job_id: str | None = None, part: int | None = None, run: int | None = None
+) -> Iterator[None]:
     """A `batchline.<name>` span around a task's work, with the job's GenAI attributes. No exception text goes on
     it (a provider's error may quote a request): an error sets the span's status to the exception's type."""
     if not runtime.settings.instrument:
@@ -43,6 +45,8 @@ def step(runtime: Runtime, name: str, job_id: str | None = None, part: int | Non
         values.update(attr.job_attributes(job_id, job))
     if part is not None:
         values[attr.PART] = part
+    if run is not None:
+        values[attr.RUN] = run  # an agent job's run, by its input's index
     parent, links = _job_parent(job.traceparent if job is not None else None)
     tracer = trace.get_tracer(SCOPE)
     with tracer.start_as_current_span(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import anthropic
 import openai
@@ -31,3 +32,11 @@ def anthropic_client(emulator: Emulator) -> Iterator[anthropic.Anthropic]:
 @pytest.fixture
 def gemini_client(emulator: Emulator) -> genai.Client:
     return genai.Client(api_key="test-key", http_options=genai_types.HttpOptions(base_url=emulator.gemini_base_url))
+
+
+@pytest.fixture
+def mistral_client(emulator: Emulator) -> Iterator[Any]:
+    from mistralai.client import Mistral
+
+    with Mistral(api_key="test-key", server_url=emulator.mistral_base_url) as client:
+        yield client

@@ -34,19 +34,13 @@ class OpenAITransport(HTTPTransport):
         self, job_id: str, part: int, requests: Iterable[tuple[str, bytes]], count: int, group: str = ""
     ) -> Snapshot:
         http = self.http
-        endpoint = wire.endpoint_of(group)
-        with spooled(wire.input_lines(requests, endpoint)) as (file, _):
-            upload = {"file": (f"batchline-{job_id}-{part}.jsonl", file, "application/jsonl")}
-            uploaded = _json(http.request("POST", "/files", data={"purpose": "batch"}, files=upload).content)
-        file_id = path_id(uploaded.get("id") if isinstance(uploaded, dict) else None, "an input file id", self.name)
-        body = {
-            "input_file_id": file_id,
-            "endpoint": endpoint,
-            "completion_window": "24h",
-            "metadata": {"batchline_job": job_id, "batchline_part": str(part)},
-        }
+        endpoint = self.endpoint_of(group)
+        with spooled(self.input_lines(requests, endpoint)) as (file, _):
+            file_id = self.upload(file, input_file_name(job_id, part))
+        body = self.batch_body(file_id, endpoint, job_id, part)
         try:
-            created = wire.created_snapshot(http.request("POST", wire.BATCHES, json=body, idempotent=False).content)
+            answer = http.request("POST", self.batches_path, json=body, idempotent=False)
+            created = self.created_snapshot(answer.content)
         except ProviderRejected:
             self._delete_file(file_id)  # refused: no batch will ever read it
             raise
@@ -56,12 +50,36 @@ class OpenAITransport(HTTPTransport):
         except (TransientProviderError, ProviderRejected):
             return created
 
+    # -- what an OpenAI-compatible API (Groq, Together, Azure: `openai_compat`) does its own way ------------------
+    def endpoint_of(self, group: str) -> str:
+        return wire.endpoint_of(group)
+
+    def input_lines(self, requests: Iterable[tuple[str, bytes]], endpoint: str) -> Iterator[bytes]:
+        return wire.input_lines(requests, endpoint)
+
+    def upload(self, file: Any, name: str) -> str:
+        """Upload the input file; its id."""
+        upload = {"file": (name, file, "application/jsonl")}
+        uploaded = _json(self.http.request("POST", "/files", data={"purpose": "batch"}, files=upload).content)
+        return path_id(uploaded.get("id") if isinstance(uploaded, dict) else None, "an input file id", self.name)
+
+    def batch_body(self, file_id: str, endpoint: str, job_id: str, part: int) -> dict[str, Any]:
+        return {
+            "input_file_id": file_id,
+            "endpoint": endpoint,
+            "completion_window": "24h",
+            "metadata": {"batchline_job": job_id, "batchline_part": str(part)},
+        }
+
+    def created_snapshot(self, content: bytes) -> Snapshot:
+        return wire.created_snapshot(content)
+
     def find(self, job_id: str, part: int) -> Snapshot | None:
         after: str | None = None
         seen: set[str] = set()
         while True:
             params: dict[str, str | int] = {"limit": wire.FIND_PAGE, **({"after": after} if after else {})}
-            page = _json(self.http.request("GET", wire.BATCHES, params=params).content)
+            page = _json(self.http.request("GET", self.batches_path, params=params).content)
             if not isinstance(page, dict):
                 raise MalformedAnswer("openai: the list of batches is not a JSON object")
             listed = page.get("data")
@@ -70,7 +88,7 @@ class OpenAITransport(HTTPTransport):
                 if not isinstance(metadata, dict):
                     continue
                 if metadata.get("batchline_job") == job_id and metadata.get("batchline_part") == str(part):
-                    return wire.to_snapshot(batch)
+                    return self.to_snapshot(batch)
             last = page.get("last_id")
             if not page.get("has_more") or not last:
                 return None
@@ -108,6 +126,11 @@ class OpenAITransport(HTTPTransport):
         # Best effort: a file left behind costs storage only, and OpenAI deletes it after 30 days.
         with suppress(TransientProviderError, ProviderRejected):
             self.http.request("DELETE", f"/files/{path_id(file_id, 'file id', self.name)}")
+
+
+def input_file_name(job_id: str, part: int) -> str:
+    """The input file's name: it names the job and part, so a batch whose id was lost can be found by its file."""
+    return f"batchline-{job_id}-{part}.jsonl"
 
 
 def client_config(environ: Mapping[str, str]) -> tuple[str, dict[str, str]]:

@@ -21,7 +21,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         # Celery's settings, lowercase as Celery names them; batchline's are the `batchline_*` ones.
         CELERY={
             "broker_url": os.environ.get("CELERY_BROKER_URL"),  # unset: batchline's embedded default
-            "batchline_allowed_callbacks": ["answerbox.save_results"],
+            "batchline_allowed_callbacks": ["answerbox.save_results", "answerbox.save_agent_outputs"],
+            "batchline_allowed_agents": ["answerbox.agents"],
         },
     )
     app.config.from_prefixed_env()  # FLASK_RESULTS_DB=..., FLASK_SECRET_KEY=...
