@@ -5,9 +5,12 @@
 - Azure OpenAI under `/openai` (as at `<resource>.openai.azure.com`): every call needs `?api-version=` and an `api-key`
   header (a Bearer token is refused), lines and batches name `/chat/completions`, the model is a deployment's name,
   100,000 requests per file. Point `AZURE_OPENAI_ENDPOINT` at the server's root.
-- Together under `/together/v1`: files uploaded to `/files/upload` with purpose `batch-api`; creating a batch answers
-  `{"job": ...}`; a batch job has upper-case statuses, a `progress`, an `error` string, ISO times and no metadata or
-  request counts; the batch list is a bare array; 100 MB per file. Point `TOGETHER_BASE_URL` at `<root>/together/v1`.
+- Together under `/together/v1`: files uploaded to `/files/upload`, or in its SDK's three steps (together_files.py),
+  with purpose `batch-api` and described with `FileType`; a line may be just `custom_id` and `body`; the window
+  defaults to 24h; creating a batch answers `{"job": ...}`; a batch job has upper-case statuses, a `progress`, an
+  `error` string, ISO times and no metadata or request counts; the batch list is a bare array; 100 MB per file.
+  Together's SDK (2.x on) puts `/v1` in its paths: point its `TOGETHER_BASE_URL` at `<root>/together`; a client
+  whose base URL carries the version, at `<root>/together/v1`.
 
 Their batches and files live with OpenAI's (the store's `openai` corner): they run, fail and answer as OpenAI's do.
 """
@@ -24,6 +27,7 @@ from starlette.routing import Route
 
 from . import lifecycle
 from . import openai_routes as oa
+from . import together_files as tf
 from .http import JSON, Handler, json_body, route
 from .store import State
 
@@ -34,7 +38,14 @@ AZURE = oa.Rules(
     max_requests=100_000,
     answers_as=(("/chat/completions", "/v1/chat/completions"),),
 )
-TOGETHER = oa.Rules(endpoints=("/v1/chat/completions",), purposes=("batch-api",), max_bytes=100_000_000)
+# Together's lines may be just `custom_id` and `body`, and its window defaults to 24h (its docs and SDK omit both).
+TOGETHER = oa.Rules(
+    endpoints=("/v1/chat/completions",),
+    purposes=("batch-api",),
+    max_bytes=100_000_000,
+    default_window="24h",
+    route_optional=True,
+)
 
 
 # -- Groq -------------------------------------------------------------------------------------------------------------
@@ -108,7 +119,10 @@ def _translated(response: Response, shape: Any) -> Response:
 
 
 async def together_upload(request: Request, state: State) -> Response:
-    return await oa.create_file(request, state)
+    answer = await oa.create_file(request, state)
+    if answer.status_code != 200:
+        return answer
+    return JSON(tf.file_json(state.files[orjson.loads(bytes(answer.body))["id"]]))
 
 
 async def together_create(request: Request, state: State) -> Response:
@@ -153,6 +167,12 @@ def routes() -> list[Route]:
         route(tg + "/batches", together_list, ["GET"], "openai"),
         route(tg + "/batches/{batch_id}", together_get, ["GET"], "openai"),
         route(tg + "/batches/{batch_id}/cancel", together_cancel, ["POST"], "openai"),
-        *(route(tg + path, handler, [method], "openai") for path, handler, method in files),
+        route(tg + "/files", tf.announce, ["POST"], "openai"),
+        route(tf.STORAGE_PATH, tf.store_content, ["PUT"], "openai", auth=False),
+        route(tg + "/files/{file_id}/preprocess", tf.preprocess, ["POST"], "openai"),
+        route(tg + "/files/{file_id}", tf.get_file, ["GET"], "openai"),
+        route(tg + "/files", tf.list_files, ["GET"], "openai"),
+        route(tg + "/files/{file_id}/content", oa.file_content, ["GET"], "openai"),
+        route(tg + "/files/{file_id}", oa.delete_file, ["DELETE"], "openai"),
     ]
     return found

@@ -149,6 +149,10 @@ class Rules:
 
     endpoints: tuple[str, ...] = ENDPOINTS
     windows: tuple[str, ...] = ("24h",)
+    default_window: str | None = None
+    """The window of a create that names none (None: `completion_window` is required)."""
+    route_optional: bool = False
+    """Whether input lines may leave out `method` and `url`."""
     purposes: tuple[str, ...] = ("batch",)
     max_requests: int | None = None
     """The most lines of an input file (None: the configured OpenAI limit)."""
@@ -167,7 +171,7 @@ async def create_batch(request: Request, state: State) -> Response:
 async def create_with(body: Any, state: State, rules: Rules) -> Response:
     if not isinstance(body, dict):
         return _error(400, "We could not parse the JSON body of your request.")
-    endpoint, window = body.get("endpoint"), body.get("completion_window")
+    endpoint, window = body.get("endpoint"), body.get("completion_window", rules.default_window)
     input_file_id, metadata = body.get("input_file_id"), body.get("metadata")
     if not isinstance(input_file_id, str) or not input_file_id:
         return _error(400, "Missing required parameter: 'input_file_id'.", param="input_file_id")
@@ -193,7 +197,9 @@ async def create_with(body: Any, state: State, rules: Rules) -> Response:
             openai_max_requests=rules.max_requests or limits.openai_max_requests,
             openai_max_bytes=rules.max_bytes or limits.openai_max_bytes,
         )
-    validated = await run_in_threadpool(validate_input, source.content, str(endpoint), limits)
+    validated = await run_in_threadpool(
+        lambda: validate_input(source.content or b"", str(endpoint), limits, route_optional=rules.route_optional)
+    )
     fault = state.take_batch_fault("openai")
     requests = validated.requests or RequestSet(b"", array("q"), array("q"), [])
     errors = validated.errors

@@ -27,7 +27,8 @@ def _error(code: str, message: str, line: int | None = None, param: str | None =
     return {"code": code, "line": line, "message": message, "param": param}
 
 
-def validate_input(data: bytes, endpoint: str, limits: Limits) -> Validated:
+def validate_input(data: bytes, endpoint: str, limits: Limits, *, route_optional: bool = False) -> Validated:
+    """`route_optional`: a line may leave out `method` and `url` (Together's lines are `custom_id` and `body`)."""
     if len(data) > limits.openai_max_bytes:
         message = f"The batch input file is larger than the {limits.openai_max_bytes} byte limit."
         return Validated(None, None, [_error("file_too_large", message)])
@@ -65,9 +66,9 @@ def validate_input(data: bytes, endpoint: str, limits: Limits) -> Validated:
             errors.append(_error("duplicate_custom_id", message, number, "custom_id"))
         seen.add(custom_id)
         custom_ids.append(custom_id)
-        if line.get("method") != "POST":
+        if line.get("method") != "POST" and not (route_optional and "method" not in line):
             errors.append(_error("invalid_method", "The request method must be POST.", number, "method"))
-        if line.get("url") != endpoint:
+        if line.get("url") != endpoint and not (route_optional and "url" not in line):
             message = f"The URL provided for this request does not match the batch endpoint {endpoint!r}."
             errors.append(_error("url_mismatch", message, number, "url"))
         body = line.get("body")

@@ -1,6 +1,6 @@
 """The OpenAI-compatible batch APIs as their clients see them against the emulator: the groq SDK, the openai SDK's
-`AzureOpenAI`, and Together's REST calls (its SDK pins a `rich` older than batchline's, so it cannot be installed
-beside it; the calls are the ones its docs and SDK make)."""
+`AzureOpenAI`, and Together's REST calls as batchline's `together:` provider makes them (its official SDK pins a `rich`
+older than batchline's, so test_together_sdk.py runs that SDK in an isolated environment)."""
 
 from __future__ import annotations
 
@@ -118,3 +118,31 @@ def test_together_failed_batch_says_why(emulator: Emulator) -> None:
         job = _together_batch(client, _lines(2, "/v1/chat/completions", "m"))
         failed = client.get(f"/batches/{job['id']}").json()
         assert failed["status"] == "FAILED" and failed["error"] == "Model not available for batch"
+
+
+def test_together_three_step_upload_and_docs_lines_without_window(emulator: Emulator) -> None:
+    """The upload Together's SDK makes (announce, PUT to the storage URL without a key, preprocess), then a file of
+    `custom_id` + `body` lines and a create naming no window, as Together's docs write them."""
+    rows = [
+        {"custom_id": f"r{i}", "body": {"model": "m", "messages": [{"role": "user", "content": "q"}]}} for i in (0, 1)
+    ]
+    data = b"".join(json.dumps(row).encode() + b"\n" for row in rows)
+    with _together(emulator) as client:
+        form = {"purpose": "batch-api", "file_name": "in.jsonl", "file_type": "jsonl", "checksum": "x"}
+        announced = client.post("/files", files={name: (None, value) for name, value in form.items()})
+        assert announced.status_code == 302, announced.text
+        file_id = announced.headers["X-Together-File-Id"]
+        assert httpx2.put(announced.headers["Location"], content=data).status_code == 200  # presigned: no key
+        described = client.post(f"/files/{file_id}/preprocess").json()
+        assert described["id"] == file_id and described["FileType"] == "jsonl" and described["bytes"] == len(data)
+        assert described["purpose"] == "batch-api" and described["LineCount"] == 2
+        assert client.get(f"/files/{file_id}").json()["FileType"] == "jsonl"
+        job = client.post("/batches", json={"input_file_id": file_id, "endpoint": "/v1/chat/completions"}).json()["job"]
+        done = client.get(f"/batches/{job['id']}").json()
+        assert done["status"] == "COMPLETED", done
+        assert set(_contents(client.get(f"/files/{done['output_file_id']}/content").text)) == {"r0", "r1"}
+        wrong = data.replace(b'"body"', b'"url": "/v1/embeddings", "body"')
+        file = client.post("/files/upload", data=form, files={"file": ("in.jsonl", wrong)}).json()
+        body = {"input_file_id": file["id"], "endpoint": "/v1/chat/completions"}
+        failed_id = client.post("/batches", json=body).json()["job"]["id"]
+        assert client.get(f"/batches/{failed_id}").json()["status"] == "FAILED"  # a url given must still match
