@@ -31,7 +31,8 @@ from batchline.providers.gemini.api import GeminiAPI
 from batchline.providers.http import ProviderHTTP
 from batchline.providers.openai import OpenAIProvider
 from batchline.providers.openai import wire as openai_module
-from batchline.store import RESULT_TAGS, Store
+from batchline.records import RESULT_TAGS
+from batchline.store import Store
 
 OWNED = ["q0", "q1", "q2", "bl_x", "12345"]
 """The part's custom_ids; "12345" lets a numeric custom_id in a line try to pass as the string one."""
