@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import dataclasses
 import functools
-import time
 from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import IO, TYPE_CHECKING, Any
@@ -129,12 +128,7 @@ def create_job(
         record = telemetry.stamp(record, [request for request, _ in checked])
         job_id, parts = jobs.store_job(runtime, codec, record, checked, encoded, cache=options.cache)
     jobs.send_submit(app, runtime, job_id, parts)
-    deadline = time.monotonic() + numbers.submit_wait
-    delay = 0.005
-    while time.monotonic() < deadline and not status.settled(runtime, job_id):
-        time.sleep(delay)
-        delay = min(delay * 2, 0.25)
-    return status.batch_of(runtime, job_id)
+    return status.batch_once_settled(runtime, job_id, numbers.submit_wait)
 
 
 batch_create = async_twin(batch_create_sync)

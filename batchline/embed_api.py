@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -22,7 +21,6 @@ from .api import batch_results, batch_wait, cancel_quietly, created
 from .caller import async_twin, caller_runtime, sync_twin
 from .delivery import check_tasks, completion_spec
 from .embeddings import BatchEmbeddings, EmbeddingRequest, check_embedding_model, check_inputs, check_settings, encode
-from .runtime import Runtime
 from .types import Batch
 from .validation import check_numbers
 
@@ -73,17 +71,7 @@ def batch_create_embeddings_sync(
         record = embed_jobs.new_record(embedding_model, len(requests), numbers, callback, completion)
         job_id, parts = embed_jobs.store_job(runtime, record, encoded)
     jobs.send_submit(app, runtime, job_id, parts)
-    return _after_submit(runtime, job_id, numbers.submit_wait)
-
-
-def _after_submit(runtime: Runtime, job_id: str, submit_wait: float) -> Batch:
-    """The job as a `Batch` once the provider has accepted it, or after `submit_wait` seconds."""
-    deadline = time.monotonic() + submit_wait
-    delay = 0.005
-    while time.monotonic() < deadline and not status.settled(runtime, job_id):
-        time.sleep(delay)
-        delay = min(delay * 2, 0.25)
-    return status.batch_of(runtime, job_id)
+    return status.batch_once_settled(runtime, job_id, numbers.submit_wait)
 
 
 batch_create_embeddings = async_twin(batch_create_embeddings_sync)

@@ -72,6 +72,16 @@ def settled(runtime: Runtime, job_id: str) -> bool:
     )
 
 
+def batch_once_settled(runtime: Runtime, job_id: str, submit_wait: float) -> Batch:
+    """The job as a `Batch` once the provider has accepted it (`settled`), or after `submit_wait` seconds."""
+    deadline = time.monotonic() + submit_wait
+    delay = 0.005
+    while time.monotonic() < deadline and not settled(runtime, job_id):
+        time.sleep(delay)
+        delay = min(delay * 2, 0.25)
+    return batch_of(runtime, job_id)
+
+
 def stored_parts(runtime: Runtime, job_id: str, count: int) -> list[PartRecord]:
     """The first `count` parts of a job, as the store holds them."""
     return runtime.store.parts(job_id, count)
