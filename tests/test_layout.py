@@ -105,3 +105,23 @@ def test_the_cycle_check_sees_a_cycle_hidden_in_a_function(
         (package / f"{name}.py").write_text(source)
     monkeypatch.setattr(__import__(__name__, fromlist=["PACKAGE"]), "PACKAGE", package)
     assert cycles(import_graph()) == expected
+
+
+def test_no_tracked_text_file_holds_a_merge_conflict_marker() -> None:
+    """A merge resolved by hand once left `<<<<<<<` in a doc that CI rendered nowhere; this catches the next one."""
+    import subprocess
+
+    root = PACKAGE.parent
+    listed = subprocess.run(["git", "ls-files"], cwd=root, capture_output=True, text=True, check=True).stdout.split()
+    markers = ("<<<<<<< ", "=======\n", ">>>>>>> ")
+    found = []
+    for name in listed:
+        path = root / name
+        if path.suffix not in {".py", ".md", ".toml", ".yml", ".yaml", ".txt", ".cfg", ".html", ".sh"}:
+            continue
+        if not path.is_file():
+            continue
+        for number, line in enumerate(path.read_text(errors="replace").splitlines(keepends=True), 1):
+            if line.startswith(markers):
+                found.append(f"{name}:{number}")
+    assert not found, f"merge conflict markers left in: {found}"
