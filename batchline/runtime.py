@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 from dataclasses import dataclass, field
 
@@ -9,6 +10,7 @@ import redis
 from celery import Celery
 
 from .config import Settings
+from .due_polls import DuePolls
 from .providers import Provider, ProviderContext, get_provider, provider_class
 from .providers.endpoints import Endpoint
 from .redis_urls import is_cluster_url, store_client
@@ -25,6 +27,11 @@ class Runtime:
     settings: Settings
     store: Store
     _providers: dict[tuple[str, str], Provider] = field(default_factory=dict)
+
+    @functools.cached_property
+    def due(self) -> DuePolls:
+        """The parts waiting for their next poll (see `due_polls`)."""
+        return DuePolls(self.store.redis, self.store.prefix)
 
     def provider(self, model: str, endpoint: str = "") -> Provider:
         """The worker-side adapter for `model`, made once per process and endpoint (it holds the HTTP client).

@@ -119,8 +119,9 @@ def next_poll(runtime: Runtime, job_id: str) -> tuple[float, float] | None:
     """Seconds until the workers next ask the provider about the job (its soonest part), and the job's poll interval;
     None when no part is waiting at the provider (or there is no such job).
 
-    A part's next poll is due one countdown after its last one, the countdown its poll computed from the poll count
-    it had then (the store keeps the time and the count).
+    A part's next poll is its time in the due set (see `due_polls`); a part not in it (a poll running, or one sent
+    by an older batchline as a countdown) is due one countdown after its last poll, the countdown its poll computed
+    from the poll count it had then.
     """
     store = runtime.store
     job = store.job(job_id)
@@ -131,8 +132,10 @@ def next_poll(runtime: Runtime, job_id: str) -> tuple[float, float] | None:
     for n, part in enumerate(store.parts(job_id, job.parts)):
         if part.state != PartState.SUBMITTED:
             continue
-        last = store.last_poll(job_id, n)
-        due = now if part.polls == 0 or last is None else last + poll_countdown(runtime, job, part.polls - 1)
+        due = runtime.due.when(job_id, n)
+        if due is None:
+            last = store.last_poll(job_id, n)
+            due = now if part.polls == 0 or last is None else last + poll_countdown(runtime, job, part.polls - 1)
         soonest = due if soonest is None else min(soonest, due)
     if soonest is None:
         return None

@@ -15,6 +15,7 @@ Per job `J` (with prefix `P`; on a Redis Cluster each job key holds `{J}`, its h
 | `P:job:J:delivered` | set | delivery chunks whose effect has happened |
 | `P:jobs` | sorted set | job ids by creation time |
 | `P:polls` | sorted set | `J:N` -> time of the part's last poll, for the sweep |
+| `P:due`, `P:due:tick` | | the parts waiting for their next poll, by due time: see `due_polls.py` |
 | `P:pending` | sorted set | `J` -> when a submit of the still `pending` job was last sent or ran, for the sweep |
 | `P:job:J:ckey`, `:fan`, `:cached` | | a job with the response cache: see `cache/store.py`, which keeps the cache too |
 

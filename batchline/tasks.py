@@ -9,18 +9,21 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import redis
-from celery import Task, shared_task
+from celery import Celery, Task, shared_task
 from celery.backends.base import DisabledBackend
 from celery.exceptions import Reject
+from celery.signals import worker_ready
 from kombu.exceptions import OperationalError
 
 from . import pipeline, telemetry
 from .delivery import refuse_delivery, send_completion
+from .due_polls import GROUP, TICK_SLACK
 from .errors import ProviderRejected, TransientProviderError
 from .pipeline import Next
 from .runtime import Runtime, runtime_for
@@ -83,8 +86,12 @@ def _provider_errors_retry(task: Task[Any, Any], job_id: str) -> Iterator[None]:
 
 
 def _schedule(task: Task[Any, Any], job_id: str, nexts: list[Next]) -> None:
-    """Send the next steps through the app running `task` (a shared task alone would pick Celery's current app)."""
+    """Send the next steps through the app running `task` (a shared task alone would pick Celery's current app); a
+    poll waits in the due set, not as a message."""
     for nxt in nexts:
+        if nxt.step == "poll":
+            _poll_later(task.app, runtime_for(task.app), job_id, nxt)
+            continue
         whole_job = nxt.step in ("submit", "deliver", "cancel")
         args: tuple[str] | tuple[str, int] = (job_id,) if whole_job else (job_id, nxt.part)
         task.app.send_task(f"batchline.{nxt.step}", args=args, countdown=nxt.countdown or None)
@@ -113,8 +120,8 @@ def submit(self: Task[Any, Any], job_id: str) -> dict[str, Any]:
         return telemetry.summarised(runtime, pipeline.summary(runtime, job_id))
 
 
-# A poll keeps no result: Flower follows it through task events, and not writing STARTED and SUCCESS states to the
-# result backend for every poll of every waiting batch keeps a poll cheap.
+# One part's poll: the sweep sends it for a part whose polls went stale, and a poll an older batchline sent as a
+# countdown retry still arrives as one. Either way the part's next poll goes into the due set. It keeps no result.
 @shared_task(name="batchline.poll", ignore_result=True, **_RELIABLE)
 @_requeue_on_outage
 def poll(self: Task[Any, Any], job_id: str, part: int) -> dict[str, Any] | None:
@@ -122,13 +129,43 @@ def poll(self: Task[Any, Any], job_id: str, part: int) -> dict[str, Any] | None:
     with telemetry.step(runtime, "poll", job_id, part):
         with _provider_errors_retry(self, job_id):
             nxt = pipeline.poll(runtime, job_id, part)
-        if nxt is not None and nxt.step == "poll":
-            # Waiting never holds a worker slot: the message comes back after the countdown. `throw=False` ends this
-            # run normally instead of raising Retry, which would capture a traceback and pickle it to the main process.
-            self.retry(countdown=nxt.countdown, throw=False)
-            return None
-        _schedule(self, job_id, [nxt] if nxt else [])
+        if nxt is None or nxt.step != "poll":
+            runtime.due.forget(job_id, part)  # done polling: a group must not poll it (and send its fetch) again
+        _schedule(self, job_id, [nxt] if nxt else [])  # waiting holds no message and no worker slot: see due_polls
         return telemetry.summarised(runtime, pipeline.summary(runtime, job_id))
+
+
+def _poll_later(app: Celery, runtime: Runtime, job_id: str, nxt: Next) -> None:
+    at = time.time() + nxt.countdown
+    runtime.due.schedule(job_id, nxt.part, at)
+    _tick_at(app, runtime, at)
+
+
+def _tick_at(app: Celery, runtime: Runtime, at: float | None) -> None:
+    """Make sure a `batchline.poll_due` tick runs by `at`: send one unless one already waits for about then."""
+    if at is not None and (tick := runtime.due.want_tick(at)) is not None:
+        with telemetry.no_trace(runtime):
+            app.send_task("batchline.poll_due", kwargs={"tick": tick}, countdown=max(at - time.time(), 0.0) or None)
+
+
+# The result is each polled part's outcome by `J:N` ("waiting", "fetch", ...): Flower shows it, and finds a job's
+# polls by searching for its id. No result is written to the backend for each group.
+@shared_task(name="batchline.poll_due", ignore_result=True, **_RELIABLE)
+@_requeue_on_outage
+def poll_due(self: Task[Any, Any], tick: str | None = None) -> dict[str, str]:
+    """Poll a group of the parts that are due (see `due_polls`), then wait for the next one that will be."""
+    runtime = runtime_for(self.app)
+    due = runtime.due
+    if tick is not None:
+        due.tick_ran(tick)
+    parts = due.claim()
+    if len(parts) == GROUP:
+        with telemetry.no_trace(runtime):
+            self.app.send_task("batchline.poll_due")  # more are due: another slot may take the next group meanwhile
+    outcomes = pipeline.poll_group(runtime, parts, send=lambda job_id, nxt: _schedule(self, job_id, [nxt]))
+    earliest = due.earliest()
+    _tick_at(self.app, runtime, None if earliest is None else max(earliest, time.time() + TICK_SLACK))
+    return outcomes
 
 
 @shared_task(name="batchline.fetch", **_RELIABLE)
@@ -198,9 +235,33 @@ def sweep(self: Task[Any, Any]) -> int:
         except Exception as error:  # the agents' part never stops the jobs' part below
             log.warning("sweep: the agents' part failed: %s: %s", type(error).__name__, error)
             agent_steps = 0
+        _tick_at(self.app, runtime, runtime.due.earliest())  # a tick lost with its broker: polling goes on
         resubmit = pipeline.stale_submits(runtime)
         for job_id in resubmit:
             log.warning("job %s: still pending with no submit seen; the sweep sends one", job_id)
             with telemetry.job_context(runtime, job_id):
                 self.app.send_task("batchline.submit", args=(job_id,))
         return len(stale) + len(resubmit) + agent_steps
+
+
+KEEP_TICKING = 30.0
+
+
+@worker_ready.connect
+def _keep_polls_ticking(sender: Any = None, **_: Any) -> None:
+    """While a worker runs, check every `KEEP_TICKING` seconds that a tick waits for the earliest due poll: a tick
+    message lost with a broker's data is replaced even where no beat runs the sweep."""
+    app = getattr(sender, "app", None)
+    if app is None or app.conf.get("batchline_settings") is None:
+        return
+
+    def keep_ticking() -> None:
+        while True:
+            try:
+                runtime = runtime_for(app)
+                _tick_at(app, runtime, runtime.due.earliest())
+            except Exception as error:  # Redis or the broker away: the next round tries again
+                log.debug("batchline: could not check the poll tick: %s", error)
+            time.sleep(KEEP_TICKING)
+
+    threading.Thread(target=keep_ticking, name="batchline-poll-tick", daemon=True).start()

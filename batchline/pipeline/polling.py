@@ -34,7 +34,6 @@ def poll(runtime: Runtime, job_id: str, n: int) -> Next | None:
     provider = runtime.provider(job.model, job.endpoint)
     try:
         snapshot = provider.status(part.provider_id)
-        record_poll(runtime, job.model)
     except (MalformedAnswer, HostileAnswer) as error:
         # An answer that cannot be read, or that points where batchline must not go: tried a few times, then the
         # part ends failed with the cause, so the job ends and each of its requests carries it.
@@ -56,8 +55,8 @@ def poll(runtime: Runtime, job_id: str, n: int) -> Next | None:
         store.record_poll(job_id, n)
         end_part(runtime, job_id, n, snapshot)
         return Next("fetch", n)
-    # A readable answer clears the poisoned tries: only answers unreadable one after another end a part.
-    store.polled(job_id, n, PartState.SUBMITTED, **snapshot_fields(snapshot), poll_poisoned=0)
+    # A readable answer clears the poisoned and busy tries: only answers unreadable one after another end a part.
+    store.polled(job_id, n, PartState.SUBMITTED, **snapshot_fields(snapshot), poll_poisoned=0, poll_busy=0)
     return Next("poll", n, countdown=poll_countdown(runtime, job, part.polls))
 
 

@@ -14,7 +14,17 @@ from __future__ import annotations
 from ..costs import cost_of, usage_reader
 from .caller import instrument_enabled, stamp, traced_create
 from .celery import instrument_celery
-from .steps import job_context, record_fetch, record_job_done, record_part, record_poll, step, summarised, tally_for
+from .steps import (
+    job_context,
+    no_trace,
+    record_fetch,
+    record_job_done,
+    record_part,
+    record_poll,
+    step,
+    summarised,
+    tally_for,
+)
 from .usage import Tally
 
 __all__ = [
@@ -23,6 +33,7 @@ __all__ = [
     "instrument_celery",
     "instrument_enabled",
     "job_context",
+    "no_trace",
     "record_fetch",
     "record_job_done",
     "record_part",

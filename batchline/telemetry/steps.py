@@ -122,6 +122,22 @@ def job_context(runtime: Runtime, job_id: str) -> Iterator[None]:
         context.detach(token)
 
 
+@contextlib.contextmanager
+def no_trace(runtime: Runtime) -> Iterator[None]:
+    """Send a message that belongs to no job's trace: a tick of the due set serves every job, and each part's poll
+    span joins its own job's trace (linked to the tick's task span)."""
+    if not runtime.settings.instrument:
+        yield
+        return
+    from opentelemetry import context
+
+    token = context.attach(context.Context())
+    try:
+        yield
+    finally:
+        context.detach(token)
+
+
 def record_part(runtime: Runtime, model: str, state: str, provider_state: str = "") -> None:
     """A part entered `state` (submitted, ended, stored)."""
     if runtime.settings.instrument:
