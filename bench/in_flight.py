@@ -1,0 +1,136 @@
+"""Many jobs in flight on one worker: CPU per poll, the worker's memory, and the messages it holds, at several job
+counts, all measured in one run.
+
+    uv run python -m bench.in_flight --jobs 1000,10000 [--window 40] [--max-poll-interval 30]
+
+For each count: a real worker (`celery -A batchline.worker worker --concurrency=2`, Redis broker and store) and an
+emulator whose batches never end; `count` one-request jobs made through `batch_create_sync`, submitted by the
+worker; once every part has been polled, a window of `--window` seconds in which the emulator counts its status
+calls (`GET /v1/batches/<id>`) and /proc the CPU of the worker's main and pool processes. Polls grow by half from
+2 s up to `--max-poll-interval`, so the larger count asks for more polls per second. The worker's RSS (main and
+pool processes) is read at the window's end, and `inspect` counts the messages the worker holds (scheduled and
+reserved). Each count gets its own key prefix and queue, deleted afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from typing import Any
+
+from .common import MODEL_STRING, PROMPT, RESULTS, EmulatorProcess, delete_prefix
+from .harness import Bench
+from .run import machine
+from .worker import CONCURRENCY, Worker, _app, _apply_env
+
+
+def in_flight(jobs: int, window: float, max_interval: float) -> dict[str, Any]:
+    from pydantic_ai.messages import ModelRequest
+
+    from batchline import batch_create_sync
+    from batchline.runtime import runtime_for
+
+    bench = Bench(quick=False, repeat=1)
+    emulator = EmulatorProcess(stage_seconds=10 * 24 * 3600.0)
+    env = bench.env(emulator.openai_url, BATCHLINE_MAX_POLL_INTERVAL=str(max_interval))
+    _apply_env(env)
+    app = _app(env)
+    worker = Worker(env, bench.tmp / "worker-in-flight.log")
+    try:
+        worker.wait_ready(app)
+        rss_idle = worker.rss_mb()
+        store = runtime_for(app).store
+        started = time.monotonic()
+        ids = [
+            batch_create_sync(
+                MODEL_STRING, [(f"q{n}", [ModelRequest.user_text_prompt(PROMPT)])], poll_interval=2.0, submit_wait=0
+            ).id
+            for n in range(jobs)
+        ]
+        created_s = time.monotonic() - started
+        deadline = time.monotonic() + 1800
+        while (unpolled := sum(1 for polls in _part_polls(store, ids) if polls == 0)) and time.monotonic() < deadline:
+            time.sleep(1.0)
+        if unpolled:
+            raise RuntimeError(f"{unpolled} of {jobs} jobs were never polled")
+        first_polls_s = time.monotonic() - started
+        time.sleep(max_interval)  # every job past its first few polls: the steady state
+        polled0 = _part_polls(store, ids)
+        calls0, cpu0 = _status_calls(emulator), worker.cpu_seconds()
+        start = time.monotonic()
+        time.sleep(window)
+        elapsed = time.monotonic() - start
+        polls, cpu = _status_calls(emulator) - calls0, worker.cpu_seconds() - cpu0
+        polled1 = _part_polls(store, ids)
+        rss = worker.rss_mb()
+        inspect = app.control.inspect(timeout=2.0)
+        held = sum(len(v) for v in (inspect.scheduled() or {}).values())
+        held += sum(len(v) for v in (inspect.reserved() or {}).values())
+        due = runtime_for(app).due
+        waiting = int(store.redis.zcard(due.key))
+    finally:
+        worker.stop()
+        emulator.stop()
+        delete_prefix(bench.redis, bench.prefix)
+        queue = f"blbench-{bench.token}"
+        delete_prefix(bench.redis, queue)
+        bench.redis.delete(f"_kombu.binding.{queue}", f"_kombu.binding_permanent.{queue}")
+    return {
+        "jobs": jobs,
+        "create_s": created_s,
+        "all_polled_after_s": first_polls_s,
+        "window_s": elapsed,
+        "polls": polls,
+        "polls_per_s": polls / elapsed,
+        "worker_cpu_s": cpu,
+        "cpu_ms_per_poll": 1000 * cpu / polls if polls else None,
+        "jobs_polled_in_window": sum(1 for a, b in zip(polled0, polled1, strict=True) if b > a),
+        "worker_rss_idle_mb": rss_idle,
+        "worker_rss_mb": rss,
+        "messages_held": held,
+        "parts_in_due_set": waiting,
+        "concurrency": CONCURRENCY,
+    }
+
+
+def _part_polls(store: Any, ids: list[str]) -> list[int]:
+    pipe = store.redis.pipeline(transaction=False)
+    for job_id in ids:
+        pipe.hget(store.part_key(job_id, 0), "polls")
+    return [int(raw or 0) for raw in pipe.execute()]
+
+
+def _status_calls(emulator: EmulatorProcess) -> int:
+    calls = emulator.stats()["calls"]
+    return sum(v for k, v in calls.items() if k.startswith("GET /v1/batches/"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.in_flight", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--jobs", default="1000,10000", help="comma-separated job counts")
+    parser.add_argument("--window", type=float, default=40.0, help="seconds of measuring per count")
+    parser.add_argument("--max-poll-interval", type=float, default=30.0)
+    options = parser.parse_args()
+    rows = [in_flight(int(n), options.window, options.max_poll_interval) for n in options.jobs.split(",")]
+    print(json.dumps({"machine": machine()}, indent=1))
+    print("| jobs | polls/s | CPU ms/poll | jobs polled in window | worker RSS MB (idle) | messages held | due set |")
+    print("|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        print(
+            f"| {r['jobs']:,} | {r['polls_per_s']:.0f} | {r['cpu_ms_per_poll']:.2f} | {r['jobs_polled_in_window']:,} | "
+            f"{r['worker_rss_mb']:.0f} ({r['worker_rss_idle_mb']:.0f}) | {r['messages_held']} | "
+            f"{r['parts_in_due_set']:,} |"
+        )
+    first, last = rows[0], rows[-1]
+    print(
+        f"{last['jobs']:,} vs {first['jobs']:,} jobs: "
+        f"worker RSS x{last['worker_rss_mb'] / first['worker_rss_mb']:.2f}, "
+        f"CPU per poll x{last['cpu_ms_per_poll'] / first['cpu_ms_per_poll']:.2f}"
+    )
+    out = RESULTS / "in_flight.json"
+    out.write_text(json.dumps({"machine": machine(), "rows": rows}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
