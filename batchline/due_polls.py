@@ -13,6 +13,7 @@ one key, so the two keys may live on different shards of a Redis Cluster.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -40,6 +41,25 @@ for i = 1, #due do redis.call('ZADD', KEYS[1], ARGV[3], due[i]) end
 return due
 """
 
+# Members ARGV[2..] leave the set only while each still holds the lease ARGV[1] its group gave it: a part scheduled
+# anew meanwhile (a submit that created it, a poll that set its next time) keeps that time.
+_RELEASE = """
+local lease = tonumber(ARGV[1])
+for i = 2, #ARGV do
+  if tonumber(redis.call('ZSCORE', KEYS[1], ARGV[i])) == lease then redis.call('ZREM', KEYS[1], ARGV[i]) end
+end
+return 0
+"""
+
+# Members ARGV[3..] still holding the lease ARGV[1] move on to the lease ARGV[2].
+_RENEW = """
+local lease = tonumber(ARGV[1])
+for i = 3, #ARGV do
+  if tonumber(redis.call('ZSCORE', KEYS[1], ARGV[i])) == lease then redis.call('ZADD', KEYS[1], ARGV[2], ARGV[i]) end
+end
+return 0
+"""
+
 # Ask for a tick at ARGV[1]: answer 1 (and note it, for ARGV[3] ms) unless one is noted by ARGV[1] + ARGV[2].
 _WANT_TICK = """
 local noted = tonumber(redis.call('GET', KEYS[1]))
@@ -63,6 +83,14 @@ def parse(raw: bytes | str) -> tuple[str, int]:
     text = raw.decode() if isinstance(raw, bytes) else raw
     job_id, _, part = text.rpartition(":")
     return job_id, int(part)
+
+
+@dataclass
+class Claim:
+    """The parts one group took, and the end of the lease it holds them by (moved on by `renew`)."""
+
+    parts: list[tuple[str, int]]
+    until: float
 
 
 @dataclass
@@ -98,17 +126,25 @@ class DuePolls:
         score = self.redis.zscore(self.key, member(job_id, part))
         return None if score is None else float(score)
 
-    def claim(self, limit: int = GROUP, lease: float = LEASE) -> list[tuple[str, int]]:
+    def claim(self, limit: int = GROUP, lease: float = LEASE) -> Claim:
         """Up to `limit` parts due now, longest due first, each leased for `lease` seconds."""
         now = time.time()
-        raw = self._script(_CLAIM)(keys=[self.key], args=[repr(now), limit, repr(now + lease)])
-        return [parse(item) for item in cast(list[bytes], raw)]
+        until = now + lease
+        raw = self._script(_CLAIM)(keys=[self.key], args=[repr(now), limit, repr(until)])
+        return Claim([parse(item) for item in cast(list[bytes], raw)], until)
 
-    def renew(self, parts: list[tuple[str, int]], lease: float = LEASE) -> None:
-        """Extend the lease of `parts`, still being polled; a part that left the set meanwhile stays out."""
+    def renew(self, claim: Claim, parts: list[tuple[str, int]], lease: float = LEASE) -> None:
+        """Extend the lease of `parts`, still being polled; a part scheduled anew or gone meanwhile keeps its state."""
         if parts:
             until = time.time() + lease
-            self.redis.zadd(self.key, {member(job_id, n): until for job_id, n in parts}, xx=True)
+            members = [member(job_id, n) for job_id, n in parts]
+            self._script(_RENEW)(keys=[self.key], args=[repr(claim.until), repr(until), *members])
+            claim.until = until
+
+    def release(self, claim: Claim, job_id: str, part: int) -> None:
+        """The claimed part needs no more polls (it ended, or its job is gone): it leaves the set, unless someone
+        scheduled it anew since the claim."""
+        self._script(_RELEASE)(keys=[self.key], args=[repr(claim.until), member(job_id, part)])
 
     def earliest(self) -> float | None:
         """When the soonest poll is due; None when no part waits."""
@@ -116,9 +152,14 @@ class DuePolls:
         return float(first[0][1]) if first else None
 
     def want_tick(self, at: float) -> str | None:
-        """The tick to send for `at` (the value to give it), or None when one already noted serves."""
+        """The tick to send for `at` (the value to give it; a time past is now), or None when one already noted
+        serves."""
+        now = time.time()
+        at = max(at, now)
+        if not math.isfinite(at):
+            raise ValueError(f"a poll tick must be due at a finite time, not {at}")
         value = repr(round(at, 3))
-        keep_ms = int((max(at - time.time(), 0.0) + TICK_GRACE) * 1000)
+        keep_ms = int((at - now + TICK_GRACE) * 1000)
         wanted = self._script(_WANT_TICK)(keys=[self.tick_key], args=[value, repr(TICK_SLACK), keep_ms])
         return value if wanted else None
 

@@ -43,3 +43,6 @@ def ensure_worker(app: Celery) -> None:
         _workers[id(app)] = thread
     if not started.wait(30):
         raise RuntimeError("The embedded batchline worker did not start within 30 seconds.")
+    from .tasks import keep_polls_ticking  # `celery worker` starts it on worker_ready, which this worker never sends
+
+    keep_polls_ticking(app)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import threading
 from dataclasses import dataclass, field
 
@@ -22,11 +23,22 @@ _runtimes: dict[int, Runtime] = {}
 _embedded_redis: redis.Redis | None = None
 
 
+def _fresh_lock() -> None:
+    # A worker's main process runs a thread (the poll tick's check) that may hold the lock when the pool forks a
+    # new child: the child starts with a lock no one will ever release.
+    global _lock
+    _lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_fresh_lock)
+
+
 @dataclass
 class Runtime:
     settings: Settings
     store: Store
     _providers: dict[tuple[str, str], Provider] = field(default_factory=dict)
+    _providers_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @functools.cached_property
     def due(self) -> DuePolls:
@@ -41,7 +53,12 @@ class Runtime:
         """
         key = (model, endpoint)
         adapter = self._providers.get(key)
-        if adapter is None:
+        if adapter is not None:
+            return adapter
+        with self._providers_lock:  # a group's polls run on threads: one adapter (and HTTP client) per key still
+            adapter = self._providers.get(key)
+            if adapter is not None:
+                return adapter
             context = ProviderContext(self.settings, self.store.scratch(provider_class(model).name))
             adapter = get_provider(model, context)
             if (own := Endpoint.from_json(endpoint)) is not None:

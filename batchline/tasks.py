@@ -38,6 +38,8 @@ _OUTAGE = (redis.ConnectionError, redis.TimeoutError, OperationalError)
 
 _OUTAGE_PAUSE = 1.0
 
+_lock = threading.Lock()
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -121,16 +123,21 @@ def submit(self: Task[Any, Any], job_id: str) -> dict[str, Any]:
 
 
 # One part's poll: the sweep sends it for a part whose polls went stale, and a poll an older batchline sent as a
-# countdown retry still arrives as one. Either way the part's next poll goes into the due set. It keeps no result.
+# countdown retry still arrives as one. Either way the part's next poll (also after a busy or refusing provider)
+# goes into the due set. It keeps no result.
 @shared_task(name="batchline.poll", ignore_result=True, **_RELIABLE)
 @_requeue_on_outage
 def poll(self: Task[Any, Any], job_id: str, part: int) -> dict[str, Any] | None:
     runtime = runtime_for(self.app)
     with telemetry.step(runtime, "poll", job_id, part):
-        with _provider_errors_retry(self, job_id):
+        try:
             nxt = pipeline.poll(runtime, job_id, part)
-        if nxt is None or nxt.step != "poll":
-            runtime.due.forget(job_id, part)  # done polling: a group must not poll it (and send its fetch) again
+        except (TransientProviderError, ProviderRejected) as error:
+            countdown = pipeline.backoff(runtime, job_id, part, error)
+            log.warning("batchline.poll for job %s: %s; again in %.0fs", job_id, error, countdown)
+            nxt = Next("poll", part, countdown)
+        if nxt is not None and nxt.step == "fetch":
+            runtime.due.forget(job_id, part)  # ended: a group must not poll it (and send its fetch) again
         _schedule(self, job_id, [nxt] if nxt else [])  # waiting holds no message and no worker slot: see due_polls
         return telemetry.summarised(runtime, pipeline.summary(runtime, job_id))
 
@@ -143,9 +150,14 @@ def _poll_later(app: Celery, runtime: Runtime, job_id: str, nxt: Next) -> None:
 
 def _tick_at(app: Celery, runtime: Runtime, at: float | None) -> None:
     """Make sure a `batchline.poll_due` tick runs by `at`: send one unless one already waits for about then."""
-    if at is not None and (tick := runtime.due.want_tick(at)) is not None:
+    if at is None or (tick := runtime.due.want_tick(at)) is None:
+        return
+    try:
         with telemetry.no_trace(runtime):
             app.send_task("batchline.poll_due", kwargs={"tick": tick}, countdown=max(at - time.time(), 0.0) or None)
+    except BaseException:
+        runtime.due.tick_ran(tick)  # not sent: its note must not hold back the next one
+        raise
 
 
 # The result is each polled part's outcome by `J:N` ("waiting", "fetch", ...): Flower shows it, and finds a job's
@@ -153,19 +165,26 @@ def _tick_at(app: Celery, runtime: Runtime, at: float | None) -> None:
 @shared_task(name="batchline.poll_due", ignore_result=True, **_RELIABLE)
 @_requeue_on_outage
 def poll_due(self: Task[Any, Any], tick: str | None = None) -> dict[str, str]:
-    """Poll a group of the parts that are due (see `due_polls`), then wait for the next one that will be."""
+    """Poll a group of the parts that are due (see `due_polls`), then have a tick wait for the next one."""
     runtime = runtime_for(self.app)
     due = runtime.due
     if tick is not None:
         due.tick_ran(tick)
-    parts = due.claim()
-    if len(parts) == GROUP:
-        with telemetry.no_trace(runtime):
-            self.app.send_task("batchline.poll_due")  # more are due: another slot may take the next group meanwhile
-    outcomes = pipeline.poll_group(runtime, parts, send=lambda job_id, nxt: _schedule(self, job_id, [nxt]))
-    earliest = due.earliest()
-    _tick_at(self.app, runtime, None if earliest is None else max(earliest, time.time() + TICK_SLACK))
-    return outcomes
+    claim = due.claim()
+    backlog = len(claim.parts) == GROUP
+    if backlog:
+        _tick_at(self.app, runtime, time.time())  # more are due: a tick for now, which a free slot may take meanwhile
+
+    def rearm() -> None:
+        earliest = due.earliest()
+        _tick_at(self.app, runtime, None if earliest is None else max(earliest, time.time() + TICK_SLACK))
+
+    try:
+        return pipeline.poll_group(runtime, claim, lambda job_id, nxt: _schedule(self, job_id, [nxt]), rearm)
+    finally:
+        if not backlog:  # with a backlog, the tick sent above goes on with it
+            with contextlib.suppress(*_OUTAGE):  # the message goes back (see _requeue_on_outage) and re-arms then
+                rearm()
 
 
 @shared_task(name="batchline.fetch", **_RELIABLE)
@@ -245,15 +264,24 @@ def sweep(self: Task[Any, Any]) -> int:
 
 
 KEEP_TICKING = 30.0
+_ticking: set[int] = set()
 
 
 @worker_ready.connect
 def _keep_polls_ticking(sender: Any = None, **_: Any) -> None:
-    """While a worker runs, check every `KEEP_TICKING` seconds that a tick waits for the earliest due poll: a tick
-    message lost with a broker's data is replaced even where no beat runs the sweep."""
     app = getattr(sender, "app", None)
-    if app is None or app.conf.get("batchline_settings") is None:
-        return
+    if app is not None and app.conf.get("batchline_settings") is not None:
+        keep_polls_ticking(app)
+
+
+def keep_polls_ticking(app: Celery) -> None:
+    """While a worker of `app` runs (a `celery worker`, or the embedded one), check every `KEEP_TICKING` seconds that
+    a tick waits for the earliest due poll: a tick message lost with a broker's data is replaced even where no beat
+    runs the sweep. Once per app and process."""
+    with _lock:
+        if id(app) in _ticking:
+            return
+        _ticking.add(id(app))
 
     def keep_ticking() -> None:
         while True:

@@ -35,24 +35,39 @@ def test_parts_are_claimed_when_due_longest_due_first_and_leased(due: DuePolls) 
     due.schedule("a", 0, now - 5)
     due.schedule("b", 1, now - 10)
     due.schedule("c", 0, now + 60)  # not due yet
-    assert due.claim(limit=10) == [("b", 1), ("a", 0)]
-    assert due.claim(limit=10) == []  # leased: nobody else takes them meanwhile
+    claim = due.claim(limit=10)
+    assert claim.parts == [("b", 1), ("a", 0)]
+    assert due.claim(limit=10).parts == []  # leased: nobody else takes them meanwhile
     leased = due.when("a", 0)
     assert leased is not None and now + LEASE - 1 < leased <= time.time() + LEASE
     assert due.earliest() == pytest.approx(now + 60) or due.earliest() == leased  # the soonest of the three
-    assert due.claim(limit=10, lease=-1) == [] and due.when("c", 0) == pytest.approx(now + 60)
+    assert due.claim(limit=10, lease=-1).parts == [] and due.when("c", 0) == pytest.approx(now + 60)
 
 
 def test_a_lease_that_runs_out_makes_the_part_due_again_and_renewing_keeps_it(due: DuePolls) -> None:
     due.schedule("a", 0, time.time() - 1)
     due.schedule("b", 0, time.time() - 1)
-    assert len(due.claim(limit=10, lease=0.2)) == 2
-    due.renew([("a", 0)])
-    due.forget("b", 0)
-    due.renew([("b", 0)])  # a part that left the set meanwhile (it ended) is not put back by a renewal
+    claim = due.claim(limit=10, lease=0.2)
+    assert len(claim.parts) == 2
+    due.renew(claim, [("a", 0), ("b", 0)])
     time.sleep(0.3)
-    assert due.claim(limit=10) == []  # a's lease was renewed, b is gone
-    assert due.when("b", 0) is None
+    assert due.claim(limit=10).parts == []  # renewed: still being polled
+    due.release(claim, "b", 0)
+    assert due.when("b", 0) is None  # it ended: it needs no more polls
+
+
+def test_a_part_scheduled_anew_during_its_poll_keeps_its_time(due: DuePolls) -> None:
+    """A submit that creates a part (or a poll from the sweep) may set its next time while a group holds it: the
+    group's release and renewal leave that time alone, so the part is never dropped while it still needs polls."""
+    due.schedule("a", 0, time.time() - 1)
+    due.schedule("b", 0, time.time() - 1)
+    claim = due.claim(limit=10)
+    soon = time.time() + 1
+    due.schedule("a", 0, soon)
+    due.schedule("b", 0, soon)
+    due.release(claim, "a", 0)
+    due.renew(claim, [("b", 0)])
+    assert due.when("a", 0) == pytest.approx(soon) and due.when("b", 0) == pytest.approx(soon)
 
 
 def test_one_tick_serves_every_schedule_due_no_earlier_than_it(due: DuePolls) -> None:
@@ -73,9 +88,9 @@ def _group(runtime: Runtime, parts: list[tuple[str, int]]) -> tuple[dict[str, st
     sent: list[tuple[str, Next]] = []
     for job_id, n in parts:
         runtime.due.schedule(job_id, n, time.time() - 1)
-    claimed = runtime.due.claim()
-    assert sorted(claimed) == sorted(parts)
-    outcomes = pipeline.poll_group(runtime, claimed, send=lambda job_id, nxt: sent.append((job_id, nxt)))
+    claim = runtime.due.claim()
+    assert sorted(claim.parts) == sorted(parts)
+    outcomes = pipeline.poll_group(runtime, claim, lambda job_id, nxt: sent.append((job_id, nxt)), lambda: None)
     return outcomes, sent
 
 
@@ -114,7 +129,7 @@ def test_a_group_sets_each_part_what_comes_next_and_keeps_their_troubles_apart(
 
     # Busy again: the back-off doubles; a readable answer then clears the count.
     runtime.due.schedule(busy, 0, time.time() - 1)
-    pipeline.poll_group(runtime, runtime.due.claim(), send=lambda *_: None)
+    pipeline.poll_group(runtime, runtime.due.claim(), lambda *_: None, lambda: None)
     second = due.when(busy, 0)
     assert second is not None and second > time.time() + 1.5
     monkeypatch.setattr(provider, "status", status)
@@ -204,3 +219,53 @@ def test_the_first_poll_is_asked_for_at_once_and_a_new_job_does_not_wait_for_a_l
     [first] = submitted(runtime, job_id)
     assert first == Next("poll", 0)  # submit asks for a poll now: the task layer schedules it in the due set
     assert due.want_tick(time.time()) is not None  # an earlier tick than the noted one is sent
+
+
+@pytest.mark.parametrize(
+    ("header", "value", "expected"),
+    [
+        ("retry-after", "inf", None),
+        ("retry-after", "nan", None),
+        ("retry-after", "-5", None),
+        ("retry-after", "1e12", 3600.0),
+        ("retry-after", "not a date", None),
+        ("retry-after-ms", "1500", 1.5),
+        ("retry-after", "7", 7.0),
+    ],
+)
+def test_a_hostile_retry_after_cannot_park_a_part_or_break_the_tick(header: str, value: str, expected: Any) -> None:
+    import httpx2
+
+    from batchline.providers.http import retry_after
+
+    assert retry_after(httpx2.Response(429, headers={header: value})) == expected
+
+
+def test_a_busy_poll_waits_at_least_a_second_and_at_most_the_poll_cap() -> None:
+    runtime = make_runtime(max_poll_interval=120)
+    job_id = new_job(runtime, 1)
+    submitted(runtime, job_id)
+    assert pipeline.backoff(runtime, job_id, 0, TransientProviderError("busy", 0.001)) == 1.0
+    assert pipeline.backoff(runtime, job_id, 0, TransientProviderError("busy", 10_000.0)) == 120.0
+    assert pipeline.backoff(runtime, job_id, 0, TransientProviderError("busy")) == 1.0  # first try in a row
+    assert pipeline.backoff(runtime, job_id, 0, TransientProviderError("busy")) == 2.0
+    with pytest.raises(ValueError, match="finite"):
+        runtime.due.want_tick(float("inf"))
+
+
+def test_a_fault_of_one_part_leaves_it_leased_and_the_group_goes_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    runtime = make_runtime()
+    fine, broken = new_job(runtime, 1), new_job(runtime, 1)
+    submitted(runtime, fine)
+    submitted(runtime, broken)
+
+    def send(job_id: str, nxt: Next) -> None:
+        raise TypeError("a message that cannot be encoded")
+
+    end_at_provider(runtime, broken)  # its poll sends a fetch, whose send fails
+    for job_id in (fine, broken):
+        runtime.due.schedule(job_id, 0, time.time() - 1)
+    outcomes = pipeline.poll_group(runtime, runtime.due.claim(), send, lambda: None)
+    assert outcomes == {f"{fine}:0": "waiting", f"{broken}:0": "error"}
+    leased = runtime.due.when(broken, 0)
+    assert leased is not None and leased > time.time() + LEASE / 2  # polled again when the lease ends

@@ -105,7 +105,7 @@ def test_the_celery_app_is_configured_the_django_way(site: DjangoSite) -> None:
     # Autodiscovery finds answers.tasks beside batchline.tasks: one worker runs both, nothing collides.
     tasks = site.slot.running().registered_tasks()
     assert "answers.save_results" in tasks
-    assert {"batchline.submit", "batchline.poll", "batchline.fetch", "batchline.deliver"} <= set(tasks)
+    assert {"batchline.submit", "batchline.poll_due", "batchline.fetch", "batchline.deliver"} <= set(tasks)
 
 
 def test_an_openai_job_through_the_emulator(site: DjangoSite, emulator: Emulator) -> None:

@@ -108,7 +108,7 @@ def test_celery_is_configured_from_the_flask_config(site: FlaskSite) -> None:
     assert worker.current_app() is site.celery
     tasks = site.slot.running().registered_tasks()
     assert "answerbox.save_results" in tasks
-    assert {"batchline.submit", "batchline.poll", "batchline.fetch", "batchline.deliver"} <= set(tasks)
+    assert {"batchline.submit", "batchline.poll_due", "batchline.fetch", "batchline.deliver"} <= set(tasks)
     assert {"batchline.agent_step", "batchline.agent_flush", "batchline.agent_resume"} <= set(tasks)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from .base import NOT_FOUND, POISON_ATTEMPTS, UNREADABLE, Next
 from .ending import cancel, final_status, finish, request_cancel
 from .fetching import Screen, fetch
-from .grouped import poll_group
+from .grouped import backoff, poll_group
 from .polling import poll, poll_countdown
 from .reporting import delivery_chunks, summary
 from .submitting import submit
@@ -22,6 +22,7 @@ __all__ = [
     "UNREADABLE",
     "Next",
     "Screen",
+    "backoff",
     "cancel",
     "delivery_chunks",
     "fetch",

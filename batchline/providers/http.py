@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import abc
 import email.utils
+import math
 import os
 import time
 from collections.abc import Iterable, Iterator, Mapping
@@ -130,21 +131,33 @@ class ProviderHTTP:
         self.client.close()
 
 
+MAX_RETRY_AFTER = 3600.0
+"""The longest wait a provider's `retry-after` is taken at: a hostile one (`inf`, a year) must not park a job."""
+
+
 def retry_after(response: httpx2.Response) -> float | None:
-    """The wait the provider asked for: `retry-after-ms`, or `retry-after` in seconds or as an HTTP date."""
+    """The wait the provider asked for: `retry-after-ms`, or `retry-after` in seconds or as an HTTP date; at most
+    `MAX_RETRY_AFTER`, and None for one that is not a time (`nan`, negative, unreadable)."""
     if (ms := response.headers.get("retry-after-ms")) is not None:
         try:
-            return float(ms) / 1000
+            return _sane(float(ms) / 1000)
         except ValueError:
             pass
     value = response.headers.get("retry-after")
     if value is None:
         return None
     try:
-        return float(value)
+        return _sane(float(value))
     except ValueError:
-        when = email.utils.parsedate_to_datetime(value)
-        return max(0.0, when.timestamp() - time.time()) if when else None
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        return _sane(max(0.0, when.timestamp() - time.time())) if when else None
+
+
+def _sane(seconds: float) -> float | None:
+    return min(seconds, MAX_RETRY_AFTER) if math.isfinite(seconds) and seconds >= 0 else None
 
 
 def error_message(response: httpx2.Response) -> str:
