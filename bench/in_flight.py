@@ -67,8 +67,8 @@ def in_flight(jobs: int, window: float, max_interval: float) -> dict[str, Any]:
         inspect = app.control.inspect(timeout=2.0)
         held = sum(len(v) for v in (inspect.scheduled() or {}).values())
         held += sum(len(v) for v in (inspect.reserved() or {}).values())
-        due = runtime_for(app).due
-        waiting = int(store.redis.zcard(due.key))
+        due = getattr(runtime_for(app), "due", None)  # None on a batchline from before the due set (a reference run)
+        waiting = int(store.redis.zcard(due.key)) if due is not None else None
     finally:
         worker.stop()
         emulator.stop()
@@ -120,7 +120,7 @@ def main() -> None:
         print(
             f"| {r['jobs']:,} | {r['polls_per_s']:.0f} | {r['cpu_ms_per_poll']:.2f} | {r['jobs_polled_in_window']:,} | "
             f"{r['worker_rss_mb']:.0f} ({r['worker_rss_idle_mb']:.0f}) | {r['messages_held']} | "
-            f"{r['parts_in_due_set']:,} |"
+            f"{r['parts_in_due_set'] if r['parts_in_due_set'] is not None else '-'} |"
         )
     first, last = rows[0], rows[-1]
     print(
