@@ -14,18 +14,17 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
-import redis
 from celery import Celery, Task, shared_task
 from celery.backends.base import DisabledBackend
 from celery.exceptions import Reject
 from celery.signals import worker_ready
-from kombu.exceptions import OperationalError
 
 from . import pipeline, telemetry
 from .delivery import refuse_delivery, send_completion
 from .due_polls import GROUP, TICK_SLACK
 from .errors import ProviderRejected, TransientProviderError
 from .pipeline import Next
+from .pipeline.grouped import OUTAGE
 from .runtime import Runtime, runtime_for
 
 log = logging.getLogger("batchline")
@@ -33,8 +32,7 @@ log = logging.getLogger("batchline")
 _RELIABLE: dict[str, Any] = {"bind": True, "acks_late": True, "reject_on_worker_lost": True, "max_retries": None}
 """A task's message is acknowledged only once its step is done; a worker killed mid-step leaves it to redeliver."""
 
-_OUTAGE = (redis.ConnectionError, redis.TimeoutError, OperationalError)
-"""The store or the broker cannot be reached (a Redis restart, a network cut): the step did not get done."""
+_OUTAGE = OUTAGE
 
 _OUTAGE_PAUSE = 1.0
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextvars
 import logging
 import math
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -27,6 +28,7 @@ THREADS = 8
 """Polls of one group in flight at once: a provider's status answer takes 0.1-0.3 s, nearly all of it waiting."""
 
 OUTAGE = (redis.ConnectionError, redis.TimeoutError, OperationalError)
+"""The store or the broker cannot be reached (a Redis restart, a network cut): the step did not get done."""
 
 Send = Callable[[str, Next], None]
 """Sends a part's next step (a fetch) as a task message; called inside the part's poll span."""
@@ -39,8 +41,6 @@ _pool_lock = threading.Lock()
 def _threads() -> ThreadPoolExecutor:
     """One pool per process, made in the process that uses it (a forked worker child must not inherit a parent's)."""
     global _pool, _pool_pid
-    import os
-
     with _pool_lock:
         if _pool is None or _pool_pid != os.getpid():
             _pool, _pool_pid = ThreadPoolExecutor(THREADS, thread_name_prefix="batchline-poll"), os.getpid()
