@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -14,7 +15,18 @@ from typing import Any
 
 import redis
 
-from .common import API_KEY, MODEL, MODEL_STRING, REDIS_URL, RESULTS, ROOT, EmulatorBatch, custom_ids, parse_result
+from .common import (
+    API_KEY,
+    MODEL,
+    MODEL_STRING,
+    REDIS_URL,
+    RESULTS,
+    ROOT,
+    EmulatorBatch,
+    custom_ids,
+    delete_prefix,
+    parse_result,
+)
 
 
 class Bench:
@@ -27,6 +39,14 @@ class Bench:
         self.figures: dict[str, Any] = {}
         self.tmp = RESULTS / f"tmp-{self.token}"
         self.tmp.mkdir(parents=True, exist_ok=True)
+
+    def cleanup(self) -> None:
+        """Delete what the run wrote: its keys, its queue (and kombu's bindings, outside the prefix), its files."""
+        delete_prefix(self.redis, self.prefix)
+        queue = f"blbench-{self.token}"
+        delete_prefix(self.redis, queue)
+        self.redis.delete(f"_kombu.binding.{queue}", f"_kombu.binding_permanent.{queue}")
+        shutil.rmtree(self.tmp, ignore_errors=True)
 
     def env(self, openai_url: str, **extra: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("BATCHLINE_")}

@@ -19,10 +19,10 @@ import json
 import time
 from typing import Any
 
-from .common import MODEL_STRING, PROMPT, RESULTS, EmulatorProcess, delete_prefix
+from .common import MODEL_STRING, PROMPT, RESULTS, EmulatorProcess
 from .harness import Bench
 from .run import machine
-from .worker import CONCURRENCY, Worker, _app, _apply_env
+from .worker import CONCURRENCY, Worker, _app, _apply_env, _part_polls, _polls
 
 
 def in_flight(jobs: int, window: float, max_interval: float) -> dict[str, Any]:
@@ -57,11 +57,11 @@ def in_flight(jobs: int, window: float, max_interval: float) -> dict[str, Any]:
         first_polls_s = time.monotonic() - started
         time.sleep(max_interval)  # every job past its first few polls: the steady state
         polled0 = _part_polls(store, ids)
-        calls0, cpu0 = _status_calls(emulator), worker.cpu_seconds()
+        calls0, cpu0 = _polls(emulator), worker.cpu_seconds()
         start = time.monotonic()
         time.sleep(window)
         elapsed = time.monotonic() - start
-        polls, cpu = _status_calls(emulator) - calls0, worker.cpu_seconds() - cpu0
+        polls, cpu = _polls(emulator) - calls0, worker.cpu_seconds() - cpu0
         polled1 = _part_polls(store, ids)
         rss = worker.rss_mb()
         inspect = app.control.inspect(timeout=2.0)
@@ -72,10 +72,7 @@ def in_flight(jobs: int, window: float, max_interval: float) -> dict[str, Any]:
     finally:
         worker.stop()
         emulator.stop()
-        delete_prefix(bench.redis, bench.prefix)
-        queue = f"blbench-{bench.token}"
-        delete_prefix(bench.redis, queue)
-        bench.redis.delete(f"_kombu.binding.{queue}", f"_kombu.binding_permanent.{queue}")
+        bench.cleanup()
     return {
         "jobs": jobs,
         "create_s": created_s,
@@ -92,18 +89,6 @@ def in_flight(jobs: int, window: float, max_interval: float) -> dict[str, Any]:
         "parts_in_due_set": waiting,
         "concurrency": CONCURRENCY,
     }
-
-
-def _part_polls(store: Any, ids: list[str]) -> list[int]:
-    pipe = store.redis.pipeline(transaction=False)
-    for job_id in ids:
-        pipe.hget(store.part_key(job_id, 0), "polls")
-    return [int(raw or 0) for raw in pipe.execute()]
-
-
-def _status_calls(emulator: EmulatorProcess) -> int:
-    calls = emulator.stats()["calls"]
-    return sum(v for k, v in calls.items() if k.startswith("GET /v1/batches/"))
 
 
 def main() -> None:

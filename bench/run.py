@@ -178,13 +178,7 @@ def main() -> None:
         report["cache"] = cache_savings(bench, sizes["cache"])
     if want("agents"):
         report["agents"] = agents_side_by_side(bench, sizes["agents"])
-    delete_prefix(bench.redis, bench.prefix)
-    queue = f"blbench-{bench.token}"
-    delete_prefix(bench.redis, queue)
-    bench.redis.delete(f"_kombu.binding.{queue}", f"_kombu.binding_permanent.{queue}")  # kombu's, outside the prefix
-    for leftover in bench.tmp.iterdir():
-        leftover.unlink()
-    bench.tmp.rmdir()
+    bench.cleanup()
     report["elapsed_s"] = time.time() - started
     from .report import table, verdicts
 

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .common import MODEL_STRING, PROMPT, RESULTS, ROOT, EmulatorProcess, delete_prefix
+from .common import MODEL_STRING, PROMPT, RESULTS, ROOT, EmulatorProcess
 from .harness import Bench
 from .run import machine
 from .worker import Worker, _app, _apply_env
@@ -88,10 +88,7 @@ def run(count: int) -> dict[str, Any]:
             for worker in workers:
                 worker.stop()
             emulator.stop()
-            delete_prefix(bench.redis, bench.prefix)
-            queue = f"blbench-{bench.token}"
-            delete_prefix(bench.redis, queue)
-            bench.redis.delete(f"_kombu.binding.{queue}", f"_kombu.binding_permanent.{queue}")
+            bench.cleanup()
     cores = os.cpu_count() or 1
     return {
         "requests": count,

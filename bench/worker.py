@@ -218,8 +218,11 @@ def poll_scale(bench: Bench, jobs: int, window: float) -> dict[str, Any]:
 
 
 def _part_polls(store: Any, ids: list[str]) -> list[int]:
-    """How often each job's part was polled so far (the part's `polls` counter)."""
-    return [store.part(job_id, 0).polls for job_id in ids]
+    """How often each job's part was polled so far (the part's `polls` counter), in one pipelined round trip."""
+    pipe = store.redis.pipeline(transaction=False)
+    for job_id in ids:
+        pipe.hget(store.part_key(job_id, 0), "polls")
+    return [int(raw or 0) for raw in pipe.execute()]
 
 
 def _polls(emulator: EmulatorProcess) -> int:
