@@ -36,7 +36,7 @@ import redis
 
 from . import store_scripts as lua
 from ._chunks import chunks as _chunks
-from .compact import pack, unpack
+from .compact import pack_many, unpack
 from .errors import JobNotFound
 from .records import HashValue, JobRecord, PartRecord, PartState, StoredResult, UsageReader
 from .types import BatchStatus
@@ -320,10 +320,10 @@ class Store:
         `usage` reads each succeeded body's `(input, output)` tokens (see `costs.usage_reader`): the new results' add
         to the job's `input_tokens` and `output_tokens` in the step that stores them.
 
-        `progress` hears the running count of new results after each chunk. A helper thread runs each chunk's script
-        while the next chunk is read (Redis works while this process parses), one chunk at a time and in order, so
-        at most two chunks are held. Each result is stored once whatever fails when: a chunk is one atomic step.
-        A chunk's new results are one stream entry, unpacked by Lua onto its stack: at most 3,000 a chunk.
+        `progress` hears the running count of new results after each chunk. A helper thread compresses each chunk
+        (zstd lets go of the GIL for the whole chunk) and runs its script while the next chunk is read, one chunk at a
+        time and in order, so at most two chunks are held. Each result is stored once whatever fails when: a chunk is
+        one atomic step. A chunk's new results are one stream entry, unpacked by Lua onto its stack: at most 3,000.
         """
         if not 0 < chunk <= 3000:
             raise ValueError(f"chunk must be from 1 to 3,000, not {chunk}")
@@ -332,11 +332,8 @@ class Store:
         with ThreadPoolExecutor(1, thread_name_prefix="batchline-store") as writer:
             pending: Future[Any] | None = None
             for batch in _chunks(results, chunk):
-                args: list[Any] = [self.ttl, 0]
-                for custom_id, status, body in batch:
-                    given, made = usage(body) if usage is not None and status == "succeeded" else (0, 0)
-                    args += [custom_id, pack(status, body), given, made]  # usage read before compressing
-                stored = writer.submit(self._add_results, keys=keys, args=args)
+                usages = [usage(b) if usage is not None and s == "succeeded" else (0, 0) for _, s, b in batch]
+                stored = writer.submit(self._store_chunk, keys, batch, usages)
                 if pending is not None:
                     added += int(pending.result())
                     if progress is not None:
@@ -347,6 +344,12 @@ class Store:
                 if progress is not None:
                     progress(added)
         return added
+
+    def _store_chunk(self, keys: list[str], batch: list[tuple[str, str, bytes]], usages: list[tuple[int, int]]) -> int:
+        args: list[Any] = [self.ttl, 0]
+        for (custom_id, _, _), value, (given, made) in zip(batch, pack_many(batch), usages, strict=True):
+            args += [custom_id, value, given, made]
+        return int(self._add_results(keys=keys, args=args))
 
     def missing_results(self, job_id: str, part: int) -> Iterator[str]:
         """The custom_ids of part `part` that have no stored result yet."""

@@ -16,7 +16,7 @@ import redis
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from batchline.compact import MARK, pack, unpack
+from batchline.compact import MARK, SMALLEST, pack, pack_many, unpack
 from batchline.costs import usage_reader
 from batchline.records import RESULT_TAGS, JobRecord
 from batchline.store import Store
@@ -45,6 +45,14 @@ def test_any_body_reads_back_byte_for_byte(status: str, body: bytes) -> None:
 @given(STATUSES, st.binary(max_size=200).map(lambda tail: MARK + tail))
 def test_a_body_that_begins_with_the_mark_reads_back(status: str, body: bytes) -> None:
     assert unpack("c", pack(status, body)).body == body
+
+
+@given(st.lists(st.tuples(STATUSES, st.binary(max_size=2 * SMALLEST) | json_bodies()), max_size=12))
+@settings(max_examples=200, deadline=None)
+def test_a_chunk_packed_at_once_reads_back_in_order(rows: list[tuple[str, bytes]]) -> None:
+    """Short bodies (kept as they came) among compressed ones: each value still belongs to its own result."""
+    values = pack_many([(f"r{i}", status, body) for i, (status, body) in enumerate(rows)])
+    assert [(r.status, r.body) for r in (unpack("c", value) for value in values)] == rows
 
 
 def test_a_json_answer_is_stored_smaller_with_its_status_letter_first() -> None:
