@@ -77,21 +77,21 @@ _codecs = _Codecs()
 
 def pack(status: str, body: bytes) -> bytes:
     """The value to store for a result: its status letter, then its body compressed when that makes it smaller."""
-    return pack_many([("", status, body)])[0]
+    return pack_many([(status, body)])[0]
 
 
-def pack_many(results: Sequence[tuple[str, str, bytes]]) -> list[bytes]:
-    """The value to store for each `(custom_id, status, body)`: see `pack`.
+def pack_many(results: Sequence[tuple[str, bytes]]) -> list[bytes]:
+    """The value to store for each `(status, body)`: see `pack`.
 
     The bodies are compressed in one call, which lets go of the GIL for the whole chunk, so the store's writer thread
     compresses while the fetch parses the next chunk. Compressing one body per call instead took the GIL back after
     each (about 6 microseconds of work), and the thread then waited for it: the ingest ran slower than on one thread.
     zstandard calls `multi_compress_to_buffer` experimental and has it in its C backend only (CPython's); `threads=0`
     compresses on the calling thread, where any other value starts threads on every call."""
-    long: list[bytes | bytearray | memoryview] = [body for _, _, body in results if len(body) >= SMALLEST]
+    long: list[bytes | bytearray | memoryview] = [body for _, body in results if len(body) >= SMALLEST]
     frames = iter(_codecs.compressor.multi_compress_to_buffer(long, threads=0) if long else ())
     out = []
-    for _, status, body in results:
+    for status, body in results:
         frame = next(frames).tobytes() if len(body) >= SMALLEST else None
         if frame is not None and len(frame) + 2 < len(body):
             out.append(b"".join((RESULT_TAGS[status], MARK, bytes((CURRENT,)), frame)))

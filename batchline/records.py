@@ -21,8 +21,27 @@ from .types import BatchStatus
 HashValue = str | int | float
 """A value as the store writes it into a hash field."""
 
-UsageReader = Callable[[bytes], tuple[int, int]]
+Tokens = tuple[int, int]
+"""A result's `(input, output)` tokens."""
+
+UsageReader = Callable[[bytes], Tokens]
 """Reads a provider's stored succeeded body: its `(input, output)` tokens."""
+
+ReadResult = tuple[str, str, bytes, Tokens | None]
+"""`(custom_id, status, body, tokens)` as an adapter read it: `tokens` None where the adapter read none."""
+
+NewResult = tuple[str, str, bytes] | ReadResult
+"""A result on its way into the store, with its tokens or not."""
+
+
+def tokens_of(result: NewResult, reader: UsageReader | None) -> Tokens:
+    """A succeeded result's tokens: those its adapter read, else what `reader` reads from its body; (0, 0) for any
+    other result."""
+    if result[1] != "succeeded":
+        return 0, 0
+    if len(result) == 4 and result[3] is not None:
+        return result[3]
+    return reader(result[2]) if reader is not None else (0, 0)
 
 
 class PartState(enum.StrEnum):

@@ -38,7 +38,7 @@ from . import store_scripts as lua
 from ._chunks import chunks as _chunks
 from .compact import pack_many, unpack
 from .errors import JobNotFound
-from .records import HashValue, JobRecord, PartRecord, PartState, StoredResult, UsageReader
+from .records import HashValue, JobRecord, NewResult, PartRecord, PartState, StoredResult, UsageReader, tokens_of
 from .types import BatchStatus
 
 CHUNK = 1000  # items per Redis round trip when reading or writing many
@@ -310,15 +310,15 @@ class Store:
     def add_results(
         self,
         job_id: str,
-        results: Iterable[tuple[str, str, bytes]],
+        results: Iterable[NewResult],
         chunk: int = 500,
         progress: Callable[[int], None] | None = None,
         usage: UsageReader | None = None,
     ) -> int:
         """Store `(custom_id, status, body)` results a chunk at a time; answer how many were new.
 
-        `usage` reads each succeeded body's `(input, output)` tokens (see `costs.usage_reader`): the new results' add
-        to the job's `input_tokens` and `output_tokens` in the step that stores them.
+        A succeeded result's tokens are its adapter's (a `ReadResult`) or what `usage` reads from its body (see
+        `costs.usage_reader`): the new results' add to the job's `input_tokens` and `output_tokens` as they are stored.
 
         `progress` hears the running count of new results after each chunk. A helper thread compresses each chunk
         (zstd lets go of the GIL for the whole chunk) and runs its script while the next chunk is read, one chunk at a
@@ -332,7 +332,7 @@ class Store:
         with ThreadPoolExecutor(1, thread_name_prefix="batchline-store") as writer:
             pending: Future[Any] | None = None
             for batch in _chunks(results, chunk):
-                usages = [usage(b) if usage is not None and s == "succeeded" else (0, 0) for _, s, b in batch]
+                usages = [tokens_of(result, usage) for result in batch]
                 stored = writer.submit(self._store_chunk, keys, batch, usages)
                 if pending is not None:
                     added += int(pending.result())
@@ -345,10 +345,11 @@ class Store:
                     progress(added)
         return added
 
-    def _store_chunk(self, keys: list[str], batch: list[tuple[str, str, bytes]], usages: list[tuple[int, int]]) -> int:
+    def _store_chunk(self, keys: list[str], batch: list[NewResult], usages: list[tuple[int, int]]) -> int:
         args: list[Any] = [self.ttl, 0]
-        for (custom_id, _, _), value, (given, made) in zip(batch, pack_many(batch), usages, strict=True):
-            args += [custom_id, value, given, made]
+        values = pack_many([(result[1], result[2]) for result in batch])
+        for result, value, (given, made) in zip(batch, values, usages, strict=True):
+            args += [result[0], value, given, made]
         return int(self._add_results(keys=keys, args=args))
 
     def missing_results(self, job_id: str, part: int) -> Iterator[str]:

@@ -7,8 +7,10 @@ from collections import Counter
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
+from types import ModuleType
 
 import fakeredis
+import orjson
 import pytest
 from rich.console import Console
 
@@ -16,6 +18,9 @@ from batchline import batch_create_sync, batch_results_sync, batch_status_sync, 
 from batchline.cli_tables import status_table, usage_text
 from batchline.costs import cost_of, cost_of_totals, job_cost
 from batchline.emulator import Emulator, HttpFault
+from batchline.providers.anthropic import wire as anthropic_wire
+from batchline.providers.mistral import wire as mistral_wire
+from batchline.providers.openai import wire as openai_wire
 from batchline.providers.test import TestProvider
 from batchline.records import JobRecord, PartState
 from batchline.runtime import Runtime
@@ -27,6 +32,7 @@ from .test_pipeline_steps import ended_job, make_runtime
 from .waiting import wait_for
 
 READER_FIELDS = ("input_tokens", "output_tokens")
+RECORDED = Path(__file__).parent / "fixtures" / "recorded"
 
 
 def fake_usage(body: bytes) -> tuple[int, int]:
@@ -57,6 +63,39 @@ def test_the_store_adds_the_usage_of_new_succeeded_results_only() -> None:
     job = store.load_job("j")
     assert (job.input_tokens, job.output_tokens) == (20 + 30, 14)  # r0 and r2 once each; the error adds nothing
     assert (job.succeeded, job.failed) == (2, 1)
+
+
+def test_tokens_an_adapter_read_are_stored_and_its_body_is_not_read_for_them() -> None:
+    store = Store(fakeredis.FakeRedis(), "u:")
+    store.redis.hset(store.job_key("j"), mapping={"model": "test", "total": 3, "created_at": 0})
+    read: list[bytes] = []
+
+    def reader(body: bytes) -> tuple[int, int]:
+        read.append(body)
+        return 1, 1
+
+    results = [("r0", "succeeded", b"{}", (40, 5)), ("r1", "succeeded", b"{}!", None), ("r2", "errored", b"{}", None)]
+    assert store.add_results("j", results, usage=reader) == 3
+    assert read == [b"{}!"]  # only the body whose adapter read no tokens
+    job = store.load_job("j")
+    assert (job.input_tokens, job.output_tokens) == (41, 6)
+
+
+@pytest.mark.parametrize(
+    ("wire", "path"),
+    [
+        (openai_wire, "openai/batch_output.jsonl"),
+        (anthropic_wire, "anthropic/results_succeeded.jsonl"),
+        (anthropic_wire, "anthropic/results_succeeded_with_thinking.jsonl"),
+        (mistral_wire, "mistral/batch_output_DOCS_SHAPE.jsonl"),
+    ],
+)
+def test_the_tokens_read_with_a_line_are_those_read_from_its_stored_body(wire: ModuleType, path: str) -> None:
+    lines = [orjson.loads(line) for line in (RECORDED / path).read_bytes().splitlines() if line.strip()]
+    read = [wire.read_result(line) for line in lines]
+    assert [r[:3] for r in read] == [wire.result_of(line) for line in lines]
+    assert all(tokens is not None and tokens != (0, 0) for _, _, _, tokens in read)  # the recordings report usage
+    assert [tokens for _, _, _, tokens in read] == [wire.usage_of(body) for _, _, body, _ in read]
 
 
 def test_an_older_job_record_reads_as_no_usage() -> None:

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable, Iterator
 
 from ..costs import usage_reader
 from ..errors import BrokenDownload, HostileAnswer, MalformedAnswer, ProviderRejected, TransientProviderError
-from ..records import RESULT_TAGS, PartState
+from ..records import RESULT_TAGS, PartState, ReadResult
 from ..runtime import Runtime
 from ..telemetry import record_fetch, record_part, tally_for
 from ..types import BatchStatus
@@ -32,12 +32,12 @@ def fetch(runtime: Runtime, job_id: str, n: int, progress: Callable[[int, int], 
         resubmit = generation < job.max_resubmissions and job.state != BatchStatus.CANCELLING
         retry: set[str] = set()
 
-        def final(results: Iterable[tuple[str, str, bytes]]) -> Iterator[tuple[str, str, bytes]]:
-            for custom_id, status, body in results:
-                if resubmit and provider.is_transient(status, body):
-                    retry.add(custom_id)
+        def final(results: Iterable[ReadResult]) -> Iterator[ReadResult]:
+            for result in results:
+                if resubmit and provider.is_transient(result[1], result[2]):
+                    retry.add(result[0])
                 else:
-                    yield custom_id, status, body
+                    yield result
 
         anomalies = 0
         if snapshot.id and snapshot.status not in (NOT_FOUND, UNREADABLE):
@@ -45,7 +45,7 @@ def fetch(runtime: Runtime, job_id: str, n: int, progress: Callable[[int, int], 
             report = None if progress is None else (lambda stored: progress(stored, total))
             screen = Screen(set(store.part_ids(job_id, n)))
             tally = tally_for(runtime, provider.name)  # token usage for the span, with instrumentation on
-            results = final(screen(provider.results(snapshot)))
+            results = final(screen(provider.read_results(snapshot)))
             results = tally(results) if tally else results
             reader = tally.read if tally else usage_reader(provider.name)  # each body's usage read once
             stored = store.add_results(job_id, results, progress=report, usage=reader)
@@ -111,13 +111,13 @@ class Screen:
         self.seen_kinds: dict[str, int] = {}
         self.error: TransientProviderError | ProviderRejected | None = None
 
-    def __call__(self, results: Iterable[tuple[str, str, bytes]]) -> Iterator[tuple[str, str, bytes]]:
+    def __call__(self, results: Iterable[ReadResult]) -> Iterator[ReadResult]:
         try:
-            for custom_id, status, body in results:
-                kind = self._anomaly(custom_id, status)
+            for result in results:
+                kind = self._anomaly(result[0], result[1])
                 if kind is None:
-                    self.seen.add(custom_id)
-                    yield custom_id, status, body
+                    self.seen.add(result[0])
+                    yield result
                 else:
                     self.anomalies += 1
                     self.seen_kinds[kind] = self.seen_kinds.get(kind, 0) + 1

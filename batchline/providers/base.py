@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from pydantic_ai.models.batch import BatchRequest
 
     from ..config import Settings
-    from ..records import StoredResult
+    from ..records import ReadResult, StoredResult
     from ..store import Scratch
     from .endpoints import Endpoint
 
@@ -127,6 +127,7 @@ class Transport(Protocol):
     ) -> Snapshot: ...
     def status(self, batch_id: str) -> Snapshot: ...
     def results(self, batch: Snapshot) -> Iterator[tuple[str, str, bytes]]: ...
+    def read_results(self, batch: Snapshot) -> Iterator[ReadResult]: ...
     def cancel(self, batch_id: str) -> Snapshot: ...
     def cleanup(self, batch: Snapshot) -> None: ...
     def find(self, job_id: str, part: int) -> Snapshot | None: ...
@@ -228,6 +229,10 @@ class TransportBase(Adapter, abc.ABC):
         worker's own key, once the worker trusts it."""
         raise NotImplementedError(f"The {self.name} adapter serves no endpoint of a job's own.")
 
+    def read_results(self, batch: Snapshot) -> Iterator[ReadResult]:
+        """`results` with the tokens an adapter read from each line (None: the store parses the body for them)."""
+        return ((custom_id, status, body, None) for custom_id, status, body in self.results(batch))
+
     def cleanup(self, batch: Snapshot) -> None:
         """Called once a batch's results are safely stored: delete what the provider keeps (files) if configured."""
 
@@ -311,18 +316,8 @@ if TYPE_CHECKING:
 
 _TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 _TRANSIENT_CODES = frozenset(
-    {
-        "rate_limit_exceeded",
-        "rate_limit_error",
-        "overloaded_error",
-        "api_error",
-        "timeout_error",
-        "server_error",
-        "RESOURCE_EXHAUSTED",
-        "UNAVAILABLE",
-        "INTERNAL",
-        "DEADLINE_EXCEEDED",
-    }
+    {"rate_limit_exceeded", "rate_limit_error", "overloaded_error", "api_error", "timeout_error", "server_error"}
+    | {"RESOURCE_EXHAUSTED", "UNAVAILABLE", "INTERNAL", "DEADLINE_EXCEEDED"}  # Google's status names
 )
 
 

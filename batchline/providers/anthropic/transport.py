@@ -12,6 +12,7 @@ from contextlib import suppress
 from typing import ClassVar, cast
 
 from ...errors import BrokenDownload, ProviderRejected
+from ...records import ReadResult
 from .._jsonl import FileChunks, iter_json_lines, spooled
 from ..base import Snapshot
 from ..http import HTTPTransport
@@ -60,6 +61,9 @@ class AnthropicTransport(HTTPTransport):
         pipe.execute()
 
     def results(self, batch: Snapshot) -> Iterator[tuple[str, str, bytes]]:
+        return (result[:3] for result in self.read_results(batch))
+
+    def read_results(self, batch: Snapshot) -> Iterator[ReadResult]:
         if not batch.ended:  # a stale snapshot (a poll raced the one that saw the end): ask again
             batch = self.status(batch.id)
         url = batch.details.get("results_url")
@@ -67,12 +71,12 @@ class AnthropicTransport(HTTPTransport):
             return
         key = self.ids_key(batch.id)
         has_mapped = bool(self.context.scratch.redis.exists(key))
-        chunk: list[tuple[str, str, bytes]] = []
+        chunk: list[ReadResult] = []
         # The URL Anthropic names, never one built here; ProviderHTTP refuses it unless it is on a trusted origin.
         try:
             with self.http.stream("GET", url) as response:
                 for line in iter_json_lines(response, f"anthropic: results of {batch.id}"):
-                    chunk.append(wire.result_of(line))
+                    chunk.append(wire.read_result(line))
                     if len(chunk) == 500:
                         yield from self._original_ids(key, chunk) if has_mapped else chunk
                         chunk = []
@@ -83,13 +87,13 @@ class AnthropicTransport(HTTPTransport):
             raise
         yield from self._original_ids(key, chunk) if has_mapped else chunk
 
-    def _original_ids(self, key: str, chunk: list[tuple[str, str, bytes]]) -> list[tuple[str, str, bytes]]:
-        sent = [custom_id for custom_id, _, _ in chunk if custom_id.startswith(wire.MAPPED_PREFIX)]
+    def _original_ids(self, key: str, chunk: list[ReadResult]) -> list[ReadResult]:
+        sent = [result[0] for result in chunk if result[0].startswith(wire.MAPPED_PREFIX)]
         if not sent:
             return chunk
         found = cast(list[bytes | None], self.context.scratch.redis.hmget(key, sent))
         back = {s: f.decode() for s, f in zip(sent, found, strict=True) if f is not None}
-        return [(back.get(custom_id, custom_id), status, body) for custom_id, status, body in chunk]
+        return [(back.get(cid, cid), status, body, tokens) for cid, status, body, tokens in chunk]
 
     def unrun(self, batch: Snapshot) -> tuple[str, bytes]:
         """Expired and cancelled as such; otherwise an errored result in Anthropic's own shape."""

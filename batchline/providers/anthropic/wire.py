@@ -17,6 +17,7 @@ import orjson
 from ..._json import dumps
 from ...errors import BatchInputError, MalformedAnswer
 from ...raw import RawRequest
+from ...records import Tokens
 from ..base import UNUSABLE, Encoded, Snapshot, State, count_of, created_snapshot_of
 
 if TYPE_CHECKING:
@@ -134,17 +135,23 @@ def result_of(line: object) -> tuple[str, str, bytes]:
     """A results line as `(custom_id, status, body)`: the `result` object is what `batch_decode` reads.
 
     A line with no string custom_id, or no `result` object, is `UNUSABLE`: stored under no made-up key."""
+    return read_result(line)[:3]
+
+
+def read_result(line: object) -> tuple[str, str, bytes, Tokens | None]:
+    """`result_of`, with a succeeded result's tokens (`usage_of`) read from the line already parsed."""
     if (
         not isinstance(line, dict)
         or not isinstance(line.get("custom_id"), str)
         or not isinstance(line.get("result"), dict)
     ):
-        return UNUSABLE, "no result", b""
+        return UNUSABLE, "no result", b"", None
     result: dict[str, Any] = line["result"]
     kind = str(result.get("type"))
     status = kind if kind in RESULT_STATUSES else "errored"
-    body = dumps(result) if status in ("succeeded", "errored") else b""
-    return line["custom_id"], status, body
+    if status == "succeeded":
+        return line["custom_id"], status, dumps(result), _tokens(result)
+    return line["custom_id"], status, dumps(result) if status == "errored" else b"", None
 
 
 def unrun_error(batch: Snapshot) -> bytes:
@@ -167,10 +174,14 @@ def usage_of(body: bytes) -> tuple[int, int]:
     """`(input, output)` tokens of a stored succeeded body (the line's `result`): its `message.usage`, the input
     counting cache reads and writes as pydantic-ai does; (0, 0) when it has none."""
     try:
-        message = orjson.loads(body).get("message")
-        usage = message.get("usage") if isinstance(message, dict) else None
-    except (orjson.JSONDecodeError, AttributeError):
+        return _tokens(orjson.loads(body))
+    except orjson.JSONDecodeError:
         return 0, 0
+
+
+def _tokens(result: object) -> Tokens:
+    message = result.get("message") if isinstance(result, dict) else None
+    usage = message.get("usage") if isinstance(message, dict) else None
     if not isinstance(usage, dict):
         return 0, 0
     keys = ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")

@@ -12,6 +12,7 @@ from contextlib import suppress
 from typing import Any, ClassVar
 
 from ...errors import MalformedAnswer, ProviderRejected, TransientProviderError
+from ...records import ReadResult
 from .._jsonl import iter_json_lines, spooled
 from ..base import Snapshot, json_answer, path_id
 from ..http import HTTPTransport
@@ -70,6 +71,9 @@ class MistralTransport(HTTPTransport):
         )
 
     def results(self, batch: Snapshot) -> Iterator[tuple[str, str, bytes]]:
+        return (result[:3] for result in self.read_results(batch))
+
+    def read_results(self, batch: Snapshot) -> Iterator[ReadResult]:
         if not batch.ended:  # a stale snapshot (a poll raced the one that saw the end): ask again
             batch = self.status(batch.id)
         for key in ("output_file", "error_file"):
@@ -79,7 +83,7 @@ class MistralTransport(HTTPTransport):
             file_id = path_id(file_id, f"an {key.replace('_', ' ')} id", self.name)
             with self.http.stream("GET", f"{wire.FILES}/{file_id}/content") as response:
                 for line in iter_json_lines(response, f"mistral: file {file_id}"):
-                    yield wire.result_of(line)
+                    yield wire.read_result(line)
 
     def unrun(self, batch: Snapshot) -> tuple[str, bytes]:
         """Timed out and cancelled as such; a failed job gives each request its errors."""

@@ -16,6 +16,7 @@ import orjson
 from ..._json import dumps
 from ...errors import BatchInputError, MalformedAnswer
 from ...raw import RawRequest
+from ...records import Tokens
 from ..base import UNUSABLE, Encoded, Snapshot, State, count_of, created_snapshot_of
 
 DEFAULT_BASE_URL = "https://api.mistral.ai"
@@ -134,18 +135,24 @@ def to_snapshot(job: object) -> Snapshot:
 # -- results ----------------------------------------------------------------------------------------------------------
 def result_of(line: object) -> tuple[str, str, bytes]:
     """An output or error file line as `(custom_id, status, body)`; a line with no string custom_id is `UNUSABLE`."""
+    return read_result(line)[:3]
+
+
+def read_result(line: object) -> tuple[str, str, bytes, Tokens | None]:
+    """`result_of`, with a succeeded body's tokens (`usage_of`) read from the line already parsed."""
     if not isinstance(line, dict) or not isinstance(line.get("custom_id"), str) or not line["custom_id"]:
-        return UNUSABLE, "no custom_id", b""
+        return UNUSABLE, "no custom_id", b"", None
     custom_id: str = line["custom_id"]
     response = line.get("response")
     if isinstance(response, dict):
         code = response.get("status_code")
         if isinstance(code, int) and 200 <= code < 300:
-            return custom_id, "succeeded", dumps(response.get("body"))
-        return custom_id, "errored", dumps({"status_code": code or 500, "body": response.get("body")})
+            body = response.get("body")
+            return custom_id, "succeeded", dumps(body), _tokens(body)
+        return custom_id, "errored", dumps({"status_code": code or 500, "body": response.get("body")}), None
     error = line.get("error")
     body = error if isinstance(error, dict) else {"message": str(error or "Mistral gave no result for this request.")}
-    return custom_id, "errored", orjson.dumps({"status_code": 500, "body": body})
+    return custom_id, "errored", orjson.dumps({"status_code": 500, "body": body}), None
 
 
 def unrun_error(batch: Snapshot) -> bytes:
@@ -172,9 +179,13 @@ def export_line(custom_id: str, status: str, body: bytes) -> bytes:
 def usage_of(body: bytes) -> tuple[int, int]:
     """`(input, output)` tokens of a stored succeeded chat completion; (0, 0) when it has none."""
     try:
-        usage = orjson.loads(body).get("usage")
-    except (orjson.JSONDecodeError, AttributeError):
+        return _tokens(orjson.loads(body))
+    except orjson.JSONDecodeError:
         return 0, 0
+
+
+def _tokens(answer: object) -> Tokens:
+    usage = answer.get("usage") if isinstance(answer, dict) else None
     if not isinstance(usage, dict):
         return 0, 0
     given, made = usage.get("prompt_tokens"), usage.get("completion_tokens")

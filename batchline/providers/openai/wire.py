@@ -16,6 +16,7 @@ import orjson
 from ..._json import dumps
 from ...errors import BatchInputError, MalformedAnswer
 from ...raw import RawRequest
+from ...records import Tokens
 from ..base import UNUSABLE, Encoded, Snapshot, State, as_dict, count_of, created_snapshot_of, vector_of
 
 if TYPE_CHECKING:
@@ -133,21 +134,27 @@ def result_of(line: object) -> tuple[str, str, bytes]:
     """An output or error file line as `(custom_id, status, body)`, the body being what `batch_decode` reads.
 
     A line with no string custom_id is `UNUSABLE`: stored under no made-up key."""
+    return read_result(line)[:3]
+
+
+def read_result(line: object) -> tuple[str, str, bytes, Tokens | None]:
+    """`result_of`, with a succeeded body's tokens (`usage_of`) read from the line already parsed."""
     if not isinstance(line, dict) or not isinstance(line.get("custom_id"), str):
-        return UNUSABLE, "no custom_id", b""
+        return UNUSABLE, "no custom_id", b"", None
     custom_id: str = line["custom_id"]
     response = line.get("response")
     if isinstance(response, dict):
         code = response.get("status_code")
         if isinstance(code, int) and 200 <= code < 300:
-            return custom_id, "succeeded", dumps(response.get("body"))
+            body = response.get("body")
+            return custom_id, "succeeded", dumps(body), _tokens(body)
         # A rejected request: its error is inside `response.body`, and `error` is null.
-        return custom_id, "errored", dumps({"status_code": code or 500, "body": response.get("body")})
+        return custom_id, "errored", dumps({"status_code": code or 500, "body": response.get("body")}), None
     error: dict[str, Any] = line["error"] if isinstance(line.get("error"), dict) else {}
     if unrun := UNRUN.get(str(error.get("code"))):
-        return custom_id, unrun, b""
+        return custom_id, unrun, b"", None
     wrapped = {"error": {"code": error.get("code"), "message": error.get("message")}}
-    return custom_id, "errored", orjson.dumps({"status_code": 500, "body": wrapped})
+    return custom_id, "errored", orjson.dumps({"status_code": 500, "body": wrapped}), None
 
 
 def unrun_error(batch: Snapshot) -> bytes:
@@ -183,9 +190,13 @@ def usage_of(body: bytes) -> tuple[int, int]:
     """`(input, output)` tokens of a stored succeeded body: a Responses (`input_tokens`) or Chat Completions
     (`prompt_tokens`) answer's `usage`; (0, 0) when it has none."""
     try:
-        usage = orjson.loads(body).get("usage")
-    except (orjson.JSONDecodeError, AttributeError):
+        return _tokens(orjson.loads(body))
+    except orjson.JSONDecodeError:
         return 0, 0
+
+
+def _tokens(answer: object) -> Tokens:
+    usage = answer.get("usage") if isinstance(answer, dict) else None
     if not isinstance(usage, dict):
         return 0, 0
     given = usage.get("input_tokens", usage.get("prompt_tokens"))
