@@ -24,6 +24,17 @@ HashValue = str | int | float
 Tokens = tuple[int, int]
 """A result's `(input, output)` tokens."""
 
+MOST_TOKENS = 2**40
+"""More tokens than one request can have. A count above it, below 0 or not a whole number (`true`, `1.5`) is a broken
+or hostile provider's and counts as none: a job's sums then stay inside Redis's 64-bit integers, which a count near
+2**63 would break on every try of the fetch."""
+
+
+def token_count(value: object) -> int:
+    """A provider's token count, or 0 where it is not a plausible one (see `MOST_TOKENS`)."""
+    return value if type(value) is int and 0 <= value <= MOST_TOKENS else 0
+
+
 UsageReader = Callable[[bytes], Tokens]
 """Reads a provider's stored succeeded body: its `(input, output)` tokens."""
 

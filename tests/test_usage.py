@@ -19,6 +19,7 @@ from batchline.cli_tables import status_table, usage_text
 from batchline.costs import cost_of, cost_of_totals, job_cost
 from batchline.emulator import Emulator, HttpFault
 from batchline.providers.anthropic import wire as anthropic_wire
+from batchline.providers.gemini import wire as gemini_wire
 from batchline.providers.mistral import wire as mistral_wire
 from batchline.providers.openai import wire as openai_wire
 from batchline.providers.test import TestProvider
@@ -96,6 +97,43 @@ def test_the_tokens_read_with_a_line_are_those_read_from_its_stored_body(wire: M
     assert [r[:3] for r in read] == [wire.result_of(line) for line in lines]
     assert all(tokens is not None and tokens != (0, 0) for _, _, _, tokens in read)  # the recordings report usage
     assert [tokens for _, _, _, tokens in read] == [wire.usage_of(body) for _, _, body, _ in read]
+
+
+HOSTILE_COUNTS = [True, -5, 1.5, "7", 2**62, None]
+
+
+@pytest.mark.parametrize("bad", HOSTILE_COUNTS)
+def test_a_token_count_that_is_no_count_reads_as_none(bad: object) -> None:
+    """A provider that reports `true`, a negative, a fraction or a count near 2**63 (which would overflow the job's
+    sums in Redis on every try of the fetch) gets 0 for it; its other, plausible counts stand."""
+    bodies = {
+        openai_wire: {"usage": {"prompt_tokens": bad, "completion_tokens": 9}},
+        mistral_wire: {"usage": {"prompt_tokens": bad, "completion_tokens": 9}},
+        anthropic_wire: {"message": {"usage": {"input_tokens": bad, "cache_read_input_tokens": 0, "output_tokens": 9}}},
+        gemini_wire: {"usageMetadata": {"promptTokenCount": bad, "candidatesTokenCount": 9}},
+    }
+    for wire, answer in bodies.items():
+        assert wire.usage_of(orjson.dumps(answer)) == (0, 9), wire.__name__
+    line = {"custom_id": "a", "response": {"status_code": 200, "body": bodies[openai_wire]}}
+    assert openai_wire.read_result(line)[3] == (0, 9)
+
+
+def test_counts_that_would_break_the_jobs_sums_never_reach_redis() -> None:
+    """Before, `true` made redis-py refuse the script's arguments, and two counts of 2**62 overflowed the job's sum:
+    either failed the fetch on every try."""
+    store = Store(fakeredis.FakeRedis(), "u:")
+    store.redis.hset(store.job_key("j"), mapping={"model": "openai:gpt-4o-mini", "total": 4, "created_at": 0})
+    huge = orjson.dumps({"usage": {"prompt_tokens": 2**62, "completion_tokens": 2**62}})
+    truth = orjson.dumps({"usage": {"prompt_tokens": True, "completion_tokens": 3}})
+    for batch in ([("a", huge), ("b", huge)], [("c", huge), ("d", truth)]):
+        results = [(cid, "succeeded", body) for cid, body in batch]
+        assert store.add_results("j", results, usage=openai_wire.usage_of) == 2
+    assert job_usage_of(store, "j") == (0, 3)
+
+
+def job_usage_of(store: Store, job_id: str) -> tuple[int, int]:
+    job = store.load_job(job_id)
+    return job.input_tokens, job.output_tokens
 
 
 def test_an_older_job_record_reads_as_no_usage() -> None:

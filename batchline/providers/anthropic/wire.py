@@ -17,7 +17,7 @@ import orjson
 from ..._json import dumps
 from ...errors import BatchInputError, MalformedAnswer
 from ...raw import RawRequest
-from ...records import Tokens
+from ...records import Tokens, token_count
 from ..base import UNUSABLE, Encoded, Snapshot, State, count_of, created_snapshot_of
 
 if TYPE_CHECKING:
@@ -185,6 +185,4 @@ def _tokens(result: object) -> Tokens:
     if not isinstance(usage, dict):
         return 0, 0
     keys = ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
-    given = sum(value for key in keys if isinstance(value := usage.get(key), int))
-    made = usage.get("output_tokens")
-    return given, (made if isinstance(made, int) else 0)
+    return sum(token_count(usage.get(key)) for key in keys), token_count(usage.get("output_tokens"))

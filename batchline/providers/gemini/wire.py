@@ -16,6 +16,7 @@ import orjson
 
 from ..._json import dumps
 from ...errors import MalformedAnswer
+from ...records import token_count
 from ..base import UNUSABLE, Snapshot, State, as_dict, vector_of
 
 log = logging.getLogger("batchline.gemini")
@@ -298,10 +299,8 @@ def usage_of(body: bytes) -> tuple[int, int]:
         return embedding_tokens(answer), 0
     if not isinstance(usage, dict):
         return 0, 0
-    given = usage.get("promptTokenCount")
-    counts = (usage.get("candidatesTokenCount"), usage.get("thoughtsTokenCount"))
-    made = sum(value for value in counts if isinstance(value, int))
-    return (given if isinstance(given, int) else 0), made
+    made = token_count(usage.get("candidatesTokenCount")) + token_count(usage.get("thoughtsTokenCount"))
+    return token_count(usage.get("promptTokenCount")), made
 
 
 def embedding_of(body: bytes) -> list[float] | None:
@@ -319,6 +318,6 @@ def embedding_tokens(answer: Mapping[str, Any]) -> int:
     for value in (answer.get("tokenCount"), as_dict(answer.get("usageMetadata")).get("promptTokenCount")):
         if isinstance(value, str) and value.isdigit():
             value = int(value)
-        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-            return value
+        if token_count(value) > 0:
+            return token_count(value)
     return 0

@@ -16,7 +16,7 @@ import orjson
 from ..._json import dumps
 from ...errors import BatchInputError, MalformedAnswer
 from ...raw import RawRequest
-from ...records import Tokens
+from ...records import Tokens, token_count
 from ..base import UNUSABLE, Encoded, Snapshot, State, count_of, created_snapshot_of
 
 DEFAULT_BASE_URL = "https://api.mistral.ai"
@@ -189,4 +189,4 @@ def _tokens(answer: object) -> Tokens:
     if not isinstance(usage, dict):
         return 0, 0
     given, made = usage.get("prompt_tokens"), usage.get("completion_tokens")
-    return (given if isinstance(given, int) else 0), (made if isinstance(made, int) else 0)
+    return token_count(given), token_count(made)

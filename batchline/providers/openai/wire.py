@@ -16,7 +16,7 @@ import orjson
 from ..._json import dumps
 from ...errors import BatchInputError, MalformedAnswer
 from ...raw import RawRequest
-from ...records import Tokens
+from ...records import Tokens, token_count
 from ..base import UNUSABLE, Encoded, Snapshot, State, as_dict, count_of, created_snapshot_of, vector_of
 
 if TYPE_CHECKING:
@@ -201,7 +201,7 @@ def _tokens(answer: object) -> Tokens:
         return 0, 0
     given = usage.get("input_tokens", usage.get("prompt_tokens"))
     made = usage.get("output_tokens", usage.get("completion_tokens"))
-    return (given if isinstance(given, int) else 0), (made if isinstance(made, int) else 0)
+    return token_count(given), token_count(made)
 
 
 def embedding_of(body: bytes) -> list[float] | None:
