@@ -47,7 +47,7 @@ def fetch(runtime: Runtime, job_id: str, n: int, progress: Callable[[int, int], 
             tally = tally_for(runtime, provider.name)  # token usage for the span, with instrumentation on
             results = final(screen(provider.read_results(snapshot)))
             results = tally(results) if tally else results
-            reader = tally.read if tally else usage_reader(provider.name)  # each body's usage read once
+            reader = None if tally else usage_reader(provider.name)  # the tally gives each result its tokens
             stored = store.add_results(job_id, results, progress=report, usage=reader)
             record_fetch(runtime, job, tally)
             log.info("job %s part %d: stored %d results", job_id, n, stored)

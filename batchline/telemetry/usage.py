@@ -5,15 +5,16 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Iterator
 
-from ..records import ReadResult, UsageReader
+from ..records import ReadResult, UsageReader, tokens_of
 
 
 class Tally:
     """Counts a part's results on their way to the store, and the token usage of the succeeded ones.
 
-    The tokens an adapter read with the line pass by here; the store reads any other succeeded body's once (`read`,
-    given to `Store.add_results` as its reader). The tally keeps each `(input, output)` pair, so a price that changes
-    with a request's size (a long-context tier) is applied per request, as the provider bills it."""
+    Each succeeded result leaves with its tokens (`records.tokens_of`: those its adapter read with the line, else what
+    the provider's reader reads from its body), so the store reads no body again. The tally keeps each `(input,
+    output)` pair, so a price that changes with a request's size (a long-context tier) is applied per request, as the
+    provider bills it."""
 
     def __init__(self, reader: UsageReader | None) -> None:
         self.reader = reader
@@ -23,15 +24,11 @@ class Tally:
     def __call__(self, results: Iterable[ReadResult]) -> Iterator[ReadResult]:
         for result in results:
             self.results += 1
-            if result[3] is not None and result[1] == "succeeded":  # the store takes these tokens, not `read`'s
-                self.pairs[result[3]] += 1
+            if result[1] == "succeeded":
+                tokens = tokens_of(result, self.reader)
+                self.pairs[tokens] += 1
+                result = (*result[:3], tokens)
             yield result
-
-    def read(self, body: bytes) -> tuple[int, int]:
-        """A succeeded body's usage, by the provider's reader, counted here too."""
-        pair = self.reader(body) if self.reader is not None else (0, 0)
-        self.pairs[pair] += 1
-        return pair
 
     @property
     def input_tokens(self) -> int:
