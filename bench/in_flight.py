@@ -22,7 +22,7 @@ from typing import Any
 from .common import MODEL_STRING, PROMPT, RESULTS, EmulatorProcess
 from .harness import Bench
 from .run import machine
-from .worker import CONCURRENCY, Worker, _app, _apply_env, _part_polls, _polls
+from .worker import CONCURRENCY, Worker, _app, _apply_env, _part_polls, poll_window
 
 
 def in_flight(jobs: int, window: float, max_interval: float) -> dict[str, Any]:
@@ -56,13 +56,7 @@ def in_flight(jobs: int, window: float, max_interval: float) -> dict[str, Any]:
             raise RuntimeError(f"{unpolled} of {jobs} jobs were never polled")
         first_polls_s = time.monotonic() - started
         time.sleep(max_interval)  # every job past its first few polls: the steady state
-        polled0 = _part_polls(store, ids)
-        calls0, cpu0 = _polls(emulator), worker.cpu_seconds()
-        start = time.monotonic()
-        time.sleep(window)
-        elapsed = time.monotonic() - start
-        polls, cpu = _polls(emulator) - calls0, worker.cpu_seconds() - cpu0
-        polled1 = _part_polls(store, ids)
+        polled = poll_window(store, ids, emulator, worker, window)
         rss = worker.rss_mb()
         inspect = app.control.inspect(timeout=2.0)
         held = sum(len(v) for v in (inspect.scheduled() or {}).values())
@@ -77,12 +71,7 @@ def in_flight(jobs: int, window: float, max_interval: float) -> dict[str, Any]:
         "jobs": jobs,
         "create_s": created_s,
         "all_polled_after_s": first_polls_s,
-        "window_s": elapsed,
-        "polls": polls,
-        "polls_per_s": polls / elapsed,
-        "worker_cpu_s": cpu,
-        "cpu_ms_per_poll": 1000 * cpu / polls if polls else None,
-        "jobs_polled_in_window": sum(1 for a, b in zip(polled0, polled1, strict=True) if b > a),
+        **polled,
         "worker_rss_idle_mb": rss_idle,
         "worker_rss_mb": rss,
         "messages_held": held,

@@ -177,14 +177,7 @@ def poll_scale(bench: Bench, jobs: int, window: float) -> dict[str, Any]:
             raise RuntimeError(f"only {submitted} of {jobs} jobs were submitted")
         time.sleep(3.0)  # the first polls (after about a second) are under way
         # Window 1: CPU per poll, with nothing else asking the worker anything.
-        polled0 = _part_polls(store, ids)
-        calls0, cpu0 = _polls(emulator), worker.cpu_seconds()
-        start = time.monotonic()
-        time.sleep(window)
-        elapsed = time.monotonic() - start
-        polls, cpu = _polls(emulator) - calls0, worker.cpu_seconds() - cpu0
-        polled1 = _part_polls(store, ids)
-        jobs_polled = sum(1 for a, b in zip(polled0, polled1, strict=True) if b > a)
+        polled = poll_window(store, ids, emulator, worker, window)
         rss = worker.rss_mb()
         # Window 2: what the worker's slots do while the jobs wait (`inspect` itself costs the worker CPU).
         active: list[int] = []
@@ -200,13 +193,8 @@ def poll_scale(bench: Bench, jobs: int, window: float) -> dict[str, Any]:
         emulator.stop()
     return {
         "jobs": jobs,
-        "window_s": elapsed,
-        "polls": polls,
-        "polls_per_s": polls / elapsed,
-        "worker_cpu_s": cpu,
-        "cpu_ms_per_poll": 1000 * cpu / polls if polls else None,
+        **polled,
         "concurrency": CONCURRENCY,
-        "jobs_polled_in_window": jobs_polled,
         "active_samples": active,
         "mean_active": sum(active) / len(active),
         "max_active": max(active),
@@ -214,6 +202,25 @@ def poll_scale(bench: Bench, jobs: int, window: float) -> dict[str, Any]:
         "mean_free_slots": CONCURRENCY - sum(active) / len(active),
         "scheduled_waiting_median": sorted(scheduled)[len(scheduled) // 2],
         "worker_rss_mb": rss,
+    }
+
+
+def poll_window(store: Any, ids: list[str], emulator: EmulatorProcess, worker: Worker, window: float) -> dict[str, Any]:
+    """Polls the emulator answered, the worker's CPU and the jobs polled during `window` seconds."""
+    polled0 = _part_polls(store, ids)
+    calls0, cpu0 = _polls(emulator), worker.cpu_seconds()
+    start = time.monotonic()
+    time.sleep(window)
+    elapsed = time.monotonic() - start
+    polls, cpu = _polls(emulator) - calls0, worker.cpu_seconds() - cpu0
+    polled1 = _part_polls(store, ids)
+    return {
+        "window_s": elapsed,
+        "polls": polls,
+        "polls_per_s": polls / elapsed,
+        "worker_cpu_s": cpu,
+        "cpu_ms_per_poll": 1000 * cpu / polls if polls else None,
+        "jobs_polled_in_window": sum(1 for a, b in zip(polled0, polled1, strict=True) if b > a),
     }
 
 
