@@ -80,7 +80,7 @@ def main() -> None:
     repeat = options.repeat or (1 if options.quick else 3)
     only = {s for s in options.only.split(",") if s}
     bench = Bench(options.quick, repeat)
-    sizes = (
+    sizes: dict[str, Any] = (
         {
             "main": 5_000,
             "memory": [1_000, 5_000, 20_000],

@@ -84,7 +84,7 @@ def ingest_floor(args: dict[str, Any]) -> dict[str, Any]:
     count = 0
     with Clock() as clock, open(args["path"], "rb") as file:
         pipe = client.pipeline(transaction=False)
-        mapping: dict[str, bytes] = {}
+        mapping: dict[Any, bytes] = {}  # redis-py's hset wants its own (invariant) key type
         for line in file:
             value = orjson.loads(line)
             mapping[value["custom_id"]] = orjson.dumps(value["response"]["body"])
@@ -152,7 +152,7 @@ def read(args: dict[str, Any]) -> dict[str, Any]:
     stored = [r for r in runtime.store.results(job_id, ids) if r is not None]
     ours_first = args.get("ours_first", True)
     model = codec_model(MODEL)
-    inputs = [BatchResult(custom_id=r.custom_id, status=r.status, body=r.body.decode()) for r in stored]  # type: ignore[arg-type]
+    inputs = [BatchResult(custom_id=r.custom_id, status=r.status, body=r.body.decode()) for r in stored]
 
     def pydantic_decode() -> tuple[list[Any], float, float]:
         start, cpu = time.perf_counter(), time.process_time()
@@ -186,11 +186,14 @@ def _requests(count: int) -> list[tuple[str, list[Any]]]:
 def submit_batchline(args: dict[str, Any]) -> dict[str, Any]:
     """`batch_create_sync` (encode, store) and the `batchline.submit` step (spool, upload, create), in one process."""
     from batchline import batch_create_sync, pipeline
-    from batchline.api import _runtime as api_runtime
+    from batchline.caller import caller_runtime
+    from batchline.providers.http import HTTPTransport
 
     requests = _requests(args["count"])
-    _, runtime = api_runtime()
-    runtime.provider(MODEL_STRING).http  # noqa: B018  (the worker's client exists before its first submit)
+    _, runtime = caller_runtime()
+    provider = runtime.provider(MODEL_STRING)
+    assert isinstance(provider, HTTPTransport)
+    provider.http  # noqa: B018  (the worker's client exists before its first submit)
     with Clock() as clock:
         batch = batch_create_sync(MODEL_STRING, requests, submit_wait=0)
         created = time.perf_counter() - clock.wall0
