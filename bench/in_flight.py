@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from pathlib import Path
 from typing import Any
 
 from .common import MODEL_STRING, PROMPT, RESULTS, EmulatorProcess
@@ -85,25 +86,28 @@ def main() -> None:
     parser.add_argument("--jobs", default="1000,10000", help="comma-separated job counts")
     parser.add_argument("--window", type=float, default=40.0, help="seconds of measuring per count")
     parser.add_argument("--max-poll-interval", type=float, default=30.0)
+    parser.add_argument("--out", type=Path, default=RESULTS / "in_flight.json")
     options = parser.parse_args()
     rows = [in_flight(int(n), options.window, options.max_poll_interval) for n in options.jobs.split(",")]
     print(json.dumps({"machine": machine()}, indent=1))
     print("| jobs | polls/s | CPU ms/poll | jobs polled in window | worker RSS MB (idle) | messages held | due set |")
     print("|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
+        per_poll = "-" if r["cpu_ms_per_poll"] is None else f"{r['cpu_ms_per_poll']:.2f}"  # no poll in the window
         print(
-            f"| {r['jobs']:,} | {r['polls_per_s']:.0f} | {r['cpu_ms_per_poll']:.2f} | {r['jobs_polled_in_window']:,} | "
+            f"| {r['jobs']:,} | {r['polls_per_s']:.0f} | {per_poll} | {r['jobs_polled_in_window']:,} | "
             f"{r['worker_rss_mb']:.0f} ({r['worker_rss_idle_mb']:.0f}) | {r['messages_held']} | "
             f"{r['parts_in_due_set'] if r['parts_in_due_set'] is not None else '-'} |"
         )
     first, last = rows[0], rows[-1]
-    print(
-        f"{last['jobs']:,} vs {first['jobs']:,} jobs: "
-        f"worker RSS x{last['worker_rss_mb'] / first['worker_rss_mb']:.2f}, "
-        f"CPU per poll x{last['cpu_ms_per_poll'] / first['cpu_ms_per_poll']:.2f}"
+    growth = (
+        f"{last['jobs']:,} vs {first['jobs']:,} jobs: worker RSS x{last['worker_rss_mb'] / first['worker_rss_mb']:.2f}"
     )
-    out = RESULTS / "in_flight.json"
-    out.write_text(json.dumps({"machine": machine(), "rows": rows}, indent=1))
+    if first["cpu_ms_per_poll"] and last["cpu_ms_per_poll"]:
+        growth += f", CPU per poll x{last['cpu_ms_per_poll'] / first['cpu_ms_per_poll']:.2f}"
+    print(growth)
+    options.out.parent.mkdir(parents=True, exist_ok=True)
+    options.out.write_text(json.dumps({"machine": machine(), "rows": rows}, indent=1))
 
 
 if __name__ == "__main__":

@@ -109,6 +109,7 @@ def run(count: int) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.scale", description=__doc__.split("\n\n")[0])
     parser.add_argument("--counts", default="100000,1000000", help="comma-separated request counts")
+    parser.add_argument("--out", type=Path, default=RESULTS / "scale.json")
     options = parser.parse_args()
     rows = [run(int(n)) for n in options.counts.split(",")]
     print(json.dumps({"machine": machine()}, indent=1))
@@ -133,7 +134,8 @@ def main() -> None:
             f"{max(last['worker_peak_rss_mb']) / max(first['worker_peak_rss_mb']):.2f}, stored bytes per result x"
             f"{last['results_hash_bytes_per_result'] / first['results_hash_bytes_per_result']:.2f}"
         )
-    (RESULTS / "scale.json").write_text(json.dumps({"machine": machine(), "rows": rows}, indent=1))
+    options.out.parent.mkdir(parents=True, exist_ok=True)
+    options.out.write_text(json.dumps({"machine": machine(), "rows": rows}, indent=1))
 
 
 if __name__ == "__main__":
