@@ -50,7 +50,7 @@ def recorded_bodies() -> Iterator[bytes]:
     yield from (gemini.result_line(line)[2] for line in lines("gemini/vertex_batch_prediction_output.jsonl"))
     operation = orjson.loads((RECORDED / "gemini" / "batch_succeeded_inlined.json").read_bytes())
     items = gemini.inline_responses(operation) or []
-    yield from (body for _, _, body in gemini.inline_results(items, None, by_index=True))
+    yield from (result[2] for result in gemini.inline_results(items, None, by_index=True))
 
 
 def responses_body() -> bytes:

@@ -24,7 +24,7 @@ from batchline.errors import BrokenDownload, HostileAnswer, MalformedAnswer, Pro
 from batchline.pipeline import POISON_ATTEMPTS, Next, Screen
 from batchline.providers.base import Snapshot
 from batchline.providers.test import FLAKY_MARKER, TestProvider
-from batchline.records import JobRecord, PartRecord, PartState
+from batchline.records import JobRecord, PartRecord, PartState, ReadResult
 from batchline.runtime import Runtime
 from batchline.store import Store
 from batchline.types import BatchStatus
@@ -123,7 +123,7 @@ def calls(runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
     """How often each of the `test` provider's transport calls ran."""
     counted: dict[str, int] = {}
     provider = runtime.provider("test")
-    for name in ("create", "status", "cancel", "results"):
+    for name in ("create", "status", "cancel", "read_results"):
         original = getattr(provider, name)
 
         def counting(*args: Any, _name: str = name, _original: Any = original) -> Any:
@@ -384,7 +384,7 @@ def test_a_fetch_of_a_part_still_running_stores_nothing(runtime: Runtime, calls:
     submitted(runtime, job_id)
     assert pipeline.fetch(runtime, job_id, 0) == []
     assert results_stored(runtime, job_id) == 0
-    assert "results" not in calls
+    assert "read_results" not in calls
     assert part_field(runtime, job_id, 0, "state") == PartState.SUBMITTED
 
 
@@ -394,14 +394,14 @@ def test_fetch_leaves_out_lines_that_are_not_the_parts_and_counts_them(
     job_id = ended_job(runtime)
     ok = orjson.dumps({"ok": True})
 
-    def odd_results(batch: Snapshot) -> Iterator[tuple[str, str, bytes]]:
-        yield "r0", "succeeded", ok
-        yield "r0", "succeeded", b'{"again": true}'  # repeated
-        yield "stranger", "succeeded", ok  # not the part's
-        yield "", "succeeded", ok  # no usable custom_id
-        yield "r1", "no-such-status", ok  # unknown status
+    def odd_results(batch: Snapshot) -> Iterator[ReadResult]:
+        yield "r0", "succeeded", ok, None
+        yield "r0", "succeeded", b'{"again": true}', None  # repeated
+        yield "stranger", "succeeded", ok, None  # not the part's
+        yield "", "succeeded", ok, None  # no usable custom_id
+        yield "r1", "no-such-status", ok, None  # unknown status
 
-    monkeypatch.setattr(runtime.provider("test"), "results", odd_results)
+    monkeypatch.setattr(runtime.provider("test"), "read_results", odd_results)
     assert pipeline.fetch(runtime, job_id, 0) == [Next("deliver")]
     assert job_field(runtime, job_id, "anomalies") == 4
     assert part_field(runtime, job_id, 0, "anomalies") == 4
@@ -418,14 +418,14 @@ def test_a_download_that_breaks_off_is_stored_as_far_as_it_went_and_ends_the_par
 ) -> None:
     job_id = ended_job(runtime)
     provider = runtime.provider("test")
-    whole = provider.results
+    whole = provider.read_results
 
-    def broken(batch: Snapshot) -> Iterator[tuple[str, str, bytes]]:
+    def broken(batch: Snapshot) -> Iterator[ReadResult]:
         results = whole(batch)
         yield next(results)
         raise BrokenDownload("test: the connection closed")
 
-    monkeypatch.setattr(provider, "results", broken)
+    monkeypatch.setattr(provider, "read_results", broken)
     for _ in range(POISON_ATTEMPTS - 1):
         with pytest.raises(BrokenDownload):
             pipeline.fetch(runtime, job_id, 0)
@@ -443,13 +443,13 @@ def test_a_download_that_breaks_off_after_its_last_result_is_not_poison(
 ) -> None:
     job_id = ended_job(runtime)
     provider = runtime.provider("test")
-    whole = provider.results
+    whole = provider.read_results
 
-    def lying_length(batch: Snapshot) -> Iterator[tuple[str, str, bytes]]:
+    def lying_length(batch: Snapshot) -> Iterator[ReadResult]:
         yield from whole(batch)
         raise BrokenDownload("test: Content-Length promised more")
 
-    monkeypatch.setattr(provider, "results", lying_length)
+    monkeypatch.setattr(provider, "read_results", lying_length)
     assert pipeline.fetch(runtime, job_id, 0) == [Next("deliver")]
     assert job_field(runtime, job_id, "succeeded") == 3
     assert part_field(runtime, job_id, 0, "provider_state") == "completed"

@@ -86,12 +86,12 @@ def test_a_succeeded_inline_batch_is_completed_and_its_responses_are_matched_by_
     items = wire.inline_responses(SUCCEEDED)
     assert items is not None and all("metadata" not in item for item in items)  # no key: the order is the link
     results = list(wire.inline_results(items, ["fr", "jp", "br"]))
-    assert [(cid, status) for cid, status, _ in results] == [
+    assert [(cid, status) for cid, status, _, _ in results] == [
         ("fr", "succeeded"),
         ("jp", "succeeded"),
         ("br", "succeeded"),
     ]
-    texts = [json.loads(body)["candidates"][0]["content"]["parts"][0]["text"] for _, _, body in results]
+    texts = [json.loads(body)["candidates"][0]["content"]["parts"][0]["text"] for _, _, body, _ in results]
     assert texts == CAPITALS
 
 
@@ -110,9 +110,11 @@ def test_the_adapter_reads_the_recorded_inline_batch_through_its_stored_order(ad
     assert [r.text for r in responses] == CAPITALS
     assert [r.model_name for r in responses] == ["gemini-2.5-flash-lite"] * 3
     assert [(r.usage.input_tokens, r.usage.output_tokens) for r in responses] == [(8, 8), (8, 8), (8, 9)]
-    # The tracing's usage reader, on the raw bodies, counts what pydantic-ai's decode counts.
+    # The tracing's usage reader, on the raw bodies, counts what pydantic-ai's decode counts, and so do the tokens
+    # the adapter reads with each response, which the fetch stores without parsing the body again.
     assert [wire.usage_of(body) for _, _, body in results] == [(8, 8), (8, 8), (8, 9)]
-    assert asked == [f"/v1beta/{name}"] * 2
+    assert [tokens for *_, tokens in adapter.read_results(snapshot)] == [(8, 8), (8, 8), (8, 9)]
+    assert asked == [f"/v1beta/{name}"] * 3
 
 
 def test_an_inline_batch_whose_order_is_lost_is_never_guessed(adapter: GeminiProvider) -> None:
@@ -144,7 +146,11 @@ def test_succeeded_with_every_request_failed_is_reported_as_failed() -> None:
     )
     assert snapshot.error is not None and "every one of its 3 requests failed" in snapshot.error
     results = list(wire.inline_results(wire.inline_responses(operation) or [], ["a", "b", "c"]))
-    assert [(cid, status) for cid, status, _ in results] == [("a", "errored"), ("b", "errored"), ("c", "errored")]
+    assert [(cid, status, tokens) for cid, status, _, tokens in results] == [
+        ("a", "errored", None),
+        ("b", "errored", None),
+        ("c", "errored", None),
+    ]
 
 
 @pytest.mark.parametrize(
@@ -176,7 +182,7 @@ def test_a_failed_batch_carries_its_operation_error() -> None:
 
 def test_recorded_result_lines_out_of_order_are_matched_by_their_own_ids(adapter: GeminiProvider) -> None:
     lines = [wire.result_line(line) for line in VERTEX_LINES.splitlines()]
-    assert [(cid, status) for cid, status, _ in filter(None, lines)] == [
+    assert [(cid, status) for cid, status, _, _ in lines] == [
         ("2", "succeeded"),
         ("1", "succeeded"),
         ("0", "succeeded"),

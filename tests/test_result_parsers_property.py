@@ -147,14 +147,14 @@ def test_a_parsed_line_is_a_result_or_unusable(line: Any) -> None:
 
 @given(line=lines)
 def test_a_gemini_file_line_is_a_result_or_unusable(line: bytes) -> None:
-    custom_id, status, _ = wire.result_line(line)
+    custom_id, status, _, _ = wire.result_line(line)
     assert custom_id == UNUSABLE or (isinstance(custom_id, str) and status in RESULT_TAGS)
 
 
 @given(items=st.lists(json_values | result_objects(), max_size=6), known=st.booleans())
 def test_inline_responses_are_matched_only_to_ids_sent(items: list[Any], known: bool) -> None:
     sent = OWNED[: len(items)] if known else None
-    for custom_id, _, _ in wire.inline_results(items, sent):
+    for custom_id, *_ in wire.inline_results(items, sent):
         assert custom_id == UNUSABLE or custom_id in (sent or [])
 
 

@@ -154,7 +154,7 @@ def test_usage_is_counted_once_across_a_fetch_killed_and_run_again(
     runtime = make_runtime()
     monkeypatch.setattr(pipeline.fetching, "usage_reader", lambda name: fake_usage)
     job_id = ended_job(runtime, count=5)
-    original_results, original_add = TestProvider.results, Store.add_results
+    original_results, original_add = TestProvider.read_results, Store.add_results
 
     def dying_results(self: TestProvider, batch: object) -> object:
         for n, result in enumerate(original_results(self, batch)):  # type: ignore[arg-type]
@@ -165,14 +165,14 @@ def test_usage_is_counted_once_across_a_fetch_killed_and_run_again(
     def small_chunks(self: Store, *args: object, **kwargs: object) -> int:
         return original_add(self, *args, **{**kwargs, "chunk": 2})  # type: ignore[arg-type]
 
-    monkeypatch.setattr(TestProvider, "results", dying_results)
+    monkeypatch.setattr(TestProvider, "read_results", dying_results)
     monkeypatch.setattr(Store, "add_results", small_chunks)
     with pytest.raises(Killed):
         pipeline.fetch(runtime, job_id, 0)
     assert runtime.store.result_count(job_id) == 2  # the first chunk was stored, and counted, before it died
     assert job_usage(runtime, job_id) == expected_usage(runtime, job_id, 5) != (0, 0)
 
-    monkeypatch.setattr(TestProvider, "results", original_results)
+    monkeypatch.setattr(TestProvider, "read_results", original_results)
     pipeline.fetch(runtime, job_id, 0)  # redelivered: reads every result again
     assert runtime.store.result_count(job_id) == 5
     usage = job_usage(runtime, job_id)

@@ -214,8 +214,11 @@ class TransportBase(Adapter, abc.ABC):
     def status(self, batch_id: str) -> Snapshot: ...
 
     @abc.abstractmethod
-    def results(self, batch: Snapshot) -> Iterator[tuple[str, str, bytes]]:
-        """Every result of an ended batch as `(custom_id, status, body)`, streamed, in any order.
+    def read_results(self, batch: Snapshot) -> Iterator[ReadResult]:
+        """Every result of an ended batch as `(custom_id, status, body, tokens)`, streamed, in any order.
+
+        `tokens` are a succeeded result's `(input, output)` tokens read from the line already parsed, so the fetch
+        does not parse the body again for them; None leaves that to the store (`costs.usage_reader`).
 
         `status` is pydantic-ai's `BatchResultStatus`. Requests the batch never ran may be left out: the pipeline gives
         them an `expired`, `canceled` or `errored` result from the batch's own state.
@@ -229,9 +232,9 @@ class TransportBase(Adapter, abc.ABC):
         worker's own key, once the worker trusts it."""
         raise NotImplementedError(f"The {self.name} adapter serves no endpoint of a job's own.")
 
-    def read_results(self, batch: Snapshot) -> Iterator[ReadResult]:
-        """`results` with the tokens an adapter read from each line (None: the store parses the body for them)."""
-        return ((custom_id, status, body, None) for custom_id, status, body in self.results(batch))
+    def results(self, batch: Snapshot) -> Iterator[tuple[str, str, bytes]]:
+        """`read_results` without the tokens: `(custom_id, status, body)`."""
+        return (result[:3] for result in self.read_results(batch))
 
     def cleanup(self, batch: Snapshot) -> None:
         """Called once a batch's results are safely stored: delete what the provider keeps (files) if configured."""

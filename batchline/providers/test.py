@@ -28,7 +28,7 @@ from pydantic_ai.models.batch import BatchRequest
 from pydantic_ai.models.test import TestModel
 
 from ..errors import ProviderRejected
-from ..records import StoredResult
+from ..records import ReadResult, StoredResult
 from .base import SCRATCH_CHUNK, Encoded, Provider, Snapshot
 
 _RESPONSE = TypeAdapter(ModelResponse)
@@ -128,7 +128,7 @@ class TestProvider(Provider):
         batch_id = cast(bytes | None, scratch.redis.hget(scratch.key("index"), f"{job_id}:{part}"))
         return None if batch_id is None else self.status(batch_id.decode())
 
-    def results(self, batch: Snapshot) -> Iterator[tuple[str, str, bytes]]:
+    def read_results(self, batch: Snapshot) -> Iterator[ReadResult]:
         if batch.state != "completed":
             return  # a cancelled test batch ran nothing
         loop = asyncio.new_event_loop()
@@ -142,7 +142,7 @@ class TestProvider(Provider):
                 for i in range(0, len(raw), 2):
                     custom_id = raw[i].decode()
                     time.sleep(self.context.settings.test_result_seconds)  # a slow download, when asked for
-                    yield (custom_id, *self._answer(loop, batch.id, custom_id, orjson.loads(raw[i + 1])))
+                    yield (custom_id, *self._answer(loop, batch.id, custom_id, orjson.loads(raw[i + 1])), None)
                 if len(raw) < 2 * SCRATCH_CHUNK:
                     return
                 start += 2 * SCRATCH_CHUNK

@@ -23,6 +23,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any, ClassVar, cast
 
 from ...errors import ProviderRejected, TransientProviderError
+from ...records import ReadResult
 from ..base import SCRATCH_CHUNK, ProviderContext, Snapshot, TransportBase, as_dict
 from ..endpoints import Endpoint
 from . import wire
@@ -136,7 +137,7 @@ class GeminiTransport(TransportBase):
                 return self._snapshot(operation)
         return None
 
-    def results(self, batch: Snapshot) -> Iterator[tuple[str, str, bytes]]:
+    def read_results(self, batch: Snapshot) -> Iterator[ReadResult]:
         operation = self.api.get_batch(wire.batch_name(batch.id))
         file_name = wire.responses_file(operation)
         if file_name is not None:

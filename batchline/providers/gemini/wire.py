@@ -16,7 +16,7 @@ import orjson
 
 from ..._json import dumps
 from ...errors import MalformedAnswer
-from ...records import token_count
+from ...records import ReadResult, Tokens, token_count
 from ..base import UNUSABLE, Snapshot, State, as_dict, vector_of
 
 log = logging.getLogger("batchline.gemini")
@@ -211,38 +211,38 @@ def snapshot_of(operation: Mapping[str, Any], known_total: int = 0) -> Snapshot:
 
 
 # -- results ----------------------------------------------------------------------------------------------------------
-def outcome(item: Mapping[str, Any]) -> tuple[str, bytes] | None:
-    """`(status, body)` of one result: the response, or the error it failed with. None when it holds neither."""
+def outcome(item: Mapping[str, Any]) -> tuple[str, bytes, Tokens | None] | None:
+    """`(status, body, tokens)` of one result: the response and its tokens, or the error it failed with. None when it
+    holds neither."""
     if isinstance(item.get("error"), dict):
-        return "errored", dumps(item["error"])
+        return "errored", dumps(item["error"]), None
     status = item.get("status")
     if isinstance(status, str) and status:  # Vertex AI's output names a failure in `status`
-        return "errored", dumps({"code": 2, "message": status})
-    if isinstance(item.get("response"), dict):
-        return "succeeded", dumps(item["response"])
+        return "errored", dumps({"code": 2, "message": status}), None
+    response = item.get("response")
+    if isinstance(response, dict):
+        return "succeeded", dumps(response), answer_tokens(response)
     return None
 
 
-def result_line(line: bytes) -> tuple[str, str, bytes]:
-    """`(custom_id, status, body)` of a results-file line; `UNUSABLE` for a line that is not one (logged, never
-    shown): not JSON, or without a string key and a response or error. A numeric key is not a custom_id."""
+def result_line(line: bytes) -> ReadResult:
+    """`(custom_id, status, body, tokens)` of a results-file line; `UNUSABLE` for a line that is not one (logged,
+    never shown): not JSON, or without a string key and a response or error. A numeric key is not a custom_id."""
     try:
         item = orjson.loads(line)
     except orjson.JSONDecodeError:
         log.error("gemini: a results-file line is not JSON (%d bytes); its request gets no result from it", len(line))
-        return UNUSABLE, "not JSON", b""
+        return UNUSABLE, "not JSON", b"", None
     key = item.get("key", item.get("custom_id")) if isinstance(item, dict) else None
     found = outcome(item) if isinstance(item, dict) else None
     if not isinstance(key, str) or found is None:
         log.error("gemini: a results-file line has no key, response or error; it is skipped")
-        return UNUSABLE, "no key, response or error", b""
+        return UNUSABLE, "no key, response or error", b"", None
     return (key, *found)
 
 
-def inline_results(
-    items: Sequence[Any], ids: Sequence[str] | None, *, by_index: bool = False
-) -> Iterator[tuple[str, str, bytes]]:
-    """`(custom_id, status, body)` of inline responses.
+def inline_results(items: Sequence[Any], ids: Sequence[str] | None, *, by_index: bool = False) -> Iterator[ReadResult]:
+    """`(custom_id, status, body, tokens)` of inline responses.
 
     `ids` are the custom_ids in the order they were sent. A response that echoes its key is matched by it; the rest by
     position, which is only sound when every request has its response: with fewer, those are left out, and the
@@ -258,7 +258,7 @@ def inline_results(
         key = as_dict(item.get("metadata") if isinstance(item, dict) else None).get("key")
         if found is None:
             skipped += 1
-            yield UNUSABLE, "no response or error", b""
+            yield UNUSABLE, "no response or error", b"", None
         elif isinstance(key, str) and (known is None or key in known):
             yield (key, *found)
         elif by_position:
@@ -268,7 +268,7 @@ def inline_results(
             yield (str(index), *found)
         else:
             skipped += 1
-            yield UNUSABLE, "not matched to a request", b""
+            yield UNUSABLE, "not matched to a request", b"", None
     if skipped:
         log.warning("gemini: %d inline responses could not be matched to a request and were left out", skipped)
 
@@ -292,11 +292,16 @@ def usage_of(body: bytes) -> tuple[int, int]:
     counting thinking tokens as pydantic-ai does, or an embedding's input tokens; (0, 0) when it has none."""
     try:
         answer = orjson.loads(body)
-        usage = answer.get("usageMetadata")
-    except (orjson.JSONDecodeError, AttributeError):
+    except orjson.JSONDecodeError:
         return 0, 0
+    return answer_tokens(answer) if isinstance(answer, dict) else (0, 0)
+
+
+def answer_tokens(answer: Mapping[str, Any]) -> Tokens:
+    """`usage_of` of a response already parsed."""
     if "embedding" in answer:
         return embedding_tokens(answer), 0
+    usage = answer.get("usageMetadata")
     if not isinstance(usage, dict):
         return 0, 0
     made = token_count(usage.get("candidatesTokenCount")) + token_count(usage.get("thoughtsTokenCount"))

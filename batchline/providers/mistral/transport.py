@@ -70,9 +70,6 @@ class MistralTransport(HTTPTransport):
             "the search is not taken as proof that none was created"
         )
 
-    def results(self, batch: Snapshot) -> Iterator[tuple[str, str, bytes]]:
-        return (result[:3] for result in self.read_results(batch))
-
     def read_results(self, batch: Snapshot) -> Iterator[ReadResult]:
         if not batch.ended:  # a stale snapshot (a poll raced the one that saw the end): ask again
             batch = self.status(batch.id)
