@@ -187,6 +187,8 @@ def test_recorded_result_lines_out_of_order_are_matched_by_their_own_ids(adapter
         ("1", "succeeded"),
         ("0", "succeeded"),
     ]
+    tokens = [tokens for *_, tokens in lines]
+    assert tokens == [wire.usage_of(body) for _, _, body, _ in lines] and (0, 0) not in tokens
     # The same file as a batch's responsesFile, streamed by the adapter and decoded.
     operation = copy.deepcopy(SUCCEEDED)
     del operation["response"]["inlinedResponses"]
