@@ -6,7 +6,9 @@ For each recorded provider result shape (tests/fixtures/recorded, cut into bodie
 `copies` results of that body under distinct custom_ids in one job's results hash, twice: as batchline stores them
 now, through `Store.add_results`, and as batchline stored them before (the status letter and the body, as received).
 Redis's own `MEMORY USAGE` of each hash (every field counted: SAMPLES 0), divided by `copies`, is the memory per
-stored result; the ratio is that over the body's own bytes.
+stored result; the ratio is that over the body's own bytes. Beside it: the stored value's own bytes (the letter, the
+mark, the dictionary number and the frame), and what a hash field costs Redis with a one-byte value (the same
+custom_ids, a status letter each): the part of a result's memory that no encoding of its body can take away.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ def memory(client: redis.Redis, key: str) -> int:
 
 
 def measure(copies: int, url: str = REDIS_URL) -> dict[str, Any]:
+    from batchline.compact import pack
     from batchline.store import Store
 
     client = redis.Redis.from_url(url)
@@ -59,11 +62,20 @@ def measure(copies: int, url: str = REDIS_URL) -> dict[str, Any]:
             pipe.execute()
             stored = memory(client, store.job_key(job, ":res")) / copies
             before = memory(client, old_key) / copies
+            client.delete(old_key)
+            empty_key = store.job_key(job, ":empty")
+            for start in range(0, copies, 1000):
+                pipe.hset(empty_key, mapping={f"req-{i:07d}": b"s" for i in range(start, min(copies, start + 1000))})
+            pipe.expire(empty_key, 600)
+            pipe.execute()
+            entry = memory(client, empty_key) / copies
             rows.append(
                 {
                     "shape": name,
                     "body_bytes": len(body),
                     "stored_bytes": round(stored, 1),
+                    "value_bytes": len(pack("succeeded", body)),
+                    "empty_entry_bytes": round(entry, 1),
                     "uncompressed_bytes": round(before, 1),
                     "ratio": round(stored / len(body), 3),
                     "uncompressed_ratio": round(before / len(body), 3),
@@ -86,12 +98,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.compact", description=__doc__.split("\n\n")[0])
     parser.add_argument("--copies", type=int, default=2000)
     report = measure(parser.parse_args().copies)
-    print(f"{'shape':<26} {'body B':>8} {'stored B':>9} {'ratio':>6} {'before B':>9} {'ratio':>6}")
+    print(
+        f"{'shape':<26} {'body B':>8} {'stored B':>9} {'ratio':>6} {'value B':>8} {'entry B':>8} "
+        f"{'before B':>9} {'ratio':>6}"
+    )
     for r in report["shapes"]:
         print(
-            f"{r['shape']:<26} {r['body_bytes']:>8} {r['stored_bytes']:>9} {r['ratio']:>6} "
-            f"{r['uncompressed_bytes']:>9} {r['uncompressed_ratio']:>6}"
+            f"{r['shape']:<26} {r['body_bytes']:>8} {r['stored_bytes']:>9} {r['ratio']:>6} {r['value_bytes']:>8} "
+            f"{r['empty_entry_bytes']:>8} {r['uncompressed_bytes']:>9} {r['uncompressed_ratio']:>6}"
         )
+    print("value B: the stored value's own bytes; entry B: a hash field with a one-byte value, per result")
     print(f"all shapes together: {report['all_ratio']}; worst shape: {report['worst_ratio']}")
 
 
