@@ -118,6 +118,15 @@ def test_a_token_count_that_is_no_count_reads_as_none(bad: object) -> None:
     assert openai_wire.read_result(line)[3] == (0, 9)
 
 
+@pytest.mark.parametrize(("count", "tokens"), [("12", 12), ("\u00b2", 0), ("9" * 5000, 0), ("-3", 0), (" 7", 0)])
+def test_an_embeddings_token_count_as_text_is_read_only_when_a_plain_number(count: str, tokens: int) -> None:
+    """Gemini sends an int64 as a string. `"²"` and a 5,000-digit number pass `str.isdigit` but not `int()`: they
+    raised inside the fetch, which then failed on every try."""
+    line = {"key": "a", "response": {"embedding": {"values": [0.1]}, "tokenCount": count}}
+    assert gemini_wire.result_line(orjson.dumps(line))[3] == (tokens, 0)
+    assert gemini_wire.usage_of(orjson.dumps(line["response"])) == (tokens, 0)
+
+
 def test_counts_that_would_break_the_jobs_sums_never_reach_redis() -> None:
     """Before, `true` made redis-py refuse the script's arguments, and two counts of 2**62 overflowed the job's sum:
     either failed the fetch on every try."""

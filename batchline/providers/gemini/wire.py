@@ -321,7 +321,7 @@ def embedding_tokens(answer: Mapping[str, Any]) -> int:
     """The input tokens an embedding answer reports: `tokenCount` (google-genai's `SingleEmbedContentResponse`), or
     `usageMetadata.promptTokenCount` (`EmbeddingUsageMetadata`); an int64 may come as a string. 0 when none."""
     for value in (answer.get("tokenCount"), as_dict(answer.get("usageMetadata")).get("promptTokenCount")):
-        if isinstance(value, str) and value.isdigit():
+        if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 19:  # "²" is a digit too
             value = int(value)
         if token_count(value) > 0:
             return token_count(value)
