@@ -170,15 +170,20 @@ def main() -> None:
         if want("e2e"):
             report["e2e"] = end_to_end(bench, emulator, body, sizes["e2e"])
             delete_prefix(bench.redis, bench.prefix)
+    except BaseException:
+        bench.cleanup()  # a failed run leaves no keys or scratch files behind either
+        raise
     finally:
         emulator.stop()
-    if want("poll"):
-        report["poll"] = poll_scale(bench, sizes["poll"], sizes["window"])
-    if want("cache"):
-        report["cache"] = cache_savings(bench, sizes["cache"])
-    if want("agents"):
-        report["agents"] = agents_side_by_side(bench, sizes["agents"])
-    bench.cleanup()
+    try:
+        if want("poll"):
+            report["poll"] = poll_scale(bench, sizes["poll"], sizes["window"])
+        if want("cache"):
+            report["cache"] = cache_savings(bench, sizes["cache"])
+        if want("agents"):
+            report["agents"] = agents_side_by_side(bench, sizes["agents"])
+    finally:
+        bench.cleanup()
     report["elapsed_s"] = time.time() - started
     from .report import table, verdicts
 
