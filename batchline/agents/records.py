@@ -32,15 +32,6 @@ def ticket_of(job_id: str, index: int, step: int) -> str:
     return f"{job_id}{TICKET_SEPARATOR}{index}{TICKET_SEPARATOR}{step}"
 
 
-def run_of_ticket(ticket: str) -> tuple[str, int, int] | None:
-    """`(job_id, index, step)` of a ticket, or None for a custom_id that is no ticket."""
-    job_id, _, rest = ticket.partition(TICKET_SEPARATOR)
-    index, _, step = rest.partition(TICKET_SEPARATOR)
-    if not job_id.startswith(AGENT_JOB_PREFIX) or not index.isdigit() or not step.isdigit():
-        return None
-    return job_id, int(index), int(step)
-
-
 AGENT_JOB_PREFIX = "agent_"
 
 
