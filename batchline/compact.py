@@ -86,13 +86,14 @@ def pack_many(results: Sequence[tuple[str, bytes]]) -> list[bytes]:
     The bodies are compressed in one call, which lets go of the GIL for the whole chunk, so the store's writer thread
     compresses while the fetch parses the next chunk. Compressing one body per call instead took the GIL back after
     each (about 6 microseconds of work), and the thread then waited for it: the ingest ran slower than on one thread.
-    zstandard calls `multi_compress_to_buffer` experimental and has it in its C backend only (CPython's); `threads=0`
-    compresses on the calling thread, where any other value starts threads on every call."""
+    zstandard calls `multi_compress_to_buffer` experimental and has it in its C backend only (CPython's): with another
+    backend the bodies are compressed one at a time, into the same frames. `threads=0` compresses on the calling
+    thread, where any other value starts threads on every call."""
     long: list[bytes | bytearray | memoryview] = [body for _, body in results if len(body) >= SMALLEST]
-    frames = iter(_codecs.compressor.multi_compress_to_buffer(long, threads=0) if long else ())
+    frames = iter(_compress_all(long) if long else ())
     out = []
     for status, body in results:
-        frame = next(frames).tobytes() if len(body) >= SMALLEST else None
+        frame = next(frames) if len(body) >= SMALLEST else None
         if frame is not None and len(frame) + 2 < len(body):
             out.append(b"".join((RESULT_TAGS[status], MARK, bytes((CURRENT,)), frame)))
         elif body[:1] == MARK:
@@ -100,6 +101,15 @@ def pack_many(results: Sequence[tuple[str, bytes]]) -> list[bytes]:
         else:
             out.append(RESULT_TAGS[status] + body)
     return out
+
+
+def _compress_all(bodies: list[bytes | bytearray | memoryview]) -> list[bytes]:
+    compressor = _codecs.compressor
+    if zstandard.backend == "cext":
+        frames = compressor.multi_compress_to_buffer(bodies, threads=0)
+        return [frames[i].tobytes() for i in range(len(frames))]
+    # zstandard's other backends (CFFI, as on PyPy) raise NotImplementedError for the call above: one at a time.
+    return [compressor.compress(body) for body in bodies]
 
 
 def unpack(custom_id: str, value: bytes) -> StoredResult:

@@ -3,6 +3,7 @@ still read, token usage is still counted at ingest, and the recorded real answer
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import uuid
@@ -143,3 +144,29 @@ def test_bodies_read_back_through_the_store_scripts(redis_url: str, rows: list[t
             assert [(r.custom_id, r.status, r.body) if r else None for r in got] == results
     finally:
         client.delete(*(f"{prefix}job:j{suffix}" for suffix in ("", ":res", ":stream")))
+
+
+def test_a_chunk_packed_by_zstandards_cffi_backend_reads_back_here() -> None:
+    """zstandard's CFFI backend (PyPy's, or `PYTHON_ZSTANDARD_IMPORT_POLICY=cffi`) has no `multi_compress_to_buffer`:
+    every fetch failed on it. It now compresses one body at a time, and what it stores reads back on the C backend."""
+    bodies = [b'{"text": "' + b"an answer " * n + b'"}' for n in range(40)] + [b"{}", MARK + b"raw"]
+    script = (
+        "import sys, orjson, zstandard; from batchline.compact import pack_many, unpack; "
+        "bodies = orjson.loads(sys.stdin.buffer.read()); "
+        "values = pack_many([('succeeded', bytes.fromhex(b)) for b in bodies]); "
+        "assert [unpack('x', v).body.hex() for v in values] == bodies; "
+        "print(orjson.dumps({'backend': zstandard.backend, 'values': [v.hex() for v in values]}).decode())"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        input=orjson.dumps([body.hex() for body in bodies]),
+        capture_output=True,
+        env={**os.environ, "PYTHON_ZSTANDARD_IMPORT_POLICY": "cffi"},
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    report = orjson.loads(done.stdout)
+    assert report["backend"] == "cffi"
+    values = [bytes.fromhex(v) for v in report["values"]]
+    assert sum(len(v) for v in values) < sum(len(b) for b in bodies) / 2  # compressed, not kept as they came
+    assert [unpack(f"r{i}", v).body for i, v in enumerate(values)] == bodies
