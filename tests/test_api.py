@@ -277,6 +277,25 @@ def test_a_finished_job_keeps_no_prompt_in_the_store(embedded: Settings, embedde
         assert not any(b"very private" in v for v in values), key
 
 
+def test_the_prompts_are_gone_before_anyone_can_see_the_job_ended(
+    embedded: Settings, embedded_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The job's end and the prompts' deletion were two steps, in that order: a caller that saw the job end (as
+    `batch_create_sync` above does) could still find its prompts, and the test above failed now and then."""
+    seen_at_the_end: list[int] = []
+    transition = Store.transition_job
+
+    def ending(self: Store, job_id: str, state: object, *args: object, **fields: object) -> bool:
+        if "completed_at" in fields:
+            seen_at_the_end.append(int(self.redis.exists(self.job_key(job_id, ":req"))))
+        return transition(self, job_id, state, *args, **fields)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Store, "transition_job", ending)
+    batch = batch_create_sync("test", [("a", prompt("a very private prompt"))])
+    assert batch.is_complete
+    assert seen_at_the_end == [0]
+
+
 def test_a_batch_deleted_at_the_provider_ends_the_job_instead_of_polling_forever(
     embedded: Settings, embedded_store: Store
 ) -> None:

@@ -22,9 +22,11 @@ def finish(runtime: Runtime, job_id: str) -> bool:
     if any(part.state != PartState.STORED for part in parts):
         return False
     outcome = final_status(job, parts)
+    # The prompts go first: a caller who sees the job ended finds none of them left. With every part stored, nothing
+    # reads them again (a resubmit makes its part before the part it comes from is stored).
+    store.drop_requests(job_id)
     if not store.transition_job(job_id, outcome, *_ACTIVE, completed_at=time.time()):
         return False
-    store.drop_requests(job_id)
     store.touch(job_id, len(parts))
     record_job_done(runtime, job, outcome.value)
     log.info("job %s %s", job_id, outcome.value)
