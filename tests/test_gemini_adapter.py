@@ -32,7 +32,7 @@ from batchline.config import Settings
 from batchline.emulator import BatchFault, Emulator, HttpFault
 from batchline.errors import ProviderRejected, TransientProviderError
 from batchline.providers import ProviderContext
-from batchline.providers.gemini import GeminiProvider
+from batchline.providers.gemini import GeminiProvider, wire
 from batchline.providers.gemini import api as api_module
 from batchline.providers.gemini.api import GeminiAPI, credentials
 from batchline.providers.gemini.spool import PartInput
@@ -480,3 +480,13 @@ def test_keys_and_base_url_come_from_the_sdks_variables() -> None:
     with pytest.raises(ProviderRejected) as raised:
         credentials({"GEMINI_API_KEY": "  "})
     assert raised.value.status_code == 401 and "GEMINI_API_KEY" in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("name", "owner"),
+    [("batchline:job-1:3", ("job-1", 3)), ("batchline:J:" + "9" * 5000, None), ("batchline:J:\u0663", None)],
+)
+def test_a_display_name_names_its_part_only_in_plain_digits(name: str, owner: tuple[str, int] | None) -> None:
+    """A batch's display name comes back from the provider: a 5,000-digit part number made `int()` raise (past
+    Python's 4,300 digits) inside the fetch and the find, on every try."""
+    assert wire.parse_display_name(name) == owner

@@ -75,7 +75,7 @@ inside the batch's own JSON, and a vector is hundreds of times its text (37 kB f
 hundred inputs the results are read from a file, line by line, instead."""
 
 DISPLAY_PREFIX = "batchline:"
-_DISPLAY_NAME = re.compile(r"^batchline:(?P<job>[^:]+):(?P<part>\d+)$")
+_DISPLAY_NAME = re.compile(r"^batchline:(?P<job>[^:]+):(?P<part>[0-9]{1,9})$")  # ASCII digits: int() takes them all
 
 
 # -- names ------------------------------------------------------------------------------------------------------------
