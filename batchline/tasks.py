@@ -24,7 +24,7 @@ from .delivery import refuse_delivery, send_completion
 from .due_polls import GROUP, TICK_SLACK
 from .errors import ProviderRejected, TransientProviderError
 from .pipeline import Next
-from .pipeline.grouped import OUTAGE
+from .pipeline.base import OUTAGE
 from .runtime import Runtime, runtime_for
 
 log = logging.getLogger("batchline")

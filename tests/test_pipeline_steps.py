@@ -15,6 +15,7 @@ from typing import Any
 import fakeredis
 import orjson
 import pytest
+import redis
 from pydantic_ai import ModelRequest
 from pydantic_ai.models.batch import BatchRequest
 
@@ -436,6 +437,49 @@ def test_a_download_that_breaks_off_is_stored_as_far_as_it_went_and_ends_the_par
     assert "could not be read: test: the connection closed" in part_field(runtime, job_id, 0, "error")
     assert results_stored(runtime, job_id) == 3  # the two never read carry the cause
     assert (job_field(runtime, job_id, "succeeded"), job_field(runtime, job_id, "failed")) == (1, 2)
+
+
+def test_a_parser_that_breaks_on_the_answers_ends_the_part_after_the_poison_bound_and_never_quotes_them(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An adapter raising something no one foresaw (a hostile value an `int()` chokes on) failed the fetch task on
+    every try, and the job never ended."""
+    job_id = ended_job(runtime)
+    provider = runtime.provider("test")
+    whole = provider.read_results
+
+    def choking(batch: Snapshot) -> Iterator[ReadResult]:
+        results = whole(batch)
+        yield next(results)
+        raise ValueError("invalid literal for int(): 'the secret answer'")
+
+    monkeypatch.setattr(provider, "read_results", choking)
+    for _ in range(POISON_ATTEMPTS - 1):
+        with pytest.raises(MalformedAnswer, match="ValueError"):
+            pipeline.fetch(runtime, job_id, 0)
+        assert results_stored(runtime, job_id) == 1
+    assert pipeline.fetch(runtime, job_id, 0) == [Next("deliver")]
+    assert part_field(runtime, job_id, 0, "provider_state") == "failed"
+    error = part_field(runtime, job_id, 0, "error")
+    assert "ValueError" in error and "secret" not in error
+    assert "ValueError" in caplog.text and "secret" not in caplog.text
+    assert results_stored(runtime, job_id) == 3  # the two never read carry the cause
+    assert (job_field(runtime, job_id, "succeeded"), job_field(runtime, job_id, "failed")) == (1, 2)
+
+
+def test_redis_going_away_during_a_download_is_no_poison(runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    job_id = ended_job(runtime)
+    provider = runtime.provider("test")
+
+    def outage(batch: Snapshot) -> Iterator[ReadResult]:
+        raise redis.ConnectionError("Redis went away")
+        yield  # a generator, as adapters are
+
+    monkeypatch.setattr(provider, "read_results", outage)
+    for _ in range(POISON_ATTEMPTS + 1):
+        with pytest.raises(redis.ConnectionError):  # the task gives its message back (see tasks._requeue_on_outage)
+            pipeline.fetch(runtime, job_id, 0)
+    assert part_field(runtime, job_id, 0, "state") == PartState.ENDED
 
 
 def test_a_download_that_breaks_off_after_its_last_result_is_not_poison(

@@ -9,8 +9,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pydantic_core
-import redis
-from kombu.exceptions import OperationalError
 from pydantic import TypeAdapter
 from pydantic_ai import Agent
 from pydantic_ai.capabilities import AbstractCapability
@@ -21,6 +19,7 @@ from pydantic_ai.usage import UsageLimits
 
 from ..delivery import check_tasks
 from ..errors import CallbackNotAllowed
+from ..pipeline.base import OUTAGE
 from ..runtime import Runtime
 from . import context
 from .loading import load_agent, load_deps_factory, make_deps, model_of
@@ -35,8 +34,6 @@ log = logging.getLogger("batchline")
 MAX_TRIES = 10
 """Tries of one round (its worker died, or it raised outside the agent) before the run fails instead of looping."""
 
-_OUTAGE = (redis.ConnectionError, redis.TimeoutError, OperationalError)
-"""The store or the broker unreachable: the round did not happen and is taken again, never the run's own error."""
 
 LIMITS = TypeAdapter(UsageLimits)
 
@@ -92,7 +89,7 @@ async def _round(runtime: Runtime, agents: AgentStore, out: Outbox, job_id: str,
         return _fail(runtime, agents, out, job_id, index, run, error)
     try:
         return await _run_round(runtime, agents, out, job_id, index, job, run)
-    except _OUTAGE:
+    except OUTAGE:  # the round did not happen and is taken again, never the run's own error
         raise
     except Exception as error:  # the run ends as pydantic-ai ended it: its error is this input's result
         return _fail(runtime, agents, out, job_id, index, run, f"{type(error).__name__}: {error}")

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 import orjson
+import redis
+from kombu.exceptions import OperationalError
 
 from ..providers import Snapshot
 from ..records import PartRecord, PartState
@@ -15,6 +17,9 @@ from ..runtime import Runtime
 from ..telemetry import record_part
 
 log = logging.getLogger("batchline")
+
+OUTAGE = (redis.ConnectionError, redis.TimeoutError, OperationalError)
+"""Redis or the broker away: a step that meets one gives its message back rather than failing (see `tasks`)."""
 
 NOT_FOUND = "not_found"
 """The provider status batchline gives a batch the provider answers 404 for: it has no results to read."""

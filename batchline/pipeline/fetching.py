@@ -12,7 +12,7 @@ from ..runtime import Runtime
 from ..telemetry import record_fetch, record_part, tally_for
 from ..types import BatchStatus
 from . import budget, caching
-from .base import NOT_FOUND, UNREADABLE, Next, log, poisoned, snapshot_of
+from .base import NOT_FOUND, OUTAGE, UNREADABLE, Next, log, poisoned, snapshot_of
 from .ending import finish
 
 
@@ -123,6 +123,12 @@ class Screen:
                     self.seen_kinds[kind] = self.seen_kinds.get(kind, 0) + 1
         except (TransientProviderError, ProviderRejected) as error:
             self.error = error
+        except OUTAGE:
+            raise  # Redis or the broker away: the task gives its message back
+        except Exception as error:  # an adapter broken by what the provider sent: bounded tries, then the part fails
+            name = type(error).__name__  # its text may quote the answers: never logged or kept
+            log.error("a results parser raised %s; what was read before it is stored", name)
+            self.error = MalformedAnswer(f"the results stream made batchline's parser raise {name}")
 
     def _anomaly(self, custom_id: object, status: object) -> str | None:
         if not isinstance(custom_id, str) or not custom_id:

@@ -12,14 +12,11 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 
-import redis
-from kombu.exceptions import OperationalError
-
 from .. import telemetry
 from ..due_polls import RENEW, Claim
 from ..errors import JobNotFound, ProviderRejected, TransientProviderError
 from ..runtime import Runtime
-from .base import Next
+from .base import OUTAGE, Next
 from .polling import poll
 
 log = logging.getLogger("batchline")
@@ -27,7 +24,6 @@ log = logging.getLogger("batchline")
 THREADS = 8
 """Polls of one group in flight at once: a provider's status answer takes 0.1-0.3 s, nearly all of it waiting."""
 
-OUTAGE = (redis.ConnectionError, redis.TimeoutError, OperationalError)
 """The store or the broker cannot be reached (a Redis restart, a network cut): the step did not get done."""
 
 Send = Callable[[str, Next], None]
