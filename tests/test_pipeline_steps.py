@@ -322,6 +322,28 @@ def test_unreadable_status_answers_end_the_part_after_the_poison_bound(
     assert part_field(runtime, job_id, 0, "error") == "test: not JSON"
 
 
+def test_a_status_answer_that_breaks_the_parser_ends_the_part_after_the_poison_bound(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Anything unforeseen an adapter raises on a status answer was logged and polled again at the poll cap, for as
+    long as the answer stayed so: the job never ended."""
+    job_id = new_job(runtime)
+    submitted(runtime, job_id)
+    provider = runtime.provider("test")
+
+    def choking(batch_id: str) -> Snapshot:
+        raise ValueError("invalid literal for int(): 'a quoted answer'")
+
+    monkeypatch.setattr(provider, "status", choking)
+    for _ in range(POISON_ATTEMPTS - 1):
+        with pytest.raises(MalformedAnswer, match="ValueError"):
+            pipeline.poll(runtime, job_id, 0)
+    assert pipeline.poll(runtime, job_id, 0) == Next("fetch", 0)
+    assert part_field(runtime, job_id, 0, "provider_status") == pipeline.UNREADABLE
+    assert "ValueError" in part_field(runtime, job_id, 0, "error")
+    assert "quoted" not in part_field(runtime, job_id, 0, "error") and "quoted" not in caplog.text
+
+
 def test_a_hostile_status_answer_ends_the_part_at_once(runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
     job_id = new_job(runtime)
     submitted(runtime, job_id)
