@@ -344,6 +344,37 @@ def test_a_status_answer_that_breaks_the_parser_ends_the_part_after_the_poison_b
     assert "quoted" not in part_field(runtime, job_id, 0, "error") and "quoted" not in caplog.text
 
 
+def test_a_create_answer_that_breaks_the_parser_every_time_ends_the_part_after_the_poison_bound(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each try lists the provider's batches before it creates again (the batch may exist); one whose answer can never
+    be read ends failed after the bound, instead of creating again on every retry for ever."""
+    job_id = new_job(runtime)
+    provider = runtime.provider("test")
+    finds = []
+    find = provider.find
+
+    def choking(*args: object, **kwargs: object) -> Snapshot:
+        raise ValueError("invalid literal for int(): 'a quoted answer'")
+
+    def counted_find(job_id: str, part: int) -> Snapshot | None:
+        finds.append(part)
+        return find(job_id, part)
+
+    monkeypatch.setattr(provider, "create", choking)
+    monkeypatch.setattr(provider, "find", counted_find)
+    for _ in range(POISON_ATTEMPTS - 1):
+        with pytest.raises(MalformedAnswer, match="ValueError"):
+            submitted(runtime, job_id)
+    assert submitted(runtime, job_id) == [Next("fetch", 0)]
+    assert finds == [0] * (POISON_ATTEMPTS - 1)  # before every create after the first
+    assert part_field(runtime, job_id, 0, "provider_state") == "failed"
+    error = part_field(runtime, job_id, 0, "error")
+    assert "could not be read" in error and "ValueError" in error and "quoted" not in error
+    assert pipeline.fetch(runtime, job_id, 0) == [Next("deliver")]
+    assert results_stored(runtime, job_id) == 3 and job_field(runtime, job_id, "failed") == 3
+
+
 def test_a_hostile_status_answer_ends_the_part_at_once(runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
     job_id = new_job(runtime)
     submitted(runtime, job_id)

@@ -3,7 +3,9 @@ of poisoned tries."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal
 
@@ -11,6 +13,7 @@ import orjson
 import redis
 from kombu.exceptions import OperationalError
 
+from ..errors import MalformedAnswer, ProviderRejected, TransientProviderError
 from ..providers import Snapshot
 from ..records import PartRecord, PartState
 from ..runtime import Runtime
@@ -20,6 +23,27 @@ log = logging.getLogger("batchline")
 
 OUTAGE = (redis.ConnectionError, redis.TimeoutError, OperationalError)
 """Redis or the broker away: a step that meets one gives its message back rather than failing (see `tasks`)."""
+
+
+def unforeseen(what: str, error: Exception) -> MalformedAnswer:
+    """The malformed answer an adapter's unforeseen exception on `what` the provider sent stands for (a value an
+    `int()` chokes on): tried again a bounded number of times, then the part ends. Raised as it was, it failed the
+    step on every try and the job never ended. Only its type is named: its text may quote the answer."""
+    name = type(error).__name__
+    log.error("%s made batchline's parser raise %s", what, name)
+    return MalformedAnswer(f"{what} made batchline's parser raise {name}")
+
+
+@contextlib.contextmanager
+def unforeseen_as_malformed(what: str) -> Iterator[None]:
+    """Let provider errors and outages through as they are; anything else becomes `unforeseen(what, error)`."""
+    try:
+        yield
+    except (TransientProviderError, ProviderRejected, *OUTAGE):
+        raise
+    except Exception as error:
+        raise unforeseen(what, error) from None
+
 
 NOT_FOUND = "not_found"
 """The provider status batchline gives a batch the provider answers 404 for: it has no results to read."""

@@ -12,7 +12,7 @@ from ..runtime import Runtime
 from ..telemetry import record_fetch, record_part, tally_for
 from ..types import BatchStatus
 from . import budget, caching
-from .base import NOT_FOUND, OUTAGE, UNREADABLE, Next, log, poisoned, snapshot_of
+from .base import NOT_FOUND, OUTAGE, UNREADABLE, Next, log, poisoned, snapshot_of, unforeseen
 from .ending import finish
 
 
@@ -125,10 +125,8 @@ class Screen:
             self.error = error
         except OUTAGE:
             raise  # Redis or the broker away: the task gives its message back
-        except Exception as error:  # an adapter broken by what the provider sent: bounded tries, then the part fails
-            name = type(error).__name__  # its text may quote the answers: never logged or kept
-            log.error("a results parser raised %s; what was read before it is stored", name)
-            self.error = MalformedAnswer(f"the results stream made batchline's parser raise {name}")
+        except Exception as error:  # what was read before it is stored; bounded tries, then the part fails
+            self.error = unforeseen("the results stream", error)
 
     def _anomaly(self, custom_id: object, status: object) -> str | None:
         if not isinstance(custom_id, str) or not custom_id:

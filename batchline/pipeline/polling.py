@@ -5,15 +5,15 @@ from __future__ import annotations
 import time
 
 from ..cache import WAITING
-from ..errors import HostileAnswer, MalformedAnswer, ProviderRejected, TransientProviderError
-from ..providers import Provider, Snapshot
+from ..errors import HostileAnswer, MalformedAnswer, ProviderRejected
+from ..providers import Snapshot
 from ..records import JobRecord, PartState
 from ..runtime import Runtime
 from ..store import found
 from ..telemetry import record_poll
 from ..types import BatchStatus
 from . import caching
-from .base import NOT_FOUND, OUTAGE, UNREADABLE, Next, end_part, log, poisoned, snapshot_fields
+from .base import NOT_FOUND, UNREADABLE, Next, end_part, poisoned, snapshot_fields, unforeseen_as_malformed
 from .ending import request_cancel
 
 
@@ -33,7 +33,8 @@ def poll(runtime: Runtime, job_id: str, n: int) -> Next | None:
         job = store.load_job(job_id)  # the job's timeout passed: this poll cancels the batch
     provider = runtime.provider(job.model, job.endpoint)
     try:
-        snapshot = _status(provider, part.provider_id)
+        with unforeseen_as_malformed("the batch's status"):
+            snapshot = provider.status(part.provider_id)
     except (MalformedAnswer, HostileAnswer) as error:
         # An answer that cannot be read, or that points where batchline must not go: tried a few times, then the
         # part ends failed with the cause, so the job ends and each of its requests carries it.
@@ -69,16 +70,3 @@ def poll_countdown(runtime: Runtime, job: JobRecord, polls: int) -> float:
     if job.deadline:
         interval = max(0.0, min(interval, job.deadline - time.time()))
     return interval
-
-
-def _status(provider: Provider, batch_id: str) -> Snapshot:
-    """`provider.status`, where anything unforeseen an adapter raises on the provider's answer (a value an `int()`
-    chokes on) is a malformed answer: bounded tries, then the part ends. Polled again and again, its job never ended."""
-    try:
-        return provider.status(batch_id)
-    except (TransientProviderError, ProviderRejected, *OUTAGE):
-        raise
-    except Exception as error:
-        name = type(error).__name__  # its text may quote the answer: never logged or kept
-        log.error("a status parser raised %s on batch %s", name, batch_id)
-        raise MalformedAnswer(f"the batch's status made batchline's parser raise {name}") from None

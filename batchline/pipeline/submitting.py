@@ -12,7 +12,7 @@ from ..records import PartRecord, PartState
 from ..runtime import Runtime
 from ..types import BatchStatus
 from . import caching
-from .base import Next, end_part, log, poisoned, record_created
+from .base import Next, end_part, log, poisoned, record_created, unforeseen_as_malformed
 from .ending import finish
 
 
@@ -80,7 +80,8 @@ def _create_once(runtime: Runtime, provider: Provider, job_id: str, n: int, part
             return None
         # The claimer died between claim and record. Only a listing can say whether it created the batch.
         try:
-            found = provider.find(job_id, n)
+            with unforeseen_as_malformed("the provider's list of batches"):
+                found = provider.find(job_id, n)
         except MalformedAnswer as error:
             if not poisoned(runtime, job_id, n, "find"):
                 raise
@@ -97,7 +98,8 @@ def _create_once(runtime: Runtime, provider: Provider, job_id: str, n: int, part
             return lost
         store.set_part(job_id, n, claim=token)
     try:
-        snapshot = provider.create(job_id, n, store.part_requests(job_id, n), total, group)
+        with unforeseen_as_malformed("the answer to creating the batch"):  # it may exist: found before made again
+            snapshot = provider.create(job_id, n, store.part_requests(job_id, n), total, group)
     except ProviderRejected as error:
         # Refused outright (a 4xx): no batch exists and nothing was spent; its requests carry the reason.
         rejected = Snapshot("", "rejected", "failed", total=total, error=str(error))
@@ -106,6 +108,14 @@ def _create_once(runtime: Runtime, provider: Provider, job_id: str, n: int, part
     except TransientProviderError as error:
         # The answer was lost, an error or unreadable: the batch may exist. The retry lists the provider's batches
         # first; where they cannot be listed, the part ends failed with this cause rather than paying twice.
+        if isinstance(error, MalformedAnswer) and poisoned(runtime, job_id, n, "create"):
+            # Unreadable every time, with the listing finding nothing before each try: the part ends failed here
+            # rather than creating again and again.
+            unread = Snapshot(
+                "", "unknown", "failed", total=total, error=_UNREAD.format(name=provider.name, error=error)
+            )
+            end_part(runtime, job_id, n, unread)
+            return unread
         store.set_part(job_id, n, create_failed_at=time.time(), create_error=str(error))
         raise
     record_created(runtime, job_id, n, snapshot)
@@ -122,4 +132,10 @@ _LOST = (
 _UNFOUND = (
     "This part's {name} batch may exist, but its create call's answer was lost and listing the batches to find it "
     "gave answers that could not be read ({error}); it was not created again to avoid paying twice."
+)
+
+
+_UNREAD = (
+    "Every answer to creating this part's {name} batch could not be read ({error}), and listing the batches found "
+    "none of them; it was not created again."
 )
