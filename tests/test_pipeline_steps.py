@@ -520,19 +520,34 @@ def test_a_parser_that_breaks_on_the_answers_ends_the_part_after_the_poison_boun
     assert (job_field(runtime, job_id, "succeeded"), job_field(runtime, job_id, "failed")) == (1, 2)
 
 
-def test_redis_going_away_during_a_download_is_no_poison(runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+STORE_FAULTS = [redis.ConnectionError, redis.exceptions.ReadOnlyError, redis.exceptions.ClusterDownError]
+
+
+@pytest.mark.parametrize("fault", STORE_FAULTS)
+def test_redis_failing_during_a_download_or_a_poll_is_no_poison(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch, fault: type[Exception]
+) -> None:
+    """An adapter reads its own keys in Redis too: Redis away, or a failover's errors, are not the provider's answer."""
     job_id = ended_job(runtime)
     provider = runtime.provider("test")
 
-    def outage(batch: Snapshot) -> Iterator[ReadResult]:
-        raise redis.ConnectionError("Redis went away")
+    def outage(*args: object) -> Iterator[ReadResult]:
+        raise fault("Redis went away")
         yield  # a generator, as adapters are
 
     monkeypatch.setattr(provider, "read_results", outage)
     for _ in range(POISON_ATTEMPTS + 1):
-        with pytest.raises(redis.ConnectionError):  # the task gives its message back (see tasks._requeue_on_outage)
+        with pytest.raises(fault):  # an outage: the task gives its message back (see tasks._requeue_on_outage)
             pipeline.fetch(runtime, job_id, 0)
     assert part_field(runtime, job_id, 0, "state") == PartState.ENDED
+
+    polled = new_job(runtime)
+    submitted(runtime, polled)
+    monkeypatch.setattr(provider, "status", lambda batch_id: next(outage()))
+    for _ in range(POISON_ATTEMPTS + 1):
+        with pytest.raises(fault):
+            pipeline.poll(runtime, polled, 0)
+    assert part_field(runtime, polled, 0, "state") == PartState.SUBMITTED
 
 
 def test_a_download_that_breaks_off_after_its_last_result_is_not_poison(

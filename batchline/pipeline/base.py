@@ -34,12 +34,18 @@ def unforeseen(what: str, error: Exception) -> MalformedAnswer:
     return MalformedAnswer(f"{what} made batchline's parser raise {name}")
 
 
+STORE_ERRORS = (redis.RedisError, OperationalError)
+"""Any error of Redis or the broker (an outage, a failover's `ClusterDownError`, a replica's `ReadOnlyError`): never
+the provider's answer, so never poison."""
+
+
 @contextlib.contextmanager
 def unforeseen_as_malformed(what: str) -> Iterator[None]:
-    """Let provider errors and outages through as they are; anything else becomes `unforeseen(what, error)`."""
+    """Let provider errors and Redis's or the broker's through as they are; anything else becomes
+    `unforeseen(what, error)`."""
     try:
         yield
-    except (TransientProviderError, ProviderRejected, *OUTAGE):
+    except (TransientProviderError, ProviderRejected, *STORE_ERRORS):
         raise
     except Exception as error:
         raise unforeseen(what, error) from None

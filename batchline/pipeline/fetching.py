@@ -12,7 +12,7 @@ from ..runtime import Runtime
 from ..telemetry import record_fetch, record_part, tally_for
 from ..types import BatchStatus
 from . import budget, caching
-from .base import NOT_FOUND, OUTAGE, UNREADABLE, Next, log, poisoned, snapshot_of, unforeseen
+from .base import NOT_FOUND, STORE_ERRORS, UNREADABLE, Next, log, poisoned, snapshot_of, unforeseen
 from .ending import finish
 
 
@@ -123,8 +123,8 @@ class Screen:
                     self.seen_kinds[kind] = self.seen_kinds.get(kind, 0) + 1
         except (TransientProviderError, ProviderRejected) as error:
             self.error = error
-        except OUTAGE:
-            raise  # Redis or the broker away: the task gives its message back
+        except STORE_ERRORS:
+            raise  # Redis's or the broker's, not the provider's: an outage gives its message back (see tasks)
         except Exception as error:  # what was read before it is stored; bounded tries, then the part fails
             self.error = unforeseen("the results stream", error)
 
