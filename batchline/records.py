@@ -239,6 +239,7 @@ class PartRecord:
     poll_poisoned: int | None = None
     fetch_poisoned: int | None = None
     find_poisoned: int | None = None
+    create_poisoned: int | None = None
     """Poisoned tries of a step in a row (None: never poisoned)."""
 
     @classmethod
@@ -266,6 +267,7 @@ class PartRecord:
             poll_poisoned=_int_or_none(get("poll_poisoned")),
             fetch_poisoned=_int_or_none(get("fetch_poisoned")),
             find_poisoned=_int_or_none(get("find_poisoned")),
+            create_poisoned=_int_or_none(get("create_poisoned")),
         )
 
     def to_hash(self) -> dict[str, HashValue]:

@@ -363,16 +363,59 @@ def test_a_create_answer_that_breaks_the_parser_every_time_ends_the_part_after_t
 
     monkeypatch.setattr(provider, "create", choking)
     monkeypatch.setattr(provider, "find", counted_find)
-    for _ in range(POISON_ATTEMPTS - 1):
+    for _ in range(POISON_ATTEMPTS):
         with pytest.raises(MalformedAnswer, match="ValueError"):
             submitted(runtime, job_id)
-    assert submitted(runtime, job_id) == [Next("fetch", 0)]
-    assert finds == [0] * (POISON_ATTEMPTS - 1)  # before every create after the first
+    assert submitted(runtime, job_id) == [Next("fetch", 0)]  # the listing after the last create found nothing
+    assert finds == [0] * POISON_ATTEMPTS  # before every create after the first, and after the last
     assert part_field(runtime, job_id, 0, "provider_state") == "failed"
     error = part_field(runtime, job_id, 0, "error")
     assert "could not be read" in error and "ValueError" in error and "quoted" not in error
     assert pipeline.fetch(runtime, job_id, 0) == [Next("deliver")]
     assert results_stored(runtime, job_id) == 3 and job_field(runtime, job_id, "failed") == 3
+
+
+def test_a_batch_made_by_the_last_create_whose_answer_was_unreadable_is_found_not_lost(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The poison bound is checked when a listing has found nothing, never right after a create: the last create may
+    have made the batch."""
+    job_id = new_job(runtime)
+    provider = runtime.provider("test")
+    create = provider.create
+    tries: list[int] = []
+
+    def flaky(*args: Any, **kwargs: Any) -> Snapshot:
+        tries.append(1)
+        if len(tries) == POISON_ATTEMPTS:
+            create(*args, **kwargs)  # this one is made at the provider; its answer is lost all the same
+        raise ValueError("unreadable")
+
+    monkeypatch.setattr(provider, "create", flaky)
+    for _ in range(POISON_ATTEMPTS):
+        with pytest.raises(MalformedAnswer):
+            submitted(runtime, job_id)
+    assert submitted(runtime, job_id) == [Next("poll", 0)]
+    assert part_field(runtime, job_id, 0, "state") == PartState.SUBMITTED and part_field(
+        runtime, job_id, 0, "provider_id"
+    )
+    assert creates(runtime, job_id) == 1 and len(tries) == POISON_ATTEMPTS
+
+
+def test_a_failure_on_batchlines_side_during_create_is_not_taken_for_an_unreadable_answer(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full disk while spooling is not the provider's answer: it is raised as it is and counts toward no bound."""
+    job_id = new_job(runtime)
+
+    def disk_full(*args: Any, **kwargs: Any) -> Snapshot:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(runtime.provider("test"), "create", disk_full)
+    with pytest.raises(OSError):
+        submitted(runtime, job_id)
+    part = runtime.store.part(job_id, 0)
+    assert part.state == PartState.PENDING and part.create_poisoned is None and not part.create_error
 
 
 def test_a_hostile_status_answer_ends_the_part_at_once(runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -3,52 +3,53 @@ of poisoned tries."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypeVar
 
 import orjson
 import redis
 from kombu.exceptions import OperationalError
 
-from ..errors import MalformedAnswer, ProviderRejected, TransientProviderError
+from ..errors import BatchlineError, MalformedAnswer
 from ..providers import Snapshot
 from ..records import PartRecord, PartState
 from ..runtime import Runtime
 from ..telemetry import record_part
 
 log = logging.getLogger("batchline")
+T = TypeVar("T")
+_LIVE = (PartState.PENDING, PartState.SUBMITTED)
 
 OUTAGE = (redis.ConnectionError, redis.TimeoutError, OperationalError)
 """Redis or the broker away: a step that meets one gives its message back rather than failing (see `tasks`)."""
 
 
+PARSE_ERRORS = (ValueError, TypeError, LookupError, AttributeError, ArithmeticError)
+"""What a parser raises on a value it did not foresee (an `int()` choking, a list where a dict was): not a full disk,
+a time limit or a lost connection, which are never the provider's answer."""
+
+
 def unforeseen(what: str, error: Exception) -> MalformedAnswer:
-    """The malformed answer an adapter's unforeseen exception on `what` the provider sent stands for (a value an
-    `int()` chokes on): tried again a bounded number of times, then the part ends. Raised as it was, it failed the
-    step on every try and the job never ended. Only its type is named: its text may quote the answer."""
+    """The malformed answer a parser's unforeseen exception on `what` the provider sent stands for: tried again a
+    bounded number of times, then the part ends. Raised as it was, it failed the step on every try and the job never
+    ended. Only its type is named: its text may quote the answer."""
     name = type(error).__name__
     log.error("%s made batchline's parser raise %s", what, name)
     return MalformedAnswer(f"{what} made batchline's parser raise {name}")
 
 
-STORE_ERRORS = (redis.RedisError, OperationalError)
-"""Any error of Redis or the broker (an outage, a failover's `ClusterDownError`, a replica's `ReadOnlyError`): never
-the provider's answer, so never poison."""
-
-
-@contextlib.contextmanager
-def unforeseen_as_malformed(what: str) -> Iterator[None]:
-    """Let provider errors and Redis's or the broker's through as they are; anything else becomes
-    `unforeseen(what, error)`."""
+def guarded(what: str, call: Callable[[], T]) -> T:
+    """`call()`, where a parse error on `what` the provider sent becomes `unforeseen(what, error)`; batchline's own
+    errors (a provider's refusal or busy answer included) pass as they are."""
     try:
-        yield
-    except (TransientProviderError, ProviderRejected, *STORE_ERRORS):
+        return call()
+    except BatchlineError:
         raise
-    except Exception as error:
-        raise unforeseen(what, error) from None
+    except PARSE_ERRORS as error:
+        failure = unforeseen(what, error)
+    raise failure  # outside the handler: the answer's text is not kept as the failure's context either
 
 
 NOT_FOUND = "not_found"
@@ -107,12 +108,14 @@ def record_created(runtime: Runtime, job_id: str, n: int, snapshot: Snapshot) ->
     runtime.store.record_poll(job_id, n, counted=False)
 
 
-def end_part(runtime: Runtime, job_id: str, n: int, snapshot: Snapshot) -> None:
-    """Mark a part ended with the provider's final word, once: whoever ends it first is the one recorded."""
+def end_part(runtime: Runtime, job_id: str, n: int, snapshot: Snapshot, since: tuple[PartState, ...] = _LIVE) -> bool:
+    """Mark a part ended with the provider's final word, once, from one of the states `since`: whoever ends it first
+    is the one recorded. True when this call ended it."""
     fields = snapshot_fields(snapshot) | ({"provider_id": snapshot.id} if snapshot.id else {})
-    ended = runtime.store.transition_part(job_id, n, PartState.ENDED, PartState.PENDING, PartState.SUBMITTED, **fields)
+    ended = runtime.store.transition_part(job_id, n, PartState.ENDED, *since, **fields)
     if ended and runtime.settings.instrument:
         record_part(runtime, runtime.store.load_job(job_id).model, "ended", snapshot.state)
+    return ended
 
 
 def poisoned(runtime: Runtime, job_id: str, n: int, step: str) -> bool:

@@ -6,13 +6,20 @@ import dataclasses
 from collections.abc import Callable, Iterable, Iterator
 
 from ..costs import usage_reader
-from ..errors import BrokenDownload, HostileAnswer, MalformedAnswer, ProviderRejected, TransientProviderError
+from ..errors import (
+    BatchlineError,
+    BrokenDownload,
+    HostileAnswer,
+    MalformedAnswer,
+    ProviderRejected,
+    TransientProviderError,
+)
 from ..records import RESULT_TAGS, PartState, ReadResult
 from ..runtime import Runtime
 from ..telemetry import record_fetch, record_part, tally_for
 from ..types import BatchStatus
 from . import budget, caching
-from .base import NOT_FOUND, STORE_ERRORS, UNREADABLE, Next, log, poisoned, snapshot_of, unforeseen
+from .base import NOT_FOUND, PARSE_ERRORS, UNREADABLE, Next, log, poisoned, snapshot_of, unforeseen
 from .ending import finish
 
 
@@ -123,9 +130,9 @@ class Screen:
                     self.seen_kinds[kind] = self.seen_kinds.get(kind, 0) + 1
         except (TransientProviderError, ProviderRejected) as error:
             self.error = error
-        except STORE_ERRORS:
-            raise  # Redis's or the broker's, not the provider's: an outage gives its message back (see tasks)
-        except Exception as error:  # what was read before it is stored; bounded tries, then the part fails
+        except BatchlineError:
+            raise
+        except PARSE_ERRORS as error:  # what was read before it is stored; bounded tries, then the part fails
             self.error = unforeseen("the results stream", error)
 
     def _anomaly(self, custom_id: object, status: object) -> str | None:

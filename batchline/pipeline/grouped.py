@@ -24,8 +24,6 @@ log = logging.getLogger("batchline")
 THREADS = 8
 """Polls of one group in flight at once: a provider's status answer takes 0.1-0.3 s, nearly all of it waiting."""
 
-"""The store or the broker cannot be reached (a Redis restart, a network cut): the step did not get done."""
-
 Send = Callable[[str, Next], None]
 """Sends a part's next step (a fetch) as a task message; called inside the part's poll span."""
 

@@ -13,7 +13,7 @@ from ..store import found
 from ..telemetry import record_poll
 from ..types import BatchStatus
 from . import caching
-from .base import NOT_FOUND, UNREADABLE, Next, end_part, poisoned, snapshot_fields, unforeseen_as_malformed
+from .base import NOT_FOUND, UNREADABLE, Next, end_part, guarded, poisoned, snapshot_fields
 from .ending import request_cancel
 
 
@@ -33,8 +33,7 @@ def poll(runtime: Runtime, job_id: str, n: int) -> Next | None:
         job = store.load_job(job_id)  # the job's timeout passed: this poll cancels the batch
     provider = runtime.provider(job.model, job.endpoint)
     try:
-        with unforeseen_as_malformed("the batch's status"):
-            snapshot = provider.status(part.provider_id)
+        snapshot = guarded("the batch's status", lambda: provider.status(part.provider_id))
     except (MalformedAnswer, HostileAnswer) as error:
         # An answer that cannot be read, or that points where batchline must not go: tried a few times, then the
         # part ends failed with the cause, so the job ends and each of its requests carries it.

@@ -12,7 +12,7 @@ from ..records import PartRecord, PartState
 from ..runtime import Runtime
 from ..types import BatchStatus
 from . import caching
-from .base import Next, end_part, log, poisoned, record_created, unforeseen_as_malformed
+from .base import POISON_ATTEMPTS, Next, end_part, guarded, log, poisoned, record_created
 from .ending import finish
 
 
@@ -80,8 +80,7 @@ def _create_once(runtime: Runtime, provider: Provider, job_id: str, n: int, part
             return None
         # The claimer died between claim and record. Only a listing can say whether it created the batch.
         try:
-            with unforeseen_as_malformed("the provider's list of batches"):
-                found = provider.find(job_id, n)
+            found = guarded("the provider's list of batches", lambda: provider.find(job_id, n))
         except MalformedAnswer as error:
             if not poisoned(runtime, job_id, n, "find"):
                 raise
@@ -96,10 +95,20 @@ def _create_once(runtime: Runtime, provider: Provider, job_id: str, n: int, part
             lost = Snapshot("", "unknown", "failed", error=_LOST.format(name=provider.name) + cause)
             end_part(runtime, job_id, n, lost)
             return lost
+        if (part.create_poisoned or 0) >= POISON_ATTEMPTS:
+            # No create answer could be read, and the listing after the last one found no batch: not created again.
+            unread = Snapshot(
+                "", "unknown", "failed", error=_UNREAD.format(name=provider.name, error=part.create_error)
+            )
+            if not end_part(runtime, job_id, n, unread, since=(PartState.PENDING,)):
+                return None  # another worker recorded a batch meanwhile: look again
+            return unread
         store.set_part(job_id, n, claim=token)
     try:
-        with unforeseen_as_malformed("the answer to creating the batch"):  # it may exist: found before made again
-            snapshot = provider.create(job_id, n, store.part_requests(job_id, n), total, group)
+        snapshot = guarded(  # an answer that cannot be read: the batch may exist, so it is looked for before made again
+            "the answer to creating the batch",
+            lambda: provider.create(job_id, n, store.part_requests(job_id, n), total, group),
+        )
     except ProviderRejected as error:
         # Refused outright (a 4xx): no batch exists and nothing was spent; its requests carry the reason.
         rejected = Snapshot("", "rejected", "failed", total=total, error=str(error))
@@ -108,15 +117,9 @@ def _create_once(runtime: Runtime, provider: Provider, job_id: str, n: int, part
     except TransientProviderError as error:
         # The answer was lost, an error or unreadable: the batch may exist. The retry lists the provider's batches
         # first; where they cannot be listed, the part ends failed with this cause rather than paying twice.
-        if isinstance(error, MalformedAnswer) and poisoned(runtime, job_id, n, "create"):
-            # Unreadable every time, with the listing finding nothing before each try: the part ends failed here
-            # rather than creating again and again.
-            unread = Snapshot(
-                "", "unknown", "failed", total=total, error=_UNREAD.format(name=provider.name, error=error)
-            )
-            end_part(runtime, job_id, n, unread)
-            return unread
         store.set_part(job_id, n, create_failed_at=time.time(), create_error=str(error))
+        if isinstance(error, MalformedAnswer):
+            store.strike(job_id, n, "create_poisoned")  # so many unread answers in a row: the next listing decides
         raise
     record_created(runtime, job_id, n, snapshot)
     log.info("job %s part %d: created provider batch %s", job_id, n, snapshot.id)
