@@ -29,7 +29,6 @@ import dataclasses
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any, cast
 
 import redis
@@ -39,23 +38,12 @@ from ._chunks import chunks as _chunks
 from .compact import pack_many, unpack
 from .errors import JobNotFound
 from .records import HashValue, JobRecord, NewResult, PartRecord, PartState, StoredResult, UsageReader, tokens_of
+from .scratch import Scratch
 from .types import BatchStatus
 
 CHUNK = 1000  # items per Redis round trip when reading or writing many
 MISSING_SLICE = 5000  # part ids checked per script call: a few milliseconds of Redis's time each
 JOB_SUFFIXES = ("", ":ids", ":req", ":opt", ":res", ":stream", ":delivered", ":ckey", ":fan", ":cached")
-
-
-@dataclass(frozen=True)
-class Scratch:
-    """One adapter's corner of the store: its keys begin with `prefix`, and it sets `ttl` on what it writes."""
-
-    redis: redis.Redis
-    prefix: str
-    ttl: int
-
-    def key(self, *parts: object) -> str:
-        return self.prefix + ":".join(str(part) for part in parts)
 
 
 class Store:
@@ -248,9 +236,14 @@ class Store:
         `anomalies`, which the job's summary shows beside its counts."""
         self.redis.hincrby(self.job_key(job_id), "anomalies", count)
 
-    def claim_part(self, job_id: str, part: int, token: str) -> bool:
-        """Take the right to create a part's provider batch. Taken once, it is never given back."""
-        return bool(self.redis.hsetnx(self.part_key(job_id, part), "claim", token))
+    def claim_part(self, job_id: str, part: int, token: str, over: str = "") -> bool:
+        """Take the right to create a part's provider batch: the first claim, or the one takeover of the claim `over`
+        (its worker gave up or died), so that two workers taking over at once never both create. Never given back."""
+        key = self.part_key(job_id, part)
+        won = bool(self.redis.hsetnx(key, f"claim_over:{over}" if over else "claim", token))
+        if won and over:
+            self.redis.hset(key, "claim", token)
+        return won
 
     def record_poll(self, job_id: str, part: int, *, counted: bool = True) -> None:
         """Note that a part was polled now (or, not `counted`, that its poll chain starts now) for the sweep."""

@@ -23,7 +23,8 @@ import redis
 
 from .errors import UnsupportedOnCluster
 from .records import HashValue, PartState
-from .store import Scratch, Store
+from .scratch import Scratch
+from .store import Store
 from .types import BatchStatus
 
 # `store_scripts.POLLED` without the sweep's sorted set, which lives in another slot: the part's own half of a poll.

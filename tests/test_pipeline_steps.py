@@ -7,8 +7,10 @@ batches live in the same Redis: a batch runs until `end_at_provider` ends it, an
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
 
@@ -204,6 +206,30 @@ def test_a_stale_claim_with_no_batch_creates_it_once(runtime: Runtime) -> None:
     assert runtime.store.claim_part(job_id, 0, f"dead-worker:{time.time() - SETTINGS.claim_timeout - 1}")
     assert submitted(runtime, job_id) == [Next("poll", 0)]
     assert submitted(runtime, job_id) == [Next("poll", 0)]
+    assert creates(runtime, job_id) == 1
+
+
+def test_two_workers_taking_over_a_stale_claim_at_once_create_once(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both list the batches, both find none: before, both then wrote their claim and both created (paid twice)."""
+    job_id = new_job(runtime)
+    assert runtime.store.claim_part(job_id, 0, f"dead-worker:{time.time() - SETTINGS.claim_timeout - 1}")
+    provider = runtime.provider("test")
+    find = provider.find
+    both_listed = threading.Barrier(2, timeout=10)
+
+    def listing_together(job_id: str, part: int) -> Snapshot | None:
+        found = find(job_id, part)
+        both_listed.wait()
+        return found
+
+    monkeypatch.setattr(provider, "find", listing_together)
+    with ThreadPoolExecutor(2) as pool:
+        outcomes = list(pool.map(lambda _: submitted(runtime, job_id), range(2)))
+    assert sorted(map(str, outcomes)) == sorted(
+        map(str, [[Next("poll", 0)], [Next("submit", countdown=SETTINGS.claim_timeout)]])
+    )
     assert creates(runtime, job_id) == 1
 
 

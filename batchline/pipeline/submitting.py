@@ -103,7 +103,8 @@ def _create_once(runtime: Runtime, provider: Provider, job_id: str, n: int, part
             if not end_part(runtime, job_id, n, unread, since=(PartState.PENDING,)):
                 return None  # another worker recorded a batch meanwhile: look again
             return unread
-        store.set_part(job_id, n, claim=token)
+        if not store.claim_part(job_id, n, token, over=part.claim):
+            return None  # another worker took it over first: it creates, or finds, the batch
     try:
         snapshot = guarded(  # an answer that cannot be read: the batch may exist, so it is looked for before made again
             "the answer to creating the batch",

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
     from ..config import Settings
     from ..records import ReadResult, StoredResult
-    from ..store import Scratch
+    from ..scratch import Scratch
     from .endpoints import Endpoint
 
 ADAPTERS: dict[str, str] = {
