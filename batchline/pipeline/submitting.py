@@ -120,7 +120,7 @@ def _create_once(runtime: Runtime, provider: Provider, job_id: str, n: int, part
         # first; where they cannot be listed, the part ends failed with this cause rather than paying twice.
         store.set_part(job_id, n, create_failed_at=time.time(), create_error=str(error))
         if isinstance(error, MalformedAnswer):
-            store.strike(job_id, n, "create_poisoned")  # so many unread answers in a row: the next listing decides
+            store.strike(job_id, n, "create_poisoned")  # counted; the listing before the next create decides
         raise
     record_created(runtime, job_id, n, snapshot)
     log.info("job %s part %d: created provider batch %s", job_id, n, snapshot.id)
