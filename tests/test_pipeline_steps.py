@@ -700,6 +700,29 @@ def test_finish_ends_the_job_once_every_part_is_stored_and_only_once(runtime: Ru
     assert not pipeline.finish(runtime, job_id)  # the one caller that ended it sends the delivery
 
 
+def test_finish_does_not_end_a_job_whose_resubmission_lands_while_it_reads(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`finish` reads the job, then its parts. Another worker's fetch may add a resubmission part and store its own
+    part in between: the parts read are all stored, and the new one was not among them. Ended then, the job dropped
+    the prompts that part still had to send, and its requests never got a result."""
+    job_id = ended_job(runtime)
+    store = runtime.store
+    read_parts = Store.parts
+
+    def parts_after_a_resubmission(self: Store, job_id: str, count: int) -> list[PartRecord]:
+        monkeypatch.setattr(Store, "parts", read_parts)
+        assert store.add_part(job_id, 0, ["r2"], 1) == 1  # r2 expired: it goes again in part 1 ...
+        assert store.transition_part(job_id, 0, PartState.STORED, PartState.ENDED)  # ... then part 0 is stored
+        return read_parts(self, job_id, count)
+
+    monkeypatch.setattr(Store, "parts", parts_after_a_resubmission)
+    assert not pipeline.finish(runtime, job_id)
+    assert job_field(runtime, job_id, "state") != BatchStatus.COMPLETED
+    assert part_field(runtime, job_id, 1, "state") == PartState.PENDING
+    assert [cid for cid, body in store.part_requests(job_id, 1) if body] == ["r2"]  # its prompt is still there
+
+
 @pytest.mark.parametrize(
     ("job_state", "provider_states", "outcome"),
     [

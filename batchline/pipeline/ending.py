@@ -21,6 +21,10 @@ def finish(runtime: Runtime, job_id: str) -> bool:
     parts = store.parts(job_id, job.parts)
     if any(part.state != PartState.STORED for part in parts):
         return False
+    if store.load_job(job_id).parts != job.parts:
+        # A resubmission added a part between the two reads (it does so before its own part is stored, so it shows
+        # by now): that part's fetch ends the job.
+        return False
     outcome = final_status(job, parts)
     # The prompts go first: a caller who sees the job ended finds none of them left. With every part stored, nothing
     # reads them again (a resubmit makes its part before the part it comes from is stored).
