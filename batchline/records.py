@@ -234,6 +234,8 @@ class PartRecord:
     resubmit_of: int | None = None
     resubmitted_as: int | None = None
     create_failed_at: float = 0.0
+    create_failed_by: str = ""
+    """The claim of the worker whose create failed: while it is still the claim, the claimer has given up."""
     create_error: str = ""
     anomalies: int = 0
     poll_poisoned: int | None = None
@@ -262,6 +264,7 @@ class PartRecord:
             resubmit_of=_int_or_none(get("resubmit_of")),
             resubmitted_as=_int_or_none(get("resubmitted_as")),
             create_failed_at=float(get("create_failed_at") or 0),
+            create_failed_by=get("create_failed_by", ""),
             create_error=get("create_error", ""),
             anomalies=int(get("anomalies") or 0),
             poll_poisoned=_int_or_none(get("poll_poisoned")),

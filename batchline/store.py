@@ -56,6 +56,7 @@ class Store:
         self._add_part = client.register_script(lua.ADD_PART)
         self._polled = client.register_script(lua.POLLED)
         self._missing = client.register_script(lua.MISSING)
+        self._take_claim = client.register_script(lua.TAKE_CLAIM)
 
     # -- keys -------------------------------------------------------------------------------------------------------
     def job_key(self, job_id: str, suffix: str = "") -> str:
@@ -237,13 +238,9 @@ class Store:
         self.redis.hincrby(self.job_key(job_id), "anomalies", count)
 
     def claim_part(self, job_id: str, part: int, token: str, over: str = "") -> bool:
-        """Take the right to create a part's provider batch: the first claim, or the one takeover of the claim `over`
-        (its worker gave up or died), so that two workers taking over at once never both create. Never given back."""
-        key = self.part_key(job_id, part)
-        won = bool(self.redis.hsetnx(key, f"claim_over:{over}" if over else "claim", token))
-        if won and over:
-            self.redis.hset(key, "claim", token)
-        return won
+        """Take the right to create a part's provider batch where no worker has it, or (`over`) from the worker whose
+        claim that is, which gave up or died: in one step, so two workers taking over never both create."""
+        return bool(self._take_claim(keys=[self.part_key(job_id, part)], args=[over, token]))
 
     def record_poll(self, job_id: str, part: int, *, counted: bool = True) -> None:
         """Note that a part was polled now (or, not `counted`, that its poll chain starts now) for the sweep."""

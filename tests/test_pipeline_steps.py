@@ -233,6 +233,38 @@ def test_two_workers_taking_over_a_stale_claim_at_once_create_once(
     assert creates(runtime, job_id) == 1
 
 
+def test_a_failure_written_before_a_takeover_never_makes_the_new_claim_look_given_up(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Worker A's create fails while worker B is about to take A's claim over. A claim looked given up when any
+    create had failed after its time, so worker C took B's claim over while B was still creating, and created too."""
+    job_id = new_job(runtime)
+    store = runtime.store
+    assert store.claim_part(job_id, 0, f"worker-a:{time.time()}")  # A holds the claim; its create is in flight
+    provider = runtime.provider("test")
+    create = provider.create
+    seen_by_c: list[list[Next]] = []
+
+    def a_fails_meanwhile(self: Store, job_id: str, n: int, token: str, over: str = "") -> bool:
+        won = claim(self, job_id, n, token, over)
+        if not over and not won:  # B found the claim held: A's answer comes back as lost just then
+            store.set_part(job_id, 0, create_failed_at=time.time() + 1, create_failed_by=f"worker-a:{a_time}")
+        return won
+
+    def b_creates_slowly(*args: Any, **kwargs: Any) -> Snapshot:
+        if not seen_by_c:
+            seen_by_c.append(submitted(runtime, job_id))  # C comes while B's create is on its way
+        return create(*args, **kwargs)
+
+    a_time = store.part(job_id, 0).claim.rpartition(":")[2]
+    claim = Store.claim_part
+    monkeypatch.setattr(Store, "claim_part", a_fails_meanwhile)
+    monkeypatch.setattr(provider, "create", b_creates_slowly)
+    assert submitted(runtime, job_id) == [Next("poll", 0)]  # B took A's claim over and created
+    assert seen_by_c == [[Next("submit", countdown=SETTINGS.claim_timeout)]]  # C waits for B instead
+    assert creates(runtime, job_id) == 1
+
+
 def test_a_refused_create_ends_the_part_failed(runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
     job_id = new_job(runtime)
 

@@ -75,7 +75,7 @@ def _create_once(runtime: Runtime, provider: Provider, job_id: str, n: int, part
         if part.provider_id:
             return provider.status(part.provider_id)
         claimed_at = float(part.claim.rpartition(":")[2])
-        claimer_gave_up = part.create_failed_at >= claimed_at
+        claimer_gave_up = part.create_failed_by == part.claim  # that very claim's create failed, not an earlier one
         if not claimer_gave_up and time.time() - claimed_at < runtime.settings.claim_timeout:
             return None
         # The claimer died between claim and record. Only a listing can say whether it created the batch.
@@ -103,6 +103,7 @@ def _create_once(runtime: Runtime, provider: Provider, job_id: str, n: int, part
             if not end_part(runtime, job_id, n, unread, since=(PartState.PENDING,)):
                 return None  # another worker recorded a batch meanwhile: look again
             return unread
+        token = f"{uuid.uuid4().hex}:{time.time()}"  # timed from the takeover, not from before the listing
         if not store.claim_part(job_id, n, token, over=part.claim):
             return None  # another worker took it over first: it creates, or finds, the batch
     try:
@@ -118,7 +119,7 @@ def _create_once(runtime: Runtime, provider: Provider, job_id: str, n: int, part
     except TransientProviderError as error:
         # The answer was lost, an error or unreadable: the batch may exist. The retry lists the provider's batches
         # first; where they cannot be listed, the part ends failed with this cause rather than paying twice.
-        store.set_part(job_id, n, create_failed_at=time.time(), create_error=str(error))
+        store.set_part(job_id, n, create_failed_at=time.time(), create_failed_by=token, create_error=str(error))
         if isinstance(error, MalformedAnswer):
             store.strike(job_id, n, "create_poisoned")  # counted; the listing before the next create decides
         raise
