@@ -16,7 +16,7 @@ import orjson
 from ..._json import dumps
 from ...errors import BatchInputError, MalformedAnswer
 from ...raw import RawRequest
-from ...records import Tokens, token_count
+from ...records import ReadResult, Tokens, token_count
 from ..base import UNUSABLE, Encoded, Snapshot, State, count_of, created_snapshot_of
 
 DEFAULT_BASE_URL = "https://api.mistral.ai"
@@ -138,7 +138,7 @@ def result_of(line: object) -> tuple[str, str, bytes]:
     return read_result(line)[:3]
 
 
-def read_result(line: object) -> tuple[str, str, bytes, Tokens | None]:
+def read_result(line: object) -> ReadResult:
     """`result_of`, with a succeeded body's tokens (`usage_of`) read from the line already parsed."""
     if not isinstance(line, dict) or not isinstance(line.get("custom_id"), str) or not line["custom_id"]:
         return UNUSABLE, "no custom_id", b"", None
