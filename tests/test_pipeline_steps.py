@@ -568,19 +568,23 @@ def test_fetch_leaves_out_lines_that_are_not_the_parts_and_counts_them(
     assert pipeline.summary(runtime, job_id)["anomalies"] == 4
 
 
-def test_a_download_that_breaks_off_is_stored_as_far_as_it_went_and_ends_the_part_after_the_poison_bound(
-    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    job_id = ended_job(runtime)
+def break_after_the_first_result(runtime: Runtime, monkeypatch: pytest.MonkeyPatch, error: Exception) -> None:
+    """The `test` provider's download gives its first result, then raises `error`, on every try."""
     provider = runtime.provider("test")
     whole = provider.read_results
 
     def broken(batch: Snapshot) -> Iterator[ReadResult]:
-        results = whole(batch)
-        yield next(results)
-        raise BrokenDownload("test: the connection closed")
+        yield next(whole(batch))
+        raise error
 
     monkeypatch.setattr(provider, "read_results", broken)
+
+
+def test_a_download_that_breaks_off_is_stored_as_far_as_it_went_and_ends_the_part_after_the_poison_bound(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job_id = ended_job(runtime)
+    break_after_the_first_result(runtime, monkeypatch, BrokenDownload("test: the connection closed"))
     for _ in range(POISON_ATTEMPTS - 1):
         with pytest.raises(BrokenDownload):
             pipeline.fetch(runtime, job_id, 0)
@@ -599,15 +603,7 @@ def test_a_parser_that_breaks_on_the_answers_ends_the_part_after_the_poison_boun
     """An adapter raising something no one foresaw (a hostile value an `int()` chokes on) failed the fetch task on
     every try, and the job never ended."""
     job_id = ended_job(runtime)
-    provider = runtime.provider("test")
-    whole = provider.read_results
-
-    def choking(batch: Snapshot) -> Iterator[ReadResult]:
-        results = whole(batch)
-        yield next(results)
-        raise ValueError("invalid literal for int(): 'the secret answer'")
-
-    monkeypatch.setattr(provider, "read_results", choking)
+    break_after_the_first_result(runtime, monkeypatch, ValueError("invalid literal for int(): 'the secret answer'"))
     for _ in range(POISON_ATTEMPTS - 1):
         with pytest.raises(MalformedAnswer, match="ValueError"):
             pipeline.fetch(runtime, job_id, 0)
