@@ -239,7 +239,8 @@ class Store:
 
     def claim_part(self, job_id: str, part: int, token: str, over: str = "") -> bool:
         """Take the right to create a part's provider batch where no worker has it, or (`over`) from the worker whose
-        claim that is, which gave up or died: in one step, so two workers taking over never both create."""
+        claim that is, which gave up or died: in one step, so two workers taking over never both create. Only a part
+        still `pending` is claimed."""
         return bool(self._take_claim(keys=[self.part_key(job_id, part)], args=[over, token]))
 
     def record_poll(self, job_id: str, part: int, *, counted: bool = True) -> None:

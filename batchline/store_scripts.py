@@ -85,8 +85,10 @@ return n
 
 
 # Give part KEYS[1]'s claim to ARGV[2] while it is ARGV[1] (empty: no claim yet; else the claim of a worker that gave
-# up or died): two workers taking over the same claim never both win, and nothing is left half written.
+# up or died) and the part is still to be created: two workers taking over the same claim never both win, a part a
+# cancel ended is never claimed to be created, and nothing is left half written.
 TAKE_CLAIM = """
+if redis.call('HGET', KEYS[1], 'state') ~= 'pending' then return 0 end
 if (redis.call('HGET', KEYS[1], 'claim') or '') ~= ARGV[1] then return 0 end
 redis.call('HSET', KEYS[1], 'claim', ARGV[2])
 return 1

@@ -24,7 +24,8 @@ from pydantic_ai.models.batch import BatchRequest
 from batchline import pipeline
 from batchline.config import Settings
 from batchline.errors import BrokenDownload, HostileAnswer, MalformedAnswer, ProviderRejected, TransientProviderError
-from batchline.pipeline import POISON_ATTEMPTS, Next, Screen
+from batchline.pipeline import POISON_ATTEMPTS, Next, Screen, submitting
+from batchline.pipeline.base import end_part
 from batchline.providers.base import Snapshot
 from batchline.providers.test import FLAKY_MARKER, TestProvider
 from batchline.records import JobRecord, PartRecord, PartState, ReadResult
@@ -248,7 +249,7 @@ def test_a_failure_written_before_a_takeover_never_makes_the_new_claim_look_give
     def a_fails_meanwhile(self: Store, job_id: str, n: int, token: str, over: str = "") -> bool:
         won = claim(self, job_id, n, token, over)
         if not over and not won:  # B found the claim held: A's answer comes back as lost just then
-            store.set_part(job_id, 0, create_failed_at=time.time() + 1, create_failed_by=f"worker-a:{a_time}")
+            store.set_part(job_id, 0, create_failed_by=f"worker-a:{a_time}")
         return won
 
     def b_creates_slowly(*args: Any, **kwargs: Any) -> Snapshot:
@@ -263,6 +264,19 @@ def test_a_failure_written_before_a_takeover_never_makes_the_new_claim_look_give
     assert submitted(runtime, job_id) == [Next("poll", 0)]  # B took A's claim over and created
     assert seen_by_c == [[Next("submit", countdown=SETTINGS.claim_timeout)]]  # C waits for B instead
     assert creates(runtime, job_id) == 1
+
+
+def test_a_submit_that_read_a_part_before_a_cancel_ended_it_creates_nothing(runtime: Runtime) -> None:
+    """A slow submit read the part as pending; a cancel then claimed and ended it. Once the cancel's claim had gone
+    stale, the submit listed the batches, found none, took the claim over and created a batch for the ended part."""
+    job_id = new_job(runtime)
+    store = runtime.store
+    read_before = store.part(job_id, 0)
+    assert store.claim_part(job_id, 0, f"cancelled:{time.time() - SETTINGS.claim_timeout - 1}")
+    assert end_part(runtime, job_id, 0, Snapshot("", "not_created", "cancelled"))
+    assert submitting._create_once(runtime, runtime.provider("test"), job_id, 0, read_before) is None
+    assert creates(runtime, job_id) == 0
+    assert part_field(runtime, job_id, 0, "state") == PartState.ENDED
 
 
 def test_a_refused_create_ends_the_part_failed(runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -132,6 +132,18 @@ def test_a_part_is_claimed_once(store: Store) -> None:
     assert store.part("j", 0).claim == "a"
 
 
+def test_only_a_part_still_to_be_created_is_claimed(store: Store) -> None:
+    """A part a cancel ended is never claimed again, not even by taking its stale claim over, nor a part with no
+    record (a claim alone would leave a part hash behind)."""
+    make_job(store)
+    assert store.claim_part("j", 0, "cancelled:1")
+    assert store.transition_part("j", 0, PartState.ENDED, PartState.PENDING, provider_state="cancelled")
+    assert not store.claim_part("j", 0, "b", over="cancelled:1")
+    assert store.part("j", 0).claim == "cancelled:1"
+    assert not store.claim_part("j", 7, "b")
+    assert not store.redis.exists(store.part_key("j", 7))
+
+
 def test_stale_polls_are_found(store: Store) -> None:
     make_job(store, parts=2)
     store.record_poll("j", 0)

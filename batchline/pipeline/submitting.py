@@ -74,6 +74,8 @@ def _create_once(runtime: Runtime, provider: Provider, job_id: str, n: int, part
         part = store.part(job_id, n)
         if part.provider_id:
             return provider.status(part.provider_id)
+        if part.state != PartState.PENDING:
+            return None  # ended with no batch since it was read (a cancel): the next look sends it on, creating none
         claimed_at = float(part.claim.rpartition(":")[2])
         claimer_gave_up = part.create_failed_by == part.claim  # that very claim's create failed, not an earlier one
         if not claimer_gave_up and time.time() - claimed_at < runtime.settings.claim_timeout:
