@@ -56,7 +56,8 @@ def table(report: dict[str, Any]) -> str:
         lines.append(_row("submit: pydantic-ai batch_encode + batch_create", submit["pydantic_ai"]))
     if e2e := report.get("e2e"):
         b = e2e["batchline"] | {"count": e2e["count"]}
-        lines.append(_row("end to end: batch_create -> all stored (worker)", b, f"create {b['create_s']:.2f}s"))
+        ended = f"; job {b['status']} at {b['ended_s']:.2f}s" if "ended_s" in b else ""
+        lines.append(_row("end to end: batch_create -> all stored (worker)", b, f"create {b['create_s']:.2f}s{ended}"))
         lines.append(_row("end to end: raw I/O floor (upload+download+parse)", e2e["io_floor"]))
     if poll := report.get("poll"):
         lines.append(

@@ -49,6 +49,7 @@ def test_the_main_benchmark_runs_every_section(tmp_path: Path) -> None:
     assert [row["stored"] for row in report["memory"].values()] == sizes["memory"]
     assert report["submit"]["batchline"]["provider_id"]
     assert report["e2e"]["batchline"]["per_s"] > 0
+    assert report["e2e"]["batchline"]["status"] == "completed"  # timed to the job's end as well as to its results
     assert report["poll"]["jobs_polled_in_window"] > 0  # all of them on a quiet machine; this one runs tests too
     assert report["cache"]["on"]["sent"] == sizes["cache"] // 2
     assert report["agents"]["batchline"]["succeeded"] == sizes["agents"]
