@@ -218,16 +218,17 @@ def _deliver(task: Task[Any, Any], runtime: Runtime, job_id: str) -> dict[str, A
     store = runtime.store
     job = store.load_job(job_id)
     callback, on_complete = job.callback, job.on_complete
-    if refuse_delivery(runtime, job_id, job):  # checked again here: the job record may not have come from the API
-        return pipeline.summary(runtime, job_id)
-    if callback:
-        for marker, custom_ids in pipeline.delivery_chunks(runtime, job_id, job.chunk_size):
-            if not store.is_delivered(job_id, marker):
-                task.app.send_task(callback, args=(job_id, custom_ids))
-                store.mark_delivered(job_id, marker)
-    if on_complete and not store.is_delivered(job_id, "complete"):
-        send_completion(task.app, on_complete, pipeline.summary(runtime, job_id))
-        store.mark_delivered(job_id, "complete")
+    # Refusal is checked again here: the job record may not have come from the API.
+    if not refuse_delivery(runtime, job_id, job):
+        if callback:
+            for marker, custom_ids in pipeline.delivery_chunks(runtime, job_id, job.chunk_size):
+                if not store.is_delivered(job_id, marker):
+                    task.app.send_task(callback, args=(job_id, custom_ids))
+                    store.mark_delivered(job_id, marker)
+        if on_complete and not store.is_delivered(job_id, "complete"):
+            send_completion(task.app, on_complete, pipeline.summary(runtime, job_id))
+            store.mark_delivered(job_id, "complete")
+    store.mark_delivered(job_id, pipeline.DELIVERED)  # a fetch that runs again sends no second delivery step
     return pipeline.summary(runtime, job_id)
 
 

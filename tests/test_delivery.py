@@ -10,7 +10,7 @@ import pytest
 from celery import chain, signature
 from pydantic_ai import ModelRequest
 
-from batchline import BatchInputError, batch_create_sync, batch_results_sync, batch_wait_sync, worker
+from batchline import BatchInputError, batch_create_sync, batch_results_sync, batch_wait_sync, pipeline, worker
 from batchline.config import Settings
 from batchline.runtime import runtime_for
 
@@ -46,6 +46,8 @@ def test_results_reach_the_callback_in_chunks_and_the_chain_runs_once(app_worker
     wait_for(lambda: store.redis.llen(notified), "the chain's last task", timeout=30)
     # The chain was sent once: the job's completion is marked delivered, so a deliver that runs again sends nothing.
     assert store.is_delivered(batch.id, "complete")
+    # So is the whole delivery step: a fetch that runs again sends none (it would, had the step never run).
+    wait_for(lambda: store.is_delivered(batch.id, pipeline.DELIVERED), "the delivery step's end", timeout=30)
     assert store.redis.lrange(notified, 0, -1) == [f"{batch.id}: 25 of 25 succeeded".encode()]
     effects = store.redis.hgetall(f"{store.prefix}bltest:effects:{batch.id}")
     assert sorted(k.decode() for k in effects) == sorted(r.custom_id for r in batch_results_sync(final))

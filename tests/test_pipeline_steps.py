@@ -24,7 +24,7 @@ from pydantic_ai.models.batch import BatchRequest
 from batchline import pipeline
 from batchline.config import Settings
 from batchline.errors import BrokenDownload, HostileAnswer, MalformedAnswer, ProviderRejected, TransientProviderError
-from batchline.pipeline import POISON_ATTEMPTS, Next, Screen, submitting
+from batchline.pipeline import POISON_ATTEMPTS, Next, Screen, polling, submitting
 from batchline.pipeline.base import end_part
 from batchline.providers.base import Snapshot
 from batchline.providers.test import FLAKY_MARKER, TestProvider
@@ -279,6 +279,53 @@ def test_a_submit_that_read_a_part_before_a_cancel_ended_it_creates_nothing(runt
     assert part_field(runtime, job_id, 0, "state") == PartState.ENDED
 
 
+def test_a_submit_that_died_between_keeping_the_batch_id_and_marking_the_part_submitted_is_finished_by_the_next(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The next submit found the id and sent a poll, but left the part pending: the poll took it for one not created,
+    the poll chain ended, and the job never did."""
+    job_id = new_job(runtime)
+    transition = Store.transition_part
+
+    def killed(self: Store, job_id: str, n: int, to: PartState, *since: PartState, **also: Any) -> bool:
+        if to == PartState.SUBMITTED:
+            raise SystemExit("worker killed")
+        return transition(self, job_id, n, to, *since, **also)
+
+    monkeypatch.setattr(Store, "transition_part", killed)
+    with pytest.raises(SystemExit):
+        submitted(runtime, job_id)
+    monkeypatch.setattr(Store, "transition_part", transition)
+    assert (part_field(runtime, job_id, 0, "state"), bool(part_field(runtime, job_id, 0, "provider_id"))) == (
+        PartState.PENDING,
+        True,
+    )
+    assert submitted(runtime, job_id) == [Next("poll", 0)]  # redelivered
+    assert part_field(runtime, job_id, 0, "state") == PartState.SUBMITTED
+    end_at_provider(runtime, job_id, 0)
+    assert pipeline.poll(runtime, job_id, 0) == Next("fetch", 0)
+    assert creates(runtime, job_id) == 1
+
+
+def test_a_cancel_that_died_between_its_claim_and_ending_the_part_is_finished_by_its_redelivery(
+    runtime: Runtime, parts_of_two: None
+) -> None:
+    """The redelivered cancel could not claim the part (its own claim held it): the part stayed pending, and a part
+    waiting for the cache, with no submit to end it, kept its job cancelling for ever."""
+    job_id = new_job(runtime, count=4)
+    assert runtime.store.claim_part(job_id, 1, f"later:{time.time()}")
+    submitted(runtime, job_id)  # part 0 created; part 1 waits on another worker's claim
+    runtime.store.redis.hdel(runtime.store.part_key(job_id, 1), "claim")
+    assert pipeline.request_cancel(runtime, job_id)
+    assert runtime.store.claim_part(job_id, 1, f"cancelled:{time.time()}")  # the cancel's claim, then it died
+    assert Next("fetch", 1) in pipeline.cancel(runtime, job_id)
+    assert (part_field(runtime, job_id, 1, "state"), part_field(runtime, job_id, 1, "provider_state")) == (
+        PartState.ENDED,
+        "cancelled",
+    )
+    assert creates(runtime, job_id, 1) == 0
+
+
 def test_a_refused_create_ends_the_part_failed(runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
     job_id = new_job(runtime)
 
@@ -329,8 +376,11 @@ def test_the_poll_countdown_is_capped_and_stops_at_the_deadline(runtime: Runtime
     assert pipeline.poll_countdown(runtime, job, 2) == SETTINGS.max_poll_interval  # 300, not 200 * 1.5
     set_job_fields(runtime, job_id, deadline=time.time() + 100)
     assert 0 < pipeline.poll_countdown(runtime, job_record(runtime, job_id), 2) <= 100
+    # Past it, the cancel the deadline sent is seen through at most a minute apart: polls back to back hammered a
+    # provider whose cancel takes minutes.
     set_job_fields(runtime, job_id, deadline=time.time() - 1)
-    assert pipeline.poll_countdown(runtime, job_record(runtime, job_id), 2) == 0.0
+    assert pipeline.poll_countdown(runtime, job_record(runtime, job_id), 2) == polling.AFTER_DEADLINE == 60.0
+    assert pipeline.poll_countdown(runtime, job_record(runtime, job_id), 0) == 1.0  # the first check still soon
 
 
 def test_an_ended_part_goes_to_fetch(runtime: Runtime, calls: dict[str, int]) -> None:
@@ -345,9 +395,11 @@ def test_an_ended_part_goes_to_fetch(runtime: Runtime, calls: dict[str, int]) ->
     assert calls["status"] == 2  # the create's own status answer, and the poll that saw the end
 
 
-def test_a_poll_of_a_part_not_created_or_already_stored_does_nothing(runtime: Runtime, calls: dict[str, int]) -> None:
+def test_a_poll_of_a_part_not_created_sends_its_submit_and_of_one_stored_does_nothing(
+    runtime: Runtime, calls: dict[str, int]
+) -> None:
     job_id = new_job(runtime)
-    assert pipeline.poll(runtime, job_id, 0) is None  # the submit polls it once it is created
+    assert pipeline.poll(runtime, job_id, 0) == Next("submit")  # its submit was lost: a submit creates it, once
     runtime.store.transition_part(job_id, 0, PartState.STORED, PartState.PENDING)
     assert pipeline.poll(runtime, job_id, 0) is None
     assert calls == {}
@@ -502,6 +554,20 @@ def test_a_hostile_status_answer_ends_the_part_at_once(runtime: Runtime, monkeyp
     assert part_field(runtime, job_id, 0, "provider_state") == "failed"
 
 
+def test_a_batch_whose_cancel_takes_long_is_not_polled_back_to_back_after_the_deadline(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job_id = new_job(runtime)
+    submitted(runtime, job_id)
+    set_job_fields(runtime, job_id, deadline=time.time() - 1)
+    cancelling = Snapshot("", "cancelling", "cancelling", total=3)
+    monkeypatch.setattr(TestProvider, "status", lambda self, batch_id: replace(cancelling, id=batch_id))
+    monkeypatch.setattr(TestProvider, "cancel", lambda self, batch_id: replace(cancelling, id=batch_id))
+    steps = [pipeline.poll(runtime, job_id, 0) for _ in range(4)]
+    assert [step.countdown for step in steps if step] == [1.0, 1.0, 1.5, 2.25]  # as before the deadline
+    assert job_field(runtime, job_id, "state") == BatchStatus.CANCELLING
+
+
 def test_a_poll_after_the_jobs_deadline_cancels_its_batch(runtime: Runtime) -> None:
     job_id = new_job(runtime)
     submitted(runtime, job_id)
@@ -520,11 +586,14 @@ def test_fetch_stores_each_result_once_and_ends_the_job(runtime: Runtime) -> Non
     assert (job_field(runtime, job_id, "succeeded"), job_field(runtime, job_id, "failed")) == (3, 0)
     assert job_field(runtime, job_id, "state") == BatchStatus.COMPLETED
     stream = announced(runtime.store.redis, runtime.store.job_key(job_id))
-    # Redelivered: nothing stored, counted or announced twice, and no second delivery.
-    assert pipeline.fetch(runtime, job_id, 0) == []
+    # Redelivered: nothing stored, counted or announced twice. Its delivery step is sent again (the first fetch may
+    # have died before sending it) until a delivery step has run to its end.
+    assert pipeline.fetch(runtime, job_id, 0) == [Next("deliver")]
     assert results_stored(runtime, job_id) == 3
     assert (job_field(runtime, job_id, "succeeded"), job_field(runtime, job_id, "failed")) == (3, 0)
     assert announced(runtime.store.redis, runtime.store.job_key(job_id)) == stream == ["r0", "r1", "r2"]
+    runtime.store.mark_delivered(job_id, pipeline.DELIVERED)
+    assert pipeline.fetch(runtime, job_id, 0) == []
 
 
 def test_fetch_reports_its_progress(runtime: Runtime) -> None:
@@ -688,7 +757,8 @@ def test_transient_failures_go_again_in_a_new_part_while_resubmissions_are_left(
     assert job_field(runtime, job_id, "parts") == 2
     assert part_field(runtime, job_id, 1, "generation") == 1
     assert results_stored(runtime, job_id) == 0
-    assert pipeline.fetch(runtime, job_id, 0) == []  # redelivered: no third part
+    # Redelivered: no third part, and part 1's submit again (the first fetch may have died before sending it).
+    assert pipeline.fetch(runtime, job_id, 0) == [Next("submit")]
     assert job_field(runtime, job_id, "parts") == 2
     assert submitted(runtime, job_id) == [Next("poll", 1)]
     end_at_provider(runtime, job_id, 1)
@@ -848,6 +918,35 @@ def test_a_pending_job_is_on_the_stale_submit_list_until_its_submit_runs(runtime
     assert pipeline.stale_submits(later(runtime)) == [job_id]
     submitted(runtime, job_id)
     assert pipeline.stale_submits(later(runtime)) == []
+
+
+def test_a_resubmitted_part_whose_submit_was_lost_is_found_by_the_sweep_and_created_once(runtime: Runtime) -> None:
+    """The fetch that made part 1 died before sending its submit, or Redis lost the message. The job was in
+    progress, so no stale-submit list had it, and part 1 had no poll record: nothing created it, and the job never
+    ended."""
+    job_id = new_job(runtime, prompt=FLAKY_MARKER)  # each request is rate limited the first time it runs
+    set_job_fields(runtime, job_id, max_resubmissions=1)
+    submitted(runtime, job_id)
+    end_at_provider(runtime, job_id, 0)
+    pipeline.poll(runtime, job_id, 0)
+    assert pipeline.fetch(runtime, job_id, 0) == [Next("submit")]  # ... which is lost
+    assert pipeline.stale_polls(later(runtime)) == [(job_id, 1)]
+    assert pipeline.poll(runtime, job_id, 1) == Next("submit")  # the sweep's poll
+    assert pipeline.stale_polls(runtime) == []  # asked again only once a whole threshold has passed
+    assert submitted(runtime, job_id) == [Next("poll", 1)]
+    end_at_provider(runtime, job_id, 1)
+    assert pipeline.poll(runtime, job_id, 1) == Next("fetch", 1)
+    assert pipeline.fetch(runtime, job_id, 1) == [Next("deliver")]
+    assert (creates(runtime, job_id, 1), job_field(runtime, job_id, "succeeded")) == (1, 3)
+
+
+def test_a_poll_of_a_part_never_created_in_an_ended_job_ends_its_record(runtime: Runtime, parts_of_two: None) -> None:
+    job_id = new_job(runtime, count=4)
+    runtime.store.record_poll(job_id, 1, counted=False)
+    assert runtime.store.transition_job(job_id, BatchStatus.FAILED, BatchStatus.PENDING)
+    assert pipeline.poll(runtime, job_id, 1) is None
+    assert pipeline.stale_polls(later(runtime)) == []  # the sweep stops asking
+    assert creates(runtime, job_id, 1) == 0
 
 
 # -- what the tasks hand on --------------------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ step, and says what comes next, so that a redelivered message repeats nothing th
 
 from __future__ import annotations
 
-from .base import NOT_FOUND, POISON_ATTEMPTS, UNREADABLE, Next
+from .base import DELIVERED, NOT_FOUND, POISON_ATTEMPTS, UNREADABLE, Next
 from .ending import cancel, final_status, finish, request_cancel
 from .fetching import Screen, fetch
 from .grouped import backoff, poll_group
@@ -16,6 +16,7 @@ from .submitting import submit
 from .sweep import RESUBMITS_PER_SWEEP, stale_polls, stale_submits, submit_threshold
 
 __all__ = [
+    "DELIVERED",
     "NOT_FOUND",
     "POISON_ATTEMPTS",
     "RESUBMITS_PER_SWEEP",

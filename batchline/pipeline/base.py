@@ -59,6 +59,9 @@ UNREADABLE = "unreadable"
 """The provider status batchline gives a batch whose status answers could not be read (or pointed somewhere they
 must not): there are no results to look for."""
 
+DELIVERED = "all"
+"""The delivery marker of a job whose delivery step ran to its end (its callback chunks and its summary sent)."""
+
 POISON_ATTEMPTS = 5
 """How often a poll or fetch of one part may meet poison (an unreadable answer, a refused download, one that breaks
 off) before the part ends failed with that cause. The task's own back-off runs between tries: 1, 2, 4, 8 s for a

@@ -12,7 +12,7 @@ from ..records import JobRecord, PartRecord, PartState
 from ..runtime import Runtime
 from ..types import BatchStatus
 from .base import Next, end_part
-from .ending import finish, request_cancel
+from .ending import claimed_for_cancel, finish, request_cancel
 
 
 def before_create(
@@ -42,7 +42,7 @@ def wait(runtime: Runtime, job_id: str, job: JobRecord, n: int, again: Next) -> 
     if job.deadline and time.time() >= job.deadline and request_cancel(runtime, job_id):
         job = store.load_job(job_id)
     if job.state == BatchStatus.CANCELLING:
-        if store.claim_part(job_id, n, f"cancelled:{time.time()}"):
+        if claimed_for_cancel(runtime, job_id, n):
             end_part(runtime, job_id, n, Snapshot("", "not_created", "cancelled"))
         return Next("fetch", n)
     screened = CacheStore(store).screen(job_id, job, n, "wait")

@@ -12,6 +12,8 @@ from ..types import BatchStatus
 from .base import Next, end_part, log
 
 _ACTIVE = (BatchStatus.PENDING, BatchStatus.IN_PROGRESS, BatchStatus.CANCELLING)
+CANCEL_CLAIM = "cancelled:"
+"""How a cancel's claim on a part begins: it ends the part uncreated."""
 
 
 def finish(runtime: Runtime, job_id: str) -> bool:
@@ -69,7 +71,16 @@ def cancel(runtime: Runtime, job_id: str) -> list[Next]:
                 nexts.append(Next("fetch", n))
             else:
                 nexts.append(Next("poll", n))
-        elif part.state == PartState.PENDING and store.claim_part(job_id, n, f"cancelled:{time.time()}"):
+        elif part.state == PartState.PENDING and claimed_for_cancel(runtime, job_id, n):
             end_part(runtime, job_id, n, Snapshot("", "not_created", "cancelled"))
             nexts.append(Next("fetch", n))
     return nexts
+
+
+def claimed_for_cancel(runtime: Runtime, job_id: str, n: int) -> bool:
+    """Take a pending part's claim for a cancel, which then ends it uncreated. An earlier cancel's claim counts as
+    taken: that cancel stopped between its claim and ending the part, and nobody else would end it."""
+    store = runtime.store
+    return store.claim_part(job_id, n, f"{CANCEL_CLAIM}{time.time()}") or (
+        store.part(job_id, n).claim.startswith(CANCEL_CLAIM)
+    )

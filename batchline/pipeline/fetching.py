@@ -19,7 +19,7 @@ from ..runtime import Runtime
 from ..telemetry import record_fetch, record_part, tally_for
 from ..types import BatchStatus
 from . import budget, caching
-from .base import NOT_FOUND, PARSE_ERRORS, UNREADABLE, Next, log, poisoned, snapshot_of, unforeseen
+from .base import DELIVERED, NOT_FOUND, PARSE_ERRORS, UNREADABLE, Next, log, poisoned, snapshot_of, unforeseen
 from .ending import finish
 
 
@@ -81,6 +81,7 @@ def fetch(runtime: Runtime, job_id: str, n: int, progress: Callable[[int, int], 
         store.add_results(job_id, [(cid, unrun_status, unrun_body) for cid in missing if cid not in retry_ids])
         if retry_ids:
             again = store.add_part(job_id, n, retry_ids, generation + 1)
+            store.record_poll(job_id, again, counted=False)  # the sweep sends its submit again if it is lost
             log.info("job %s part %d: %d requests go again in part %d", job_id, n, len(retry_ids), again)
         if job.cache:  # before the part is stored: a fetch that dies here runs again and shares them then
             caching.settle(runtime, job_id, job, n)
@@ -94,7 +95,21 @@ def fetch(runtime: Runtime, job_id: str, n: int, progress: Callable[[int, int], 
         stop = budget.enforce(runtime, job_id)  # the usage just stored may pass the job's max_cost
         if retry_ids or stop:
             return [*stop, *([Next("submit")] if retry_ids else [])]
-    return [Next("deliver")] if finish(runtime, job_id) else []
+    if finish(runtime, job_id):
+        return [Next("deliver")]
+    return _owed(runtime, job_id) if part.state == PartState.STORED else []
+
+
+def _owed(runtime: Runtime, job_id: str) -> list[Next]:
+    """What the first fetch of a part stored before may not have sent (its worker died, or Redis lost the message,
+    after the part was stored): the submit of the part it resubmits, or the job's delivery. Both are safe twice."""
+    store = runtime.store
+    job = store.load_job(job_id)
+    if job.state.is_final:
+        return [] if store.is_delivered(job_id, DELIVERED) else [Next("deliver")]
+    if any(part.state == PartState.PENDING for part in store.parts(job_id, job.parts)):
+        return [Next("submit")]
+    return []
 
 
 def _gone(error: Exception) -> bool:

@@ -16,6 +16,9 @@ from . import caching
 from .base import NOT_FOUND, UNREADABLE, Next, end_part, guarded, poisoned, snapshot_fields
 from .ending import request_cancel
 
+AFTER_DEADLINE = 60.0
+"""The longest wait between polls of a batch whose job is past its deadline (its cancel is on its way)."""
+
 
 def poll(runtime: Runtime, job_id: str, n: int) -> Next | None:
     """Ask the provider about part `n` once; fetch it once it ended, else poll again after a growing interval."""
@@ -27,8 +30,10 @@ def poll(runtime: Runtime, job_id: str, n: int) -> Next | None:
     if part.state == PartState.PENDING and part.provider_status == WAITING:  # a cache job's, waiting for another job
         again = Next("poll", n, countdown=poll_countdown(runtime, job, part.polls))
         return caching.wait(runtime, job_id, job, n, again)
+    if part.state == PartState.PENDING:
+        return _not_created(runtime, job_id, job, n)
     if part.state != PartState.SUBMITTED:
-        return None  # not created yet (submit polls it when it is), or already stored
+        return None  # already stored
     if job.deadline and time.time() >= job.deadline and request_cancel(runtime, job_id):
         job = store.load_job(job_id)  # the job's timeout passed: this poll cancels the batch
     provider = runtime.provider(job.model, job.endpoint)
@@ -67,5 +72,18 @@ def poll_countdown(runtime: Runtime, job: JobRecord, polls: int) -> float:
         interval = min(interval, 1.0)  # the first check comes soon: test batches and small ones end fast
     interval = min(interval, runtime.settings.max_poll_interval, job.max_poll_interval or float("inf"))
     if job.deadline:
-        interval = max(0.0, min(interval, job.deadline - time.time()))
+        left = job.deadline - time.time()
+        # Polled at the deadline, which cancels the batch; then often enough to see the cancel through, no more.
+        interval = min(interval, left) if left > 0 else min(interval, AFTER_DEADLINE)
     return interval
+
+
+def _not_created(runtime: Runtime, job_id: str, job: JobRecord, n: int) -> Next | None:
+    """A poll of a part that is not created yet: the sweep found the poll record its resubmission made gone stale, so
+    the submit that creates it was lost (a worker died before sending it, or Redis lost the message). A submit
+    creates it once, parts being claimed before they are created, or waits for whoever is creating it."""
+    if job.state.is_final:
+        runtime.store.forget_poll(job_id, n)
+        return None
+    runtime.store.record_poll(job_id, n, counted=False)  # the sweep asks again only a whole threshold later
+    return Next("submit")

@@ -73,7 +73,10 @@ def _create_once(runtime: Runtime, provider: Provider, job_id: str, n: int, part
     if not store.claim_part(job_id, n, token):
         part = store.part(job_id, n)
         if part.provider_id:
-            return provider.status(part.provider_id)
+            snapshot = guarded("the batch's status", lambda: provider.status(part.provider_id))
+            if part.state == PartState.PENDING:  # its creator stopped between keeping the id and marking it submitted
+                record_created(runtime, job_id, n, snapshot)
+            return snapshot
         if part.state != PartState.PENDING:
             return None  # ended with no batch since it was read (a cancel): the next look sends it on, creating none
         claimed_at = float(part.claim.rpartition(":")[2])
