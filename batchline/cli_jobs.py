@@ -260,6 +260,7 @@ def read_requests(path: Path) -> Iterator[tuple[str, list[Any]] | RawRequest]:
         raise BatchInputError(f"{path}: no such file") from None
     except OSError as error:
         raise BatchInputError(f"{path}: cannot read it ({error.strerror})") from None
+    from pydantic import ValidationError
     from pydantic_ai.messages import ModelMessagesTypeAdapter, ModelRequest
 
     with lines:
@@ -280,8 +281,13 @@ def read_requests(path: Path) -> Iterator[tuple[str, list[Any]] | RawRequest]:
             elif isinstance(item.get("messages"), list):
                 try:
                     yield item["custom_id"], ModelMessagesTypeAdapter.validate_python(item["messages"])
-                except ValueError as error:
-                    raise BatchInputError(f"{path}, line {number}: messages are not pydantic-ai messages") from error
+                except ValidationError as error:
+                    # Where and what, not chained: pydantic's error quotes the input, the prompt.
+                    fault = error.errors(include_input=False, include_url=False)[0]
+                    where = ".".join(map(str, fault["loc"]))
+                    raise BatchInputError(
+                        f"{path}, line {number}: messages are not pydantic-ai messages ({where}: {fault['msg']})"
+                    ) from None
             else:
                 raise BatchInputError(f"{path}, line {number}: needs a 'prompt' string or a 'messages' list")
 

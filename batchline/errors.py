@@ -42,9 +42,11 @@ class UnsupportedOnCluster(BatchlineError, ValueError):
 class TransientProviderError(BatchlineError):
     """The provider could not answer now (429, 5xx, a dropped connection): the step is tried again later."""
 
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
+    def __init__(self, message: str, retry_after: float | None = None, *, loggable: str = "") -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.loggable = loggable or message
+        """The message without what the provider wrote: see `for_log`."""
 
 
 class MalformedAnswer(TransientProviderError):
@@ -60,9 +62,11 @@ class BrokenDownload(TransientProviderError):
 class ProviderRejected(BatchlineError):
     """The provider refused a request for good (4xx): retrying the same request cannot help."""
 
-    def __init__(self, message: str, status_code: int) -> None:
+    def __init__(self, message: str, status_code: int, *, loggable: str = "") -> None:
         super().__init__(message)
         self.status_code = status_code
+        self.loggable = loggable or message
+        """The message without what the provider wrote: see `for_log`."""
 
 
 class HostileAnswer(ProviderRejected):
@@ -71,3 +75,10 @@ class HostileAnswer(ProviderRejected):
 
     def __init__(self, message: str) -> None:
         super().__init__(message, 0)
+
+
+def for_log(error: BaseException) -> str:
+    """What a log line (or a retry's reason) says of `error`: a provider error without the provider's own words, which
+    may quote a request (a gateway echoing the input it refused). The job's stored error, read by its owner, keeps
+    them."""
+    return getattr(error, "loggable", None) or str(error)

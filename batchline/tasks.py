@@ -22,7 +22,7 @@ from celery.signals import worker_ready
 from . import pipeline, telemetry
 from .delivery import refuse_delivery, send_completion
 from .due_polls import GROUP, TICK_SLACK
-from .errors import ProviderRejected, TransientProviderError
+from .errors import ProviderRejected, TransientProviderError, for_log
 from .pipeline import Next
 from .pipeline.base import OUTAGE
 from .runtime import Runtime, runtime_for
@@ -72,8 +72,11 @@ def _retry_later(task: Task[Any, Any], job_id: str, error: TransientProviderErro
     """Try the step again later: soon for a busy provider, slowly for a refusal (a revoked key may be fixed)."""
     cap = 300.0 if isinstance(error, TransientProviderError) else runtime_for(task.app).settings.max_poll_interval
     countdown = getattr(error, "retry_after", None) or min(2.0 ** (task.request.retries or 0), cap)
-    log.warning("%s for job %s: %s; again in %.0fs", task.name, job_id, error, countdown)
-    return task.retry(countdown=countdown)
+    log.warning("%s for job %s: %s; again in %.0fs", task.name, job_id, for_log(error), countdown)
+    # Sent here, raised by the caller `from None`: raised in here, inside the caller's `except`, the Retry kept the
+    # provider's error as its context, and Celery put that traceback, the provider's words in it, in Flower and the
+    # result backend.
+    return task.retry(countdown=countdown, throw=False)
 
 
 @contextlib.contextmanager
@@ -132,7 +135,7 @@ def poll(self: Task[Any, Any], job_id: str, part: int) -> dict[str, Any] | None:
             nxt = pipeline.poll(runtime, job_id, part)
         except (TransientProviderError, ProviderRejected) as error:
             countdown = pipeline.backoff(runtime, job_id, part, error)
-            log.warning("batchline.poll for job %s: %s; again in %.0fs", job_id, error, countdown)
+            log.warning("batchline.poll for job %s: %s; again in %.0fs", job_id, for_log(error), countdown)
             nxt = Next("poll", part, countdown)
         if nxt is not None and nxt.step == "fetch":
             runtime.due.forget(job_id, part)  # ended: a group must not poll it (and send its fetch) again

@@ -14,7 +14,7 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 
 from .. import telemetry
 from ..due_polls import RENEW, Claim
-from ..errors import JobNotFound, ProviderRejected, TransientProviderError
+from ..errors import JobNotFound, ProviderRejected, TransientProviderError, for_log
 from ..runtime import Runtime
 from .base import OUTAGE, Next
 from .polling import poll
@@ -98,7 +98,7 @@ def poll_one(runtime: Runtime, claim: Claim, job_id: str, n: int, send: Send) ->
             return "gone"
         except (TransientProviderError, ProviderRejected) as error:
             countdown = backoff(runtime, job_id, n, error)
-            log.warning("batchline.poll for job %s: %s; again in %.0fs", job_id, error, countdown)
+            log.warning("batchline.poll for job %s: %s; again in %.0fs", job_id, for_log(error), countdown)
             due.schedule(job_id, n, time.time() + countdown)
             return "busy"
         except Exception as error:  # a fault of batchline's own: logged, and the part is tried again later

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import abc
 import email.utils
+import logging
 import math
 import os
 import time
@@ -30,10 +31,35 @@ from .endpoints import Endpoint, endpoint_config, origin_of
 
 TRUSTED_SETTING = "BATCHLINE_TRUSTED_RESULT_HOSTS"
 
+# httpx2 logs every request's whole URL at INFO, which workers run at: a base URL's password, an upload session's id.
+logging.getLogger("httpx2").setLevel(max(logging.WARNING, logging.getLogger("httpx2").level))
+
 RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
 TIMEOUT = httpx2.Timeout(120.0, connect=10.0)
 MAX_INLINE_WAIT = 5.0
 """The longest back-off slept inside a task; a longer Retry-After is honoured by retrying the task later."""
+
+
+def shown(url: str) -> str:
+    """A URL as errors name it: its origin and path, never its query (a resumable upload's session id) nor the
+    user and password a base URL may carry."""
+    parts = urlsplit(url)
+    return (origin_of(url) if parts.netloc else "") + parts.path
+
+
+def sendable(provider: str, headers: Mapping[str, str]) -> dict[str, str]:
+    """`headers`, once each value is one HTTP can carry: visible ASCII and spaces. A key pasted with a curly quote, a
+    zero-width space or a line break made httpx raise an error whose text held the whole header, the key with it,
+    which went on to the worker's log, Flower and the result backend. The error here names the header alone."""
+    for name, value in headers.items():
+        if not all(" " <= char <= "~" or char == "\t" for char in value):
+            raise ProviderRejected(
+                f"{provider}: the {name} header, made from the worker's environment (its API key or another setting), "
+                "holds a character HTTP cannot carry (not ASCII, or a control character such as a line break, often "
+                "from a paste): set that variable again",
+                401,
+            )
+    return dict(headers)
 
 
 class ProviderHTTP:
@@ -56,7 +82,7 @@ class ProviderHTTP:
         self.backoff = backoff
         self.client = httpx2.Client(
             base_url=base_url.rstrip("/"),
-            headers=dict(headers),
+            headers=sendable(provider, headers),
             params=dict(params or {}),  # sent on every call (Azure's `api-version`)
             timeout=TIMEOUT,
             transport=transport,
@@ -71,7 +97,9 @@ class ProviderHTTP:
                 response = self.client.request(method, url, **kwargs)
             except httpx2.TransportError as error:
                 if attempt == attempts:
-                    raise TransientProviderError(f"{self.provider}: {type(error).__name__} on {method} {url}") from None
+                    raise TransientProviderError(
+                        f"{self.provider}: {type(error).__name__} on {method} {shown(url)}"
+                    ) from None
                 time.sleep(self.backoff * 2 ** (attempt - 1))
                 continue
             if response.is_success:
@@ -80,7 +108,7 @@ class ProviderHTTP:
             wait = retry_after(response) or self.backoff * 2 ** (attempt - 1)
             if wait > MAX_INLINE_WAIT:
                 # A long wait must not hold a worker slot: the task comes back after it, by countdown.
-                raise TransientProviderError(f"{self.provider}: {method} {url} asked to wait {wait:.0f}s", wait)
+                raise TransientProviderError(f"{self.provider}: {method} {shown(url)} asked to wait {wait:.0f}s", wait)
             time.sleep(wait)
         raise AssertionError("unreachable")
 
@@ -103,7 +131,7 @@ class ProviderHTTP:
         except (httpx2.TransportError, httpx2.StreamError) as error:
             kind = BrokenDownload if began else TransientProviderError
             raise kind(
-                f"{self.provider}: the download of {url} broke off ({type(error).__name__}); it is read again"
+                f"{self.provider}: the download of {shown(url)} broke off ({type(error).__name__}); it is read again"
             ) from None
 
     def check_origin(self, url: str) -> None:
@@ -121,11 +149,12 @@ class ProviderHTTP:
     def raise_for(self, response: httpx2.Response, method: str, url: str, *, last: bool) -> None:
         """Raise for a failed response: rejected for good, or transient once the retries are spent."""
         status = response.status_code
-        message = f"{self.provider}: {method} {url} answered {status}: {error_message(response)}"
+        said = f"{self.provider}: {method} {shown(url)} answered {status}"
+        message = f"{said}: {error_message(response)}"
         if status not in RETRY_STATUSES and response.headers.get("x-should-retry") != "true":
-            raise ProviderRejected(message, status)
+            raise ProviderRejected(message, status, loggable=said)
         if last:
-            raise TransientProviderError(message, retry_after(response))
+            raise TransientProviderError(message, retry_after(response), loggable=said)
 
     def close(self) -> None:
         self.client.close()

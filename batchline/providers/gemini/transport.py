@@ -22,7 +22,7 @@ import logging
 from collections.abc import Iterable, Iterator
 from typing import Any, ClassVar, cast
 
-from ...errors import ProviderRejected, TransientProviderError
+from ...errors import ProviderRejected, TransientProviderError, for_log
 from ...records import ReadResult
 from ..base import SCRATCH_CHUNK, ProviderContext, Snapshot, TransportBase, as_dict
 from ..endpoints import Endpoint
@@ -170,7 +170,7 @@ class GeminiTransport(TransportBase):
         try:
             self.api.delete_file(file_name)
         except (ProviderRejected, TransientProviderError) as error:
-            log.warning("gemini: could not delete %s (it expires on its own in 48 h): %s", file_name, error)
+            log.warning("gemini: could not delete %s (it expires on its own in 48 h): %s", file_name, for_log(error))
 
 
 def _mode(spool: PartInput) -> str:
