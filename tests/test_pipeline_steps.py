@@ -326,6 +326,30 @@ def test_a_cancel_that_died_between_its_claim_and_ending_the_part_is_finished_by
     assert creates(runtime, job_id, 1) == 0
 
 
+def test_a_create_slower_than_the_claim_timeout_keeps_its_claim_and_no_other_worker_creates(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An upload longer than claim_timeout made the claim look like a dead worker's: a second submit listed the
+    batches, found none (the batch is made once the upload ends), took the claim over and created one too."""
+    runtime = make_runtime(claim_timeout=0.3)
+    job_id = new_job(runtime)
+    provider = runtime.provider("test")
+    create = provider.create
+    seen_by_second: list[list[Next]] = []
+    uploads = iter([1.0])  # the first create's upload takes over three claim timeouts
+
+    def slow_upload(*args: Any, **kwargs: Any) -> Snapshot:
+        if (seconds := next(uploads, None)) is not None:
+            time.sleep(seconds)
+            seen_by_second.append(submitted(runtime, job_id))  # a second submit (the sweep's) comes meanwhile
+        return create(*args, **kwargs)
+
+    monkeypatch.setattr(provider, "create", slow_upload)
+    assert submitted(runtime, job_id) == [Next("poll", 0)]
+    assert seen_by_second == [[Next("submit", countdown=0.3)]]  # it waits for the live claim
+    assert creates(runtime, job_id) == 1
+
+
 def test_a_refused_create_ends_the_part_failed(runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
     job_id = new_job(runtime)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Iterator
 
 from ..errors import MalformedAnswer, ProviderRejected, TransientProviderError
@@ -13,6 +12,7 @@ from ..runtime import Runtime
 from ..types import BatchStatus
 from . import caching
 from .base import POISON_ATTEMPTS, Next, end_part, guarded, log, poisoned, record_created
+from .claims import KeptClaim, new_claim
 from .ending import finish
 
 
@@ -69,7 +69,7 @@ def _create_once(runtime: Runtime, provider: Provider, job_id: str, n: int, part
     """Create part `n` at the provider unless it was already; None when another worker may be creating it now."""
     store = runtime.store
     total, group = part.total, part.group
-    token = _new_claim()
+    token = new_claim()
     if not store.claim_part(job_id, n, token):
         part = store.part(job_id, n)
         if part.provider_id:
@@ -108,14 +108,16 @@ def _create_once(runtime: Runtime, provider: Provider, job_id: str, n: int, part
             if not end_part(runtime, job_id, n, unread, since=(PartState.PENDING,)):
                 return None  # another worker recorded a batch meanwhile: look again
             return unread
-        token = _new_claim()  # timed from the takeover, not from before the listing
+        token = new_claim()  # timed from the takeover, not from before the listing
         if not store.claim_part(job_id, n, token, over=part.claim):
             return None  # another worker took it over first: it creates, or finds, the batch
+    kept = KeptClaim(store, job_id, n, token, runtime.settings.claim_timeout)
     try:
-        snapshot = guarded(  # an answer that cannot be read: the batch may exist, so it is looked for before made again
-            "the answer to creating the batch",
-            lambda: provider.create(job_id, n, store.part_requests(job_id, n), total, group),
-        )
+        with kept:
+            snapshot = guarded(  # an answer that cannot be read: the batch may exist, so it is looked for before made
+                "the answer to creating the batch",
+                lambda: provider.create(job_id, n, store.part_requests(job_id, n), total, group),
+            )
     except ProviderRejected as error:
         # Refused outright (a 4xx): no batch exists and nothing was spent; its requests carry the reason.
         rejected = Snapshot("", "rejected", "failed", total=total, error=str(error))
@@ -124,18 +126,13 @@ def _create_once(runtime: Runtime, provider: Provider, job_id: str, n: int, part
     except TransientProviderError as error:
         # The answer was lost, an error or unreadable: the batch may exist. The retry lists the provider's batches
         # first; where they cannot be listed, the part ends failed with this cause rather than paying twice.
-        store.set_part(job_id, n, create_failed_by=token, create_error=str(error))
+        store.set_part(job_id, n, create_failed_by=kept.token, create_error=str(error))
         if isinstance(error, MalformedAnswer):
             store.strike(job_id, n, "create_poisoned")  # counted; the listing before the next create decides
         raise
     record_created(runtime, job_id, n, snapshot)
     log.info("job %s part %d: created provider batch %s", job_id, n, snapshot.id)
     return snapshot
-
-
-def _new_claim() -> str:
-    """A claim's token, `id:time`: the time says when a claim has gone stale."""
-    return f"{uuid.uuid4().hex}:{time.time()}"
 
 
 _LOST = (
