@@ -21,6 +21,15 @@ from .redis_urls import SCHEMES as STORE_SCHEMES
 from .validation import DAY, plain_number
 
 
+def scoped(entry: str) -> tuple[str, str]:
+    """A trusted URL as listed, as `(provider, url)`: `openai=https://gw.example/v1` is trusted with that provider's
+    key alone, a plain URL (provider "") with every provider's."""
+    name, sep, url = entry.partition("=")
+    if sep and re.fullmatch(r"[a-z][a-z0-9_-]*", name.strip().lower()):
+        return name.strip().lower(), url.strip()
+    return "", entry.strip()
+
+
 @dataclass(frozen=True)
 class Settings:
     # The URLs may hold passwords and stay out of the repr: the settings live in the Celery config, which
@@ -244,12 +253,14 @@ def _check_together(settings: Settings, sources: Mapping[str, str]) -> None:
             f"{sources['redis_cluster']} needs {sources['redis_url']} to name a node of the cluster (a redis:// or "
             "rediss:// URL): the store is then a Redis Cluster, which Celery's broker cannot share."
         )
-    for url in settings.trusted_base_urls:
-        parts = urlsplit(url)
+    for entry in settings.trusted_base_urls | settings.trusted_result_hosts:
+        parts = urlsplit(scoped(entry)[1])
         if parts.scheme not in ("http", "https") or not parts.hostname or parts.username or parts.query:
+            name = "trusted_base_urls" if entry in settings.trusted_base_urls else "trusted_result_hosts"
             raise SettingsError(
-                f"{sources['trusted_base_urls']} takes base URLs like https://gateway.example.com/v1 (a scheme, a "
-                f"host, no user, password or query); one of its entries is not (not repeated: it may hold a secret)."
+                f"{sources[name]} takes URLs like https://gateway.example.com/v1 (a scheme, a host, no user, password "
+                "or query), each trusted with every provider's key, or with one provider's alone as "
+                "openai=https://gateway.example.com/v1; one of its entries is not (not repeated: it may hold a secret)."
             )
     if settings.visibility_timeout > settings.ttl_seconds:
         raise SettingsError(

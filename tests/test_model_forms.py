@@ -23,7 +23,7 @@ from batchline.config import Settings
 from batchline.errors import ProviderRejected
 from batchline.model_forms import ModelNotBatchable, resolve_model
 from batchline.providers import ProviderContext, get_provider
-from batchline.providers.endpoints import Endpoint, plain_headers, untrusted
+from batchline.providers.endpoints import Endpoint, listed_for, plain_headers, untrusted
 from batchline.store import Store
 
 SECRET = "sk-instance-secret-never-stored-0123456789"
@@ -164,6 +164,18 @@ def test_trust_is_the_workers_configured_base_url_and_the_setting() -> None:
     assert untrusted("openai", "http://elsewhere:1/v1", (), env) is not None
     assert untrusted("openai", "http://elsewhere:1/v1", ("http://elsewhere:1",), env) is None
     assert untrusted("anthropic", "http://proxy.internal:8080", (), env) is not None  # another provider's variable
+
+
+def test_a_listed_url_scoped_to_one_provider_gets_that_providers_key_alone() -> None:
+    """A plain entry was trusted with every provider's key: a job naming `anthropic:` with the base URL of a gateway
+    the operator listed for OpenAI had the workers send their Anthropic key there."""
+    listed = ("openai=http://gw.internal:8080/v1", "http://shared.internal")
+    assert untrusted("openai", "http://gw.internal:8080/v1", listed, {}) is None
+    assert untrusted("anthropic", "http://gw.internal:8080/v1", listed, {}) is not None
+    assert untrusted("anthropic", "http://shared.internal/v1", listed, {}) is None  # a plain entry: every provider
+    assert listed_for("gemini", ("gemini=https://files.example", "openai=https://other.example")) == [
+        "https://files.example"
+    ]
 
 
 def test_the_worker_checks_again_before_sending_its_key(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -67,14 +67,25 @@ def test_a_url_is_not_repeated_in_the_error_it_may_hold_a_password() -> None:
 
 
 @pytest.mark.parametrize(
-    "entry", ["proxy.internal", "ftp://host", "https://user:s3cret@gw.test", "https://gw.test/?k=s3cret"]
+    "entry",
+    [
+        "proxy.internal",
+        "ftp://host",
+        "https://user:s3cret@gw.test",
+        "https://gw.test/?k=s3cret",
+        "openai=https://user:s3cret@gw.test",
+    ],
 )
-def test_a_trusted_base_url_must_be_a_plain_http_url_and_is_never_repeated(entry: str) -> None:
-    with pytest.raises(SettingsError, match="BATCHLINE_TRUSTED_BASE_URLS takes base URLs like") as error:
-        Settings.load({}, {"BATCHLINE_TRUSTED_BASE_URLS": f"https://fine.test,{entry}"})
+@pytest.mark.parametrize("variable", ["BATCHLINE_TRUSTED_BASE_URLS", "BATCHLINE_TRUSTED_RESULT_HOSTS"])
+def test_a_trusted_url_must_be_a_plain_http_url_and_is_never_repeated(variable: str, entry: str) -> None:
+    with pytest.raises(SettingsError, match=f"{variable} takes URLs like") as error:
+        Settings.load({}, {variable: f"https://fine.test,{entry}"})
     assert "s3cret" not in str(error.value)
-    loaded = Settings.load({}, {"BATCHLINE_TRUSTED_BASE_URLS": "https://gw.test/v1, http://proxy.internal:8080"})
-    assert loaded.trusted_base_urls == {"https://gw.test/v1", "http://proxy.internal:8080"}
+    loaded = Settings.load({}, {variable: "https://gw.test/v1, http://proxy.internal:8080, openai=https://oa.test"})
+    assert {"https://gw.test/v1", "http://proxy.internal:8080", "openai=https://oa.test"} in (
+        {*loaded.trusted_base_urls},
+        {*loaded.trusted_result_hosts},
+    )
 
 
 def test_a_value_from_the_celery_config_is_named_as_such() -> None:

@@ -1,12 +1,12 @@
-"""A job's own endpoint: the non-secret parts of a pydantic-ai `Model` instance's provider (its base URL and the
-headers that are not credentials), which travel with the job so the workers reach the same host with their own key.
+"""A job's own endpoint: the non-secret parts of a pydantic-ai `Model` instance's provider (its base URL and the headers
+that are not credentials), which travel with the job so the workers reach the same host with their own key.
 
 A worker sends its key (from its environment) only to a base URL it trusts: the one it is configured with (its
 `OPENAI_BASE_URL`, `ANTHROPIC_BASE_URL` or `GOOGLE_GEMINI_BASE_URL`, else the provider's official origin) and the
-origins listed in `BATCHLINE_TRUSTED_BASE_URLS`. A worker pointed at a gateway never sends the gateway's key to the
-official host. An instance on the provider's official base URL carries no base URL at all (`Endpoint.base_url` is
-empty): its calls go where the worker's own configuration says, as a model string's do. The caller checks before
-storing a job, the worker again before sending a key.
+origins listed in `BATCHLINE_TRUSTED_BASE_URLS` (an entry `openai=https://...` for that provider's key alone). A worker
+pointed at a gateway never sends the gateway's key to the official host. An instance on the provider's official base URL
+carries no base URL at all (`Endpoint.base_url` is empty): its calls go where the worker's own configuration says, as a
+model string's do. The caller checks before storing a job, the worker again before sending a key.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 import orjson
 
+from ..config import scoped
 from ..errors import ProviderRejected
 
 TRUSTED_SETTING = "BATCHLINE_TRUSTED_BASE_URLS"
@@ -122,11 +123,16 @@ def is_official(provider: str, url: str) -> bool:
     return official is not None and origin_of(url) == origin_of(official)
 
 
+def listed_for(provider: str, entries: Iterable[str]) -> list[str]:
+    """The listed URLs `provider`'s key may go to: its own entries and the plain ones."""
+    return [url for scope, url in map(scoped, entries) if url and scope in ("", provider)]
+
+
 def trusted_origins(provider: str, trusted: Iterable[str], environ: Mapping[str, str] | None = None) -> set[str]:
     """The origins `provider`'s key may go to: the worker's configured base URL (its environment's, else the
-    official one) and the listed ones."""
+    official one) and the listed ones (those scoped to another provider left out)."""
     env = os.environ if environ is None else environ
-    origins = {origin_of(url) for url in trusted if url.strip()}
+    origins = {origin_of(url) for url in listed_for(provider, trusted)}
     variable = BASE_URL_VARIABLES.get(provider)
     configured = env.get(variable, "").strip() if variable else ""
     if configured:

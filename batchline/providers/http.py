@@ -27,7 +27,7 @@ import httpx2
 
 from ..errors import BrokenDownload, HostileAnswer, ProviderRejected, TransientProviderError
 from .base import ProviderContext, Snapshot, TransportBase, json_answer, path_id
-from .endpoints import Endpoint, endpoint_config, origin_of
+from .endpoints import Endpoint, endpoint_config, listed_for, origin_of
 
 TRUSTED_SETTING = "BATCHLINE_TRUSTED_RESULT_HOSTS"
 
@@ -242,7 +242,7 @@ class HTTPTransport(TransportBase):
             if self._endpoint is not None:  # a job's own base URL: only one the worker trusts gets its key
                 trusted_bases = settings.trusted_base_urls if settings is not None else ()
                 base_url, headers = endpoint_config(self.name, self._endpoint, base_url, headers, trusted_bases)
-            trusted = settings.trusted_result_hosts if settings is not None else ()
+            trusted = listed_for(self.name, settings.trusted_result_hosts) if settings is not None else ()
             params = self.client_params(os.environ)
             self._http = ProviderHTTP(self.name, base_url, headers, trusted=trusted, params=params)
         return self._http

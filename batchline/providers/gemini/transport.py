@@ -25,7 +25,7 @@ from typing import Any, ClassVar, cast
 from ...errors import ProviderRejected, TransientProviderError, for_log
 from ...records import ReadResult
 from ..base import SCRATCH_CHUNK, ProviderContext, Snapshot, TransportBase, as_dict
-from ..endpoints import Endpoint
+from ..endpoints import Endpoint, listed_for
 from . import wire
 from .api import GeminiAPI, credentials
 from .spool import PartInput
@@ -41,7 +41,7 @@ class GeminiTransport(TransportBase):
 
     def __init__(self, model_name: str, context: ProviderContext | None = None) -> None:
         super().__init__(model_name.removeprefix("models/"), context)
-        self.api = GeminiAPI(trusted=context.settings.trusted_result_hosts if context is not None else ())
+        self.api = GeminiAPI(trusted=listed_for("gemini", context.settings.trusted_result_hosts) if context else ())
 
     def use_endpoint(self, endpoint: Endpoint) -> None:
         self.api.use_endpoint(endpoint, self.context.settings.trusted_base_urls if self._context is not None else ())
