@@ -73,6 +73,11 @@ class Settings:
     their API key there."""
     cleanup_files: bool = True
     """Delete a batch's input and result files at the provider once its results are stored."""
+    batch_age_limit: float = 3 * DAY
+    """How long a provider batch may go on running after its create before batchline stops waiting: it is cancelled
+    at the provider and its part ends failed. Above every provider's own window (24 hours, Gemini's 48), so only a
+    provider that broke its word meets it; without it, such a batch was polled until its job's keys expired. Kept
+    below `ttl_seconds` (see `waits_at_most`)."""
     claim_timeout: float = 600.0
     """How long a part's create may take before another worker may look for, or make, its provider batch."""
     test_delay: float = 0.0
@@ -88,6 +93,12 @@ class Settings:
     prefix of its own never shares answers with another."""
     cache_ttl_seconds: int = 7 * DAY
     """How long an answer stays in the response cache after the provider gave it."""
+
+    @property
+    def waits_at_most(self) -> float:
+        """`batch_age_limit`, kept below `ttl_seconds` (at most 95% of it): the job's keys, timed from its create,
+        outlive the wait, so the job can still end."""
+        return min(self.batch_age_limit, 0.95 * self.ttl_seconds)
 
     @property
     def embedded(self) -> bool:
@@ -189,6 +200,7 @@ _RULES: dict[str, _Rule] = {
     "visibility_timeout": _Rule(low=1, unit=" seconds"),
     "sweep_interval": _Rule(low=0, low_open=True, high=DAY, unit=" seconds"),
     "claim_timeout": _Rule(low=0, low_open=True, high=DAY, unit=" seconds"),
+    "batch_age_limit": _Rule(low=3600, high=30 * DAY, unit=" seconds"),
     "agent_lease": _Rule(low=0, low_open=True, high=DAY, unit=" seconds"),
     "test_delay": _Rule(low=0, high=DAY, unit=" seconds"),
     "test_create_seconds": _Rule(low=0, high=DAY, unit=" seconds"),

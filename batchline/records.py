@@ -233,6 +233,8 @@ class PartRecord:
     """0 for a planned part; one more for each resubmission of requests that went again."""
     resubmit_of: int | None = None
     resubmitted_as: int | None = None
+    submitted_at: float = 0.0
+    """When its provider batch was recorded as created (0: by a batchline that did not note it)."""
     create_failed_by: str = ""
     """The claim of the worker whose create failed: while it is still the claim, the claimer has given up."""
     create_error: str = ""
@@ -262,6 +264,7 @@ class PartRecord:
             generation=int(get("generation") or 0),
             resubmit_of=_int_or_none(get("resubmit_of")),
             resubmitted_as=_int_or_none(get("resubmitted_as")),
+            submitted_at=float(get("submitted_at") or 0),
             create_failed_by=get("create_failed_by", ""),
             create_error=get("create_error", ""),
             anomalies=int(get("anomalies") or 0),

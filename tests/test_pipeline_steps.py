@@ -592,6 +592,36 @@ def test_a_batch_whose_cancel_takes_long_is_not_polled_back_to_back_after_the_de
     assert job_field(runtime, job_id, "state") == BatchStatus.CANCELLING
 
 
+def test_a_batch_still_running_past_the_age_limit_is_cancelled_and_its_job_ends(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A provider that says `in_progress` for ever (past its own 24-hour window) had the batch polled until the job's
+    keys expired: the job never ended, and its requests never got a result."""
+    job_id = new_job(runtime)
+    submitted(runtime, job_id)
+    assert time.time() - part_field(runtime, job_id, 0, "submitted_at") < 60
+    assert pipeline.poll(runtime, job_id, 0) == Next("poll", 0, countdown=1.0)  # young: waited for
+    runtime.store.set_part(job_id, 0, submitted_at=time.time() - 73 * 3600)
+    cancels: list[str] = []
+    running = Snapshot("", "in_progress", "running", total=3)
+    monkeypatch.setattr(TestProvider, "status", lambda self, batch_id: replace(running, id=batch_id))
+    monkeypatch.setattr(TestProvider, "cancel", lambda self, batch_id: cancels.append(batch_id) or running)
+    assert pipeline.poll(runtime, job_id, 0) == Next("fetch", 0)
+    assert cancels == [part_field(runtime, job_id, 0, "provider_id")]  # it may stop charging
+    assert pipeline.fetch(runtime, job_id, 0) == [Next("deliver")]
+    assert (job_field(runtime, job_id, "state"), job_field(runtime, job_id, "failed")) == (BatchStatus.FAILED, 3)
+    stored = runtime.store.results(job_id, ["r0"])[0]
+    assert stored is not None and b"73 hours after it was created, past batchline's batch_age_limit" in stored.body
+
+
+def test_a_batch_past_the_age_limit_that_its_cancel_ends_is_fetched(runtime: Runtime) -> None:
+    job_id = new_job(runtime)
+    submitted(runtime, job_id)  # a `test` batch runs until the test ends it
+    runtime.store.set_part(job_id, 0, submitted_at=time.time() - SETTINGS.waits_at_most - 1)
+    assert pipeline.poll(runtime, job_id, 0) == Next("fetch", 0)
+    assert part_field(runtime, job_id, 0, "provider_state") == "cancelled"  # what it ran is read, as for any cancel
+
+
 def test_a_poll_after_the_jobs_deadline_cancels_its_batch(runtime: Runtime) -> None:
     job_id = new_job(runtime)
     submitted(runtime, job_id)

@@ -4,6 +4,7 @@ of poisoned tries."""
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, TypeVar
@@ -54,6 +55,10 @@ def guarded(what: str, call: Callable[[], T]) -> T:
 
 NOT_FOUND = "not_found"
 """The provider status batchline gives a batch the provider answers 404 for: it has no results to read."""
+
+OVERDUE = "overdue"
+"""The provider status batchline gives a batch still running `batch_age_limit` after it was created: past every
+provider's own window, so its results are not waited for any longer."""
 
 UNREADABLE = "unreadable"
 """The provider status batchline gives a batch whose status answers could not be read (or pointed somewhere they
@@ -106,7 +111,10 @@ def snapshot_of(part: PartRecord) -> Snapshot:
 def record_created(runtime: Runtime, job_id: str, n: int, snapshot: Snapshot) -> None:
     """Keep the provider batch of part `n`, which now exists, and start its poll chain."""
     runtime.store.set_part(job_id, n, provider_id=snapshot.id, **snapshot_fields(snapshot))
-    if runtime.store.transition_part(job_id, n, PartState.SUBMITTED, PartState.PENDING) and runtime.settings.instrument:
+    if (
+        runtime.store.transition_part(job_id, n, PartState.SUBMITTED, PartState.PENDING, submitted_at=time.time())
+        and runtime.settings.instrument
+    ):
         record_part(runtime, runtime.store.load_job(job_id).model, "submitted")
     runtime.store.record_poll(job_id, n, counted=False)
 

@@ -19,7 +19,7 @@ from ..runtime import Runtime
 from ..telemetry import record_fetch, record_part, tally_for
 from ..types import BatchStatus
 from . import budget, caching
-from .base import DELIVERED, NOT_FOUND, PARSE_ERRORS, UNREADABLE, Next, log, poisoned, snapshot_of, unforeseen
+from .base import DELIVERED, NOT_FOUND, OVERDUE, PARSE_ERRORS, UNREADABLE, Next, log, poisoned, snapshot_of, unforeseen
 from .ending import finish
 
 
@@ -47,7 +47,7 @@ def fetch(runtime: Runtime, job_id: str, n: int, progress: Callable[[int, int], 
                     yield result
 
         anomalies = 0
-        if snapshot.id and snapshot.status not in (NOT_FOUND, UNREADABLE):
+        if snapshot.id and snapshot.status not in (NOT_FOUND, UNREADABLE, OVERDUE):
             total = part.total
             report = None if progress is None else (lambda stored: progress(stored, total))
             screen = Screen(set(store.part_ids(job_id, n)))
