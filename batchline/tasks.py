@@ -217,21 +217,34 @@ def deliver(self: Task[Any, Any], job_id: str) -> dict[str, Any]:
         return telemetry.summarised(runtime, _deliver(self, runtime, job_id))
 
 
+DELIVERY_LEASE = 600
+"""Seconds one delivery of a job holds it. A second one meanwhile (a fetch that ran again sends one) waits for it to
+end, or for its worker's death to free it: two at once would both send a chunk between its check and its mark."""
+
+
 def _deliver(task: Task[Any, Any], runtime: Runtime, job_id: str) -> dict[str, Any]:
     store = runtime.store
-    job = store.load_job(job_id)
-    callback, on_complete = job.callback, job.on_complete
-    # Refusal is checked again here: the job record may not have come from the API.
-    if not refuse_delivery(runtime, job_id, job):
-        if callback:
-            for marker, custom_ids in pipeline.delivery_chunks(runtime, job_id, job.chunk_size):
-                if not store.is_delivered(job_id, marker):
-                    task.app.send_task(callback, args=(job_id, custom_ids))
-                    store.mark_delivered(job_id, marker)
-        if on_complete and not store.is_delivered(job_id, "complete"):
-            send_completion(task.app, on_complete, pipeline.summary(runtime, job_id))
-            store.mark_delivered(job_id, "complete")
-    store.mark_delivered(job_id, pipeline.DELIVERED)  # a fetch that runs again sends no second delivery step
+    if store.is_delivered(job_id, pipeline.DELIVERED):
+        return pipeline.summary(runtime, job_id)
+    lease = store.job_key(job_id, ":delivering")
+    if not store.redis.set(lease, task.request.id or "-", nx=True, ex=DELIVERY_LEASE):
+        raise task.retry(countdown=max(int(store.redis.ttl(lease)), 1), throw=False)
+    try:
+        job = store.load_job(job_id)
+        callback, on_complete = job.callback, job.on_complete
+        # Refusal is checked again here: the job record may not have come from the API.
+        if not refuse_delivery(runtime, job_id, job):
+            if callback:
+                for marker, custom_ids in pipeline.delivery_chunks(runtime, job_id, job.chunk_size):
+                    if not store.is_delivered(job_id, marker):
+                        task.app.send_task(callback, args=(job_id, custom_ids))
+                        store.mark_delivered(job_id, marker)
+            if on_complete and not store.is_delivered(job_id, "complete"):
+                send_completion(task.app, on_complete, pipeline.summary(runtime, job_id))
+                store.mark_delivered(job_id, "complete")
+        store.mark_delivered(job_id, pipeline.DELIVERED)  # a fetch that runs again sends no second delivery step
+    finally:
+        store.redis.delete(lease)
     return pipeline.summary(runtime, job_id)
 
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from celery import chain, signature
 from pydantic_ai import ModelRequest
 
-from batchline import BatchInputError, batch_create_sync, batch_results_sync, batch_wait_sync, pipeline, worker
+from batchline import BatchInputError, batch_create_sync, batch_results_sync, batch_wait_sync, pipeline, tasks, worker
 from batchline.config import Settings
 from batchline.runtime import runtime_for
 
@@ -62,3 +63,44 @@ def test_a_task_the_workers_do_not_allow_is_refused_before_anything_is_stored(em
     with pytest.raises(BatchInputError, match=r"'evil\.task'"):
         batch_create_sync("test", prompts(1), on_complete=chain(signature("evil.task"), signature("other")))
     assert store.job_ids(10_000) == before
+
+
+class Later(Exception):
+    def __init__(self, countdown: float) -> None:
+        self.countdown = countdown
+
+
+class DeliveryTask:
+    """What `_deliver` uses of its Celery task: the app's `send_task`, the request's id, and `retry`."""
+
+    def __init__(self, task_id: str) -> None:
+        self.sent: list[tuple[str, tuple[object, ...]]] = []
+        self.request = SimpleNamespace(id=task_id)
+        self.app = SimpleNamespace(send_task=lambda name, args: self.sent.append((name, args)))
+
+    def retry(self, countdown: float, throw: bool) -> Later:
+        return Later(countdown)
+
+
+def test_a_second_delivery_while_one_runs_waits_for_it_and_no_chunk_goes_twice() -> None:
+    """A fetch that runs again sends a delivery step while the first may still run: both checked a chunk, then both
+    sent it."""
+    from .test_pipeline_steps import ended_job, make_runtime, set_job_fields
+
+    runtime = make_runtime(allowed_callbacks=frozenset({"app.record"}))
+    job_id = ended_job(runtime)
+    set_job_fields(runtime, job_id, callback="app.record", chunk_size=2)
+    assert pipeline.fetch(runtime, job_id, 0)
+    store = runtime.store
+    first, second = DeliveryTask("d1"), DeliveryTask("d2")
+    lease = store.job_key(job_id, ":delivering")
+    store.redis.set(lease, "d1", ex=tasks.DELIVERY_LEASE)  # the first delivery is under way
+    with pytest.raises(Later) as later:
+        tasks._deliver(second, runtime, job_id)  # type: ignore[arg-type]
+    assert second.sent == [] and 0 < later.value.countdown <= tasks.DELIVERY_LEASE
+    store.redis.delete(lease)
+    tasks._deliver(first, runtime, job_id)  # type: ignore[arg-type]
+    assert [name for name, _ in first.sent] == ["app.record", "app.record"]  # three results, two to a chunk
+    assert not store.redis.exists(lease)
+    tasks._deliver(second, runtime, job_id)  # type: ignore[arg-type]  # its retry: all was delivered
+    assert second.sent == []
