@@ -76,8 +76,8 @@ class Settings:
     batch_age_limit: float = 3 * DAY
     """How long a provider batch may go on running after its create before batchline stops waiting: it is cancelled
     at the provider and its part ends failed. Above every provider's own window (24 hours, Gemini's 48), so only a
-    provider that broke its word meets it; without it, such a batch was polled until its job's keys expired. Kept
-    below `ttl_seconds` (see `waits_at_most`)."""
+    provider that broke its word meets it; without it, such a batch was polled until its job's keys expired. A job's
+    batches are overdue, too, once 95% of `ttl_seconds` has passed since the job's create: its keys outlive the wait."""
     claim_timeout: float = 600.0
     """How long a part's create may take before another worker may look for, or make, its provider batch."""
     test_delay: float = 0.0
@@ -93,12 +93,6 @@ class Settings:
     prefix of its own never shares answers with another."""
     cache_ttl_seconds: int = 7 * DAY
     """How long an answer stays in the response cache after the provider gave it."""
-
-    @property
-    def waits_at_most(self) -> float:
-        """`batch_age_limit`, kept below `ttl_seconds` (at most 95% of it): the job's keys, timed from its create,
-        outlive the wait, so the job can still end."""
-        return min(self.batch_age_limit, 0.95 * self.ttl_seconds)
 
     @property
     def embedded(self) -> bool:

@@ -235,6 +235,8 @@ class PartRecord:
     resubmitted_as: int | None = None
     submitted_at: float = 0.0
     """When its provider batch was recorded as created (0: by a batchline that did not note it)."""
+    overdue_since: float = 0.0
+    """When batchline asked its batch, still running past `batch_age_limit`, to cancel (0: never)."""
     create_failed_by: str = ""
     """The claim of the worker whose create failed: while it is still the claim, the claimer has given up."""
     create_error: str = ""
@@ -265,6 +267,7 @@ class PartRecord:
             resubmit_of=_int_or_none(get("resubmit_of")),
             resubmitted_as=_int_or_none(get("resubmitted_as")),
             submitted_at=float(get("submitted_at") or 0),
+            overdue_since=float(get("overdue_since") or 0),
             create_failed_by=get("create_failed_by", ""),
             create_error=get("create_error", ""),
             anomalies=int(get("anomalies") or 0),

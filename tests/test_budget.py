@@ -38,7 +38,9 @@ def test_passing_the_budget_holds_back_new_parts_and_cancels_running_ones(monkey
     job = runtime.store.load_job(job_id)
     assert job.state is BatchStatus.CANCELLING
     assert job.cancel_reason == "its cost so far, $2.00, passed its max_cost of $1.50"
-    assert pipeline.fetch(runtime, job_id, 0) == []  # a fetch that runs again moves nothing twice
+    # A fetch that runs again stores nothing twice; it sends the submit again (the first fetch's steps may be lost),
+    # which ends part 2 uncreated rather than creating it.
+    assert pipeline.fetch(runtime, job_id, 0) == [Next("submit")]
 
     assert list(submitting) == [Next("fetch", 2)]  # the submit goes on: part 2 is held back, never created
     assert creates(runtime, job_id, 2) == 0

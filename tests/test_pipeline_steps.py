@@ -279,11 +279,11 @@ def test_a_submit_that_read_a_part_before_a_cancel_ended_it_creates_nothing(runt
     assert part_field(runtime, job_id, 0, "state") == PartState.ENDED
 
 
-def test_a_submit_that_died_between_keeping_the_batch_id_and_marking_the_part_submitted_is_finished_by_the_next(
+def test_a_submit_that_died_recording_its_batch_leaves_no_half_record_and_the_batch_is_found(
     runtime: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The next submit found the id and sent a poll, but left the part pending: the poll took it for one not created,
-    the poll chain ended, and the job never did."""
+    """The id and the state were two writes: a worker dying between them left a part pending with an id, which the
+    next submit sent a poll for, and the poll took it for one not created: the chain ended, and the job never did."""
     job_id = new_job(runtime)
     transition = Store.transition_part
 
@@ -296,11 +296,27 @@ def test_a_submit_that_died_between_keeping_the_batch_id_and_marking_the_part_su
     with pytest.raises(SystemExit):
         submitted(runtime, job_id)
     monkeypatch.setattr(Store, "transition_part", transition)
-    assert (part_field(runtime, job_id, 0, "state"), bool(part_field(runtime, job_id, 0, "provider_id"))) == (
+    assert (part_field(runtime, job_id, 0, "state"), part_field(runtime, job_id, 0, "provider_id")) == (
         PartState.PENDING,
-        True,
+        "",
     )
-    assert submitted(runtime, job_id) == [Next("poll", 0)]  # redelivered
+    stale = f"dead-worker:{time.time() - SETTINGS.claim_timeout - 1}"
+    runtime.store.set_part(job_id, 0, claim=stale)
+    assert submitted(runtime, job_id) == [Next("poll", 0)]  # found by listing, recorded
+    end_at_provider(runtime, job_id, 0)
+    assert pipeline.poll(runtime, job_id, 0) == Next("fetch", 0)
+    assert creates(runtime, job_id) == 1
+
+
+def test_a_part_an_older_batchline_left_pending_with_its_batch_id_is_recorded_by_the_next_submit(
+    runtime: Runtime,
+) -> None:
+    job_id = new_job(runtime)
+    store = runtime.store
+    batch = runtime.provider("test").create(job_id, 0, store.part_requests(job_id, 0), 3)
+    assert store.claim_part(job_id, 0, f"older-worker:{time.time()}")
+    store.set_part(job_id, 0, provider_id=batch.id)  # the id written; the worker died before the state
+    assert submitted(runtime, job_id) == [Next("poll", 0)]
     assert part_field(runtime, job_id, 0, "state") == PartState.SUBMITTED
     end_at_provider(runtime, job_id, 0)
     assert pipeline.poll(runtime, job_id, 0) == Next("fetch", 0)
@@ -348,6 +364,75 @@ def test_a_create_slower_than_the_claim_timeout_keeps_its_claim_and_no_other_wor
     assert submitted(runtime, job_id) == [Next("poll", 0)]
     assert seen_by_second == [[Next("submit", countdown=0.3)]]  # it waits for the live claim
     assert creates(runtime, job_id) == 1
+
+
+def test_a_cancel_that_ends_the_part_while_a_takeover_lists_is_not_overridden(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The claim is taken over only while the part is pending, in the same step: a cancel ending the part while the
+    taking-over worker lists the batches leaves it nothing to claim."""
+    job_id = new_job(runtime)
+    store = runtime.store
+    assert store.claim_part(job_id, 0, f"dead-worker:{time.time() - SETTINGS.claim_timeout - 1}")
+    provider = runtime.provider("test")
+    find = provider.find
+
+    def a_cancel_ends_it_meanwhile(job_id: str, n: int) -> Snapshot | None:
+        end_part(runtime, job_id, n, Snapshot("", "not_created", "cancelled"))
+        return find(job_id, n)
+
+    monkeypatch.setattr(provider, "find", a_cancel_ends_it_meanwhile)
+    assert submitting._create_once(runtime, provider, job_id, 0, store.part(job_id, 0)) is None
+    assert creates(runtime, job_id) == 0
+
+
+def test_a_submit_of_a_cancelling_job_waits_for_a_live_create_and_its_batch_is_then_cancelled(
+    runtime: Runtime,
+) -> None:
+    """Ending the part under a create still on its way left that create's batch running unread, and paid for."""
+    job_id = new_job(runtime)
+    store = runtime.store
+    assert store.claim_part(job_id, 0, f"worker-a:{time.time()}")  # A is uploading
+    assert pipeline.request_cancel(runtime, job_id)
+    assert submitted(runtime, job_id) == [Next("submit", countdown=SETTINGS.claim_timeout)]  # B waits for A
+    assert part_field(runtime, job_id, 0, "state") == PartState.PENDING
+    batch = runtime.provider("test").create(job_id, 0, store.part_requests(job_id, 0), 3)  # A's create returns
+    submitting._keep(runtime, runtime.provider("test"), job_id, 0, batch)
+    assert pipeline.poll(runtime, job_id, 0) == Next("fetch", 0)  # the poll cancels it
+    assert part_field(runtime, job_id, 0, "provider_state") == "cancelled"
+
+
+def test_a_batch_made_after_a_cancel_ended_its_part_is_cancelled_at_the_provider(runtime: Runtime) -> None:
+    job_id = new_job(runtime)
+    store = runtime.store
+    provider = runtime.provider("test")
+    batch = provider.create(job_id, 0, store.part_requests(job_id, 0), 3)  # a create whose claim went stale ...
+    assert end_part(runtime, job_id, 0, Snapshot("", "not_created", "cancelled"))  # ... and a cancel ended the part
+    submitting._keep(runtime, provider, job_id, 0, batch)
+    assert provider.status(batch.id).state == "cancelled"  # not left running unread
+    assert (part_field(runtime, job_id, 0, "state"), part_field(runtime, job_id, 0, "provider_id")) == (
+        PartState.ENDED,
+        "",
+    )
+
+
+def test_a_submit_keeps_the_poll_record_of_a_part_it_is_creating_fresh(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A submit retrying through a provider outage did not refresh it: every stale-poll sweep sent one more submit
+    chain, each retrying for as long as the outage lasted."""
+    job_id = new_job(runtime)
+    runtime.store.record_poll(job_id, 0, counted=False)
+    runtime.store.redis.zadd(f"{runtime.store.prefix}polls", {f"{job_id}:0": 1.0})  # long ago
+    assert pipeline.stale_polls(later(runtime)) == [(job_id, 0)]
+
+    def outage(*args: object) -> Snapshot:
+        raise TransientProviderError("test: 503")
+
+    monkeypatch.setattr(runtime.provider("test"), "create", outage)
+    with pytest.raises(TransientProviderError):
+        submitted(runtime, job_id)
+    assert pipeline.stale_polls(runtime) == []
 
 
 def test_a_refused_create_ends_the_part_failed(runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -592,7 +677,7 @@ def test_a_batch_whose_cancel_takes_long_is_not_polled_back_to_back_after_the_de
     assert job_field(runtime, job_id, "state") == BatchStatus.CANCELLING
 
 
-def test_a_batch_still_running_past_the_age_limit_is_cancelled_and_its_job_ends(
+def test_a_batch_still_running_past_the_age_limit_is_asked_to_cancel_then_given_up_and_its_job_ends(
     runtime: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A provider that says `in_progress` for ever (past its own 24-hour window) had the batch polled until the job's
@@ -602,24 +687,50 @@ def test_a_batch_still_running_past_the_age_limit_is_cancelled_and_its_job_ends(
     assert time.time() - part_field(runtime, job_id, 0, "submitted_at") < 60
     assert pipeline.poll(runtime, job_id, 0) == Next("poll", 0, countdown=1.0)  # young: waited for
     runtime.store.set_part(job_id, 0, submitted_at=time.time() - 73 * 3600)
-    cancels: list[str] = []
+    asked: list[str] = []
     running = Snapshot("", "in_progress", "running", total=3)
+
+    def cancel_fails_then_is_ignored(self: TestProvider, batch_id: str) -> Snapshot:
+        asked.append(batch_id)
+        if len(asked) == 1:
+            raise TransientProviderError("test: 503")
+        return replace(running, id=batch_id)
+
     monkeypatch.setattr(TestProvider, "status", lambda self, batch_id: replace(running, id=batch_id))
-    monkeypatch.setattr(TestProvider, "cancel", lambda self, batch_id: cancels.append(batch_id) or running)
+    monkeypatch.setattr(TestProvider, "cancel", cancel_fails_then_is_ignored)
+    # Asked to cancel, a minute apart, for an hour: a cancel that ends it has what it ran fetched.
+    assert pipeline.poll(runtime, job_id, 0) == Next("poll", 0, countdown=60.0)
+    assert pipeline.poll(runtime, job_id, 0) == Next("poll", 0, countdown=60.0)
+    assert len(asked) == 2  # the failed ask is asked again
+    runtime.store.set_part(job_id, 0, overdue_since=time.time() - 3601)
     assert pipeline.poll(runtime, job_id, 0) == Next("fetch", 0)
-    assert cancels == [part_field(runtime, job_id, 0, "provider_id")]  # it may stop charging
     assert pipeline.fetch(runtime, job_id, 0) == [Next("deliver")]
     assert (job_field(runtime, job_id, "state"), job_field(runtime, job_id, "failed")) == (BatchStatus.FAILED, 3)
     stored = runtime.store.results(job_id, ["r0"])[0]
-    assert stored is not None and b"73 hours after it was created, past batchline's batch_age_limit" in stored.body
+    assert stored is not None and b"73 hours after it was created, past what batchline waits for" in stored.body
+    assert b"may still run, and be billed" in stored.body
 
 
 def test_a_batch_past_the_age_limit_that_its_cancel_ends_is_fetched(runtime: Runtime) -> None:
     job_id = new_job(runtime)
     submitted(runtime, job_id)  # a `test` batch runs until the test ends it
-    runtime.store.set_part(job_id, 0, submitted_at=time.time() - SETTINGS.waits_at_most - 1)
+    runtime.store.set_part(job_id, 0, submitted_at=time.time() - SETTINGS.batch_age_limit - 1)
     assert pipeline.poll(runtime, job_id, 0) == Next("fetch", 0)
     assert part_field(runtime, job_id, 0, "provider_state") == "cancelled"  # what it ran is read, as for any cancel
+
+
+def test_a_batch_is_overdue_before_its_jobs_keys_expire_and_an_older_record_is_timed_from_now(
+    runtime: Runtime,
+) -> None:
+    job_id = new_job(runtime)
+    submitted(runtime, job_id)
+    runtime.store.redis.hdel(runtime.store.part_key(job_id, 0), "submitted_at")  # written by an older batchline
+    set_job_fields(runtime, job_id, created_at=time.time() - 10 * 86400)
+    assert pipeline.poll(runtime, job_id, 0) == Next("poll", 0, countdown=1.0)  # not cut short on an old job's age
+    assert time.time() - part_field(runtime, job_id, 0, "submitted_at") < 60
+    set_job_fields(runtime, job_id, created_at=time.time() - 0.95 * SETTINGS.ttl_seconds - 1)  # keys about to go
+    assert pipeline.poll(runtime, job_id, 0) == Next("fetch", 0)
+    assert part_field(runtime, job_id, 0, "provider_state") == "cancelled"
 
 
 def test_a_poll_after_the_jobs_deadline_cancels_its_batch(runtime: Runtime) -> None:

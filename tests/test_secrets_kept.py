@@ -50,7 +50,7 @@ def test_a_key_http_cannot_carry_is_refused_and_never_shown(
     with pytest.raises(ProviderRejected) as raised:
         CALLS[variable]()
     assert raised.value.status_code == 401  # waited for slowly, as a missing key is: the operator sets it again
-    assert "set that variable again" in str(raised.value)
+    assert "set that value again" in str(raised.value)
     assert SECRET not in everything_said(raised.value)
 
 

@@ -108,15 +108,18 @@ def snapshot_of(part: PartRecord) -> Snapshot:
     )
 
 
-def record_created(runtime: Runtime, job_id: str, n: int, snapshot: Snapshot) -> None:
-    """Keep the provider batch of part `n`, which now exists, and start its poll chain."""
-    runtime.store.set_part(job_id, n, provider_id=snapshot.id, **snapshot_fields(snapshot))
-    if (
-        runtime.store.transition_part(job_id, n, PartState.SUBMITTED, PartState.PENDING, submitted_at=time.time())
-        and runtime.settings.instrument
-    ):
-        record_part(runtime, runtime.store.load_job(job_id).model, "submitted")
-    runtime.store.record_poll(job_id, n, counted=False)
+def record_created(runtime: Runtime, job_id: str, n: int, snapshot: Snapshot) -> bool:
+    """Keep the provider batch of part `n`, which now exists, and start its poll chain: its id and its state in one
+    step, so no part is ever left pending with an id. False when the part had left `pending` (a cancel ended it, or
+    another worker recorded it)."""
+    store = runtime.store
+    fields = {"provider_id": snapshot.id, "submitted_at": time.time(), **snapshot_fields(snapshot)}
+    if not store.transition_part(job_id, n, PartState.SUBMITTED, PartState.PENDING, **fields):
+        return False
+    if runtime.settings.instrument:
+        record_part(runtime, store.load_job(job_id).model, "submitted")
+    store.record_poll(job_id, n, counted=False)
+    return True
 
 
 def end_part(runtime: Runtime, job_id: str, n: int, snapshot: Snapshot, since: tuple[PartState, ...] = _LIVE) -> bool:

@@ -13,6 +13,7 @@ from ..errors import (
     MalformedAnswer,
     ProviderRejected,
     TransientProviderError,
+    for_log,
 )
 from ..records import RESULT_TAGS, PartState, ReadResult
 from ..runtime import Runtime
@@ -73,7 +74,7 @@ def fetch(runtime: Runtime, job_id: str, n: int, progress: Callable[[int, int], 
                 snapshot = dataclasses.replace(snapshot, state="failed", error=cause)
                 store.set_part(job_id, n, provider_state="failed", error=cause)
             elif screen.error is not None:  # it broke off after the last result it owed (a Content-Length that lied)
-                log.warning("job %s part %d: every result was read before: %s", job_id, n, screen.error)
+                log.warning("job %s part %d: every result was read before: %s", job_id, n, for_log(screen.error))
         unrun_status, unrun_body = provider.unrun(snapshot)
         retry_unrun = resubmit and provider.is_transient(unrun_status, unrun_body)
         missing = list(store.missing_results(job_id, n))

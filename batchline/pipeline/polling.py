@@ -2,23 +2,20 @@
 
 from __future__ import annotations
 
-import contextlib
 import time
 
 from ..cache import WAITING
-from ..errors import BatchlineError, HostileAnswer, MalformedAnswer, ProviderRejected
-from ..providers import Provider, Snapshot
+from ..errors import HostileAnswer, MalformedAnswer, ProviderRejected
+from ..providers import Snapshot
 from ..records import JobRecord, PartState
 from ..runtime import Runtime
 from ..store import found
 from ..telemetry import record_poll
 from ..types import BatchStatus
 from . import caching
-from .base import NOT_FOUND, OVERDUE, UNREADABLE, Next, end_part, guarded, poisoned, snapshot_fields
+from .base import NOT_FOUND, UNREADABLE, Next, end_part, guarded, poisoned, snapshot_fields
 from .ending import request_cancel
-
-AFTER_DEADLINE = 60.0
-"""The longest wait between polls of a batch whose job is past its deadline (its cancel is on its way)."""
+from .overdue import AFTER_DEADLINE, overdue_for, stop_overdue
 
 
 def poll(runtime: Runtime, job_id: str, n: int) -> Next | None:
@@ -61,11 +58,8 @@ def poll(runtime: Runtime, job_id: str, n: int) -> Next | None:
         store.record_poll(job_id, n)
         end_part(runtime, job_id, n, snapshot)
         return Next("fetch", n)
-    since = part.submitted_at or job.created_at
-    if time.time() - since > runtime.settings.waits_at_most:
-        store.record_poll(job_id, n)  # the sweep sends its fetch again if that is lost
-        end_part(runtime, job_id, n, _stopped(runtime, provider, snapshot, since))
-        return Next("fetch", n)
+    if (age := overdue_for(runtime, job_id, job, n, part)) is not None:
+        return stop_overdue(runtime, provider, job_id, n, part, snapshot, age)
     # A readable answer clears the poisoned and busy tries: only answers unreadable one after another end a part.
     store.polled(job_id, n, PartState.SUBMITTED, **snapshot_fields(snapshot), poll_poisoned=0, poll_busy=0)
     return Next("poll", n, countdown=poll_countdown(runtime, job, part.polls))
@@ -93,20 +87,3 @@ def _not_created(runtime: Runtime, job_id: str, job: JobRecord, n: int) -> Next 
         return None
     runtime.store.record_poll(job_id, n, counted=False)  # the sweep asks again only a whole threshold later
     return Next("submit")
-
-
-def _stopped(runtime: Runtime, provider: Provider, snapshot: Snapshot, since: float) -> Snapshot:
-    """A batch still running `batch_age_limit` after its create, past every provider's own window: cancelled at the
-    provider (which may then end it, with what it ran), else given up as failed. Either way the job ends, each of its
-    requests with a result; before, such a batch was polled until the job's keys expired."""
-    with contextlib.suppress(BatchlineError):
-        cancelled = guarded("the answer to cancelling the batch", lambda: provider.cancel(snapshot.id))
-        if cancelled.ended:
-            return cancelled
-    limit, hours = runtime.settings.waits_at_most / 3600, (time.time() - since) / 3600
-    error = (
-        f"{provider.name} batch {snapshot.id} was still {snapshot.status or snapshot.state} {hours:.0f} hours after it "
-        f"was created, past batchline's batch_age_limit ({limit:.0f} hours) and every provider's own window: it was "
-        "cancelled and is not waited for any longer."
-    )
-    return Snapshot(snapshot.id, OVERDUE, "failed", total=snapshot.total, error=error)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterator
 
-from ..errors import MalformedAnswer, ProviderRejected, TransientProviderError
+from ..errors import BatchlineError, MalformedAnswer, ProviderRejected, TransientProviderError
 from ..providers import Provider, Snapshot
 from ..records import PartRecord, PartState
 from ..runtime import Runtime
@@ -13,7 +14,7 @@ from ..types import BatchStatus
 from . import caching
 from .base import POISON_ATTEMPTS, Next, end_part, guarded, log, poisoned, record_created
 from .claims import KeptClaim, new_claim
-from .ending import finish
+from .ending import claimed_for_cancel, finish
 
 
 def submit(runtime: Runtime, job_id: str) -> Iterator[Next]:
@@ -43,9 +44,9 @@ def submit(runtime: Runtime, job_id: str) -> Iterator[Next]:
             continue
         now = store.job(job_id)
         if now is not None and now.state == BatchStatus.CANCELLING:
-            end_part(runtime, job_id, n, Snapshot("", "not_created", "cancelled"))
-            yield Next("fetch", n)
+            yield _cancelled_uncreated(runtime, job_id, n)
             continue
+        store.record_poll(job_id, n, counted=False)  # a submit is on it: the sweep sends it none meanwhile
         if job.cache:  # answered from the cache, split off to wait for another job, or sent as screened
             to_send, steps = caching.before_create(runtime, job_id, job, n, part)
             yield from steps
@@ -79,9 +80,7 @@ def _create_once(runtime: Runtime, provider: Provider, job_id: str, n: int, part
             return snapshot
         if part.state != PartState.PENDING:
             return None  # ended with no batch since it was read (a cancel): the next look sends it on, creating none
-        claimed_at = float(part.claim.rpartition(":")[2])
-        claimer_gave_up = part.create_failed_by == part.claim  # that very claim's create failed, not an earlier one
-        if not claimer_gave_up and time.time() - claimed_at < runtime.settings.claim_timeout:
+        if _claim_live(runtime, part):
             return None
         # The claimer died between claim and record. Only a listing can say whether it created the batch.
         try:
@@ -93,7 +92,7 @@ def _create_once(runtime: Runtime, provider: Provider, job_id: str, n: int, part
             end_part(runtime, job_id, n, unfound)
             return unfound
         if found is not None:
-            record_created(runtime, job_id, n, found)
+            _keep(runtime, provider, job_id, n, found)
             return found
         if not provider.can_find:
             cause = f" The create call's answer: {part.create_error}" if part.create_error else ""
@@ -130,9 +129,43 @@ def _create_once(runtime: Runtime, provider: Provider, job_id: str, n: int, part
         if isinstance(error, MalformedAnswer):
             store.strike(job_id, n, "create_poisoned")  # counted; the listing before the next create decides
         raise
-    record_created(runtime, job_id, n, snapshot)
     log.info("job %s part %d: created provider batch %s", job_id, n, snapshot.id)
+    _keep(runtime, provider, job_id, n, snapshot)
     return snapshot
+
+
+def _keep(runtime: Runtime, provider: Provider, job_id: str, n: int, snapshot: Snapshot) -> None:
+    """Record a batch just made or found. One whose part left `pending` meanwhile with no batch or another one (a
+    cancel ended it) is cancelled at the provider: it would run unread, and be paid for."""
+    if record_created(runtime, job_id, n, snapshot) or runtime.store.part(job_id, n).provider_id == snapshot.id:
+        return
+    log.warning(
+        "job %s part %d: provider batch %s was made after the part ended; it is cancelled", job_id, n, snapshot.id
+    )
+    with contextlib.suppress(BatchlineError):
+        guarded("the answer to cancelling the batch", lambda: provider.cancel(snapshot.id))
+
+
+def _claim_live(runtime: Runtime, part: PartRecord) -> bool:
+    """Whether the worker holding the part's claim may still be creating its batch: its own create has not failed
+    (`create_failed_by`, that very claim's, not an earlier one's) and the claim is younger than `claim_timeout`."""
+    claimed_at = float(part.claim.rpartition(":")[2])
+    return part.create_failed_by != part.claim and time.time() - claimed_at < runtime.settings.claim_timeout
+
+
+def _cancelled_uncreated(runtime: Runtime, job_id: str, n: int) -> Next:
+    """A part of a cancelling job not created yet: ended uncreated once the cancel holds its claim. A live create's
+    claim is waited for instead (ending the part under it left its batch running unread): its batch is recorded,
+    then its poll cancels it."""
+    store = runtime.store
+    if not claimed_for_cancel(runtime, job_id, n):
+        part = store.part(job_id, n)
+        if part.state != PartState.PENDING:
+            return Next("poll", n) if part.state == PartState.SUBMITTED else Next("fetch", n)
+        if _claim_live(runtime, part) or not store.claim_part(job_id, n, new_claim("cancelled"), over=part.claim):
+            return Next("submit", countdown=runtime.settings.claim_timeout)
+    end_part(runtime, job_id, n, Snapshot("", "not_created", "cancelled"))
+    return Next("fetch", n)
 
 
 _LOST = (

@@ -54,9 +54,9 @@ def sendable(provider: str, headers: Mapping[str, str]) -> dict[str, str]:
     for name, value in headers.items():
         if not all(" " <= char <= "~" or char == "\t" for char in value):
             raise ProviderRejected(
-                f"{provider}: the {name} header, made from the worker's environment (its API key or another setting), "
-                "holds a character HTTP cannot carry (not ASCII, or a control character such as a line break, often "
-                "from a paste): set that variable again",
+                f"{provider}: the {name} header, from the worker's environment (its API key or another setting) or "
+                "the job's own endpoint, holds a character HTTP cannot carry (not ASCII, or a control character such "
+                "as a line break, often from a paste): set that value again",
                 401,
             )
     return dict(headers)
