@@ -509,8 +509,9 @@ def test_a_poll_of_a_part_not_created_sends_its_submit_and_of_one_stored_does_no
 ) -> None:
     job_id = new_job(runtime)
     assert pipeline.poll(runtime, job_id, 0) == Next("submit")  # its submit was lost: a submit creates it, once
-    runtime.store.transition_part(job_id, 0, PartState.STORED, PartState.PENDING)
+    runtime.store.transition_part(job_id, 0, PartState.STORED, PartState.PENDING)  # (all answered from the cache)
     assert pipeline.poll(runtime, job_id, 0) is None
+    assert pipeline.stale_polls(later(runtime)) == []  # and the sweep does not send it again and again
     assert calls == {}
 
 

@@ -31,7 +31,8 @@ def poll(runtime: Runtime, job_id: str, n: int) -> Next | None:
     if part.state == PartState.PENDING:
         return _not_created(runtime, job_id, job, n)
     if part.state != PartState.SUBMITTED:
-        return None  # already stored
+        store.forget_poll(job_id, n)  # already stored: the sweep has nothing to send it again
+        return None
     if job.deadline and time.time() >= job.deadline and request_cancel(runtime, job_id):
         job = store.load_job(job_id)  # the job's timeout passed: this poll cancels the batch
     provider = runtime.provider(job.model, job.endpoint)

@@ -46,13 +46,13 @@ def submit(runtime: Runtime, job_id: str) -> Iterator[Next]:
         if now is not None and now.state == BatchStatus.CANCELLING:
             yield _cancelled_uncreated(runtime, job_id, n)
             continue
-        store.record_poll(job_id, n, counted=False)  # a submit is on it: the sweep sends it none meanwhile
         if job.cache:  # answered from the cache, split off to wait for another job, or sent as screened
             to_send, steps = caching.before_create(runtime, job_id, job, n, part)
             yield from steps
             if to_send is None:
                 continue
             part = to_send
+        store.record_poll(job_id, n, counted=False)  # a submit is on it: the sweep sends it none meanwhile
         snapshot = _create_once(runtime, provider, job_id, n, part)
         if snapshot is None:  # another worker is creating it: look again once its claim may have gone stale
             yield Next("submit", countdown=runtime.settings.claim_timeout)
