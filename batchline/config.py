@@ -77,7 +77,7 @@ class Settings:
     """How long a provider batch may go on running after its create before batchline stops waiting: it is cancelled
     at the provider and its part ends failed. Above every provider's own window (24 hours, Gemini's 48), so only a
     provider that broke its word meets it; without it, such a batch was polled until its job's keys expired. A job's
-    batches are overdue, too, once 95% of `ttl_seconds` has passed since the job's create: its keys outlive the wait."""
+    batches are overdue, too, two hours and a poll's wait before its keys expire (`ttl_seconds` from its create)."""
     claim_timeout: float = 600.0
     """How long a part's create may take before another worker may look for, or make, its provider batch."""
     test_delay: float = 0.0

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import orjson
+import redis
 from celery import Celery, Signature, signature
 
 from .errors import CallbackNotAllowed
@@ -220,3 +221,36 @@ def send_completion(app: Celery, spec: str, summary: dict[str, Any]) -> None:
         signature(orjson.loads(spec), app=app).apply_async(args=(summary,))
     else:
         app.send_task(spec, args=(summary,))
+
+
+# Renew (ARGV[2] ms) or, with no ARGV[2], free lease KEYS[1] while ARGV[1] holds it: never another delivery's.
+_LEASE = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if ARGV[2] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return redis.call('DEL', KEYS[1])
+"""
+
+
+class DeliveryLease:
+    """One delivery of a job at a time. A second one meanwhile (a fetch that runs again sends one) waits for the first
+    to end or for its worker's death to free the lease: two at once would both send a chunk between its check and its
+    mark. The holder renews the lease as it sends, so a long delivery keeps it, and frees only its own."""
+
+    SECONDS = 120
+
+    def __init__(self, client: redis.Redis, key: str, token: str) -> None:
+        self.redis, self.key, self.token = client, key, token
+        self._script = client.register_script(_LEASE)
+
+    def take(self) -> bool:
+        return bool(self.redis.set(self.key, self.token, nx=True, ex=self.SECONDS))
+
+    def left(self) -> int:
+        """Seconds until a lease held by another delivery runs out (at least 1)."""
+        return max(int(self.redis.ttl(self.key)), 1)
+
+    def renew(self) -> None:
+        self._script(keys=[self.key], args=[self.token, self.SECONDS * 1000])
+
+    def free(self) -> None:
+        self._script(keys=[self.key], args=[self.token])

@@ -11,6 +11,7 @@ import functools
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
@@ -20,7 +21,7 @@ from celery.exceptions import Reject
 from celery.signals import worker_ready
 
 from . import pipeline, telemetry
-from .delivery import refuse_delivery, send_completion
+from .delivery import DeliveryLease, refuse_delivery, send_completion
 from .due_polls import GROUP, TICK_SLACK
 from .errors import ProviderRejected, TransientProviderError, for_log
 from .pipeline import Next
@@ -217,18 +218,13 @@ def deliver(self: Task[Any, Any], job_id: str) -> dict[str, Any]:
         return telemetry.summarised(runtime, _deliver(self, runtime, job_id))
 
 
-DELIVERY_LEASE = 600
-"""Seconds one delivery of a job holds it. A second one meanwhile (a fetch that ran again sends one) waits for it to
-end, or for its worker's death to free it: two at once would both send a chunk between its check and its mark."""
-
-
 def _deliver(task: Task[Any, Any], runtime: Runtime, job_id: str) -> dict[str, Any]:
     store = runtime.store
     if store.is_delivered(job_id, pipeline.DELIVERED):
         return pipeline.summary(runtime, job_id)
-    lease = store.job_key(job_id, ":delivering")
-    if not store.redis.set(lease, task.request.id or "-", nx=True, ex=DELIVERY_LEASE):
-        raise task.retry(countdown=max(int(store.redis.ttl(lease)), 1), throw=False)
+    lease = DeliveryLease(store.redis, store.job_key(job_id, ":delivering"), task.request.id or uuid.uuid4().hex)
+    if not lease.take():
+        raise task.retry(countdown=lease.left(), throw=False)
     try:
         job = store.load_job(job_id)
         callback, on_complete = job.callback, job.on_complete
@@ -239,12 +235,13 @@ def _deliver(task: Task[Any, Any], runtime: Runtime, job_id: str) -> dict[str, A
                     if not store.is_delivered(job_id, marker):
                         task.app.send_task(callback, args=(job_id, custom_ids))
                         store.mark_delivered(job_id, marker)
+                        lease.renew()
             if on_complete and not store.is_delivered(job_id, "complete"):
                 send_completion(task.app, on_complete, pipeline.summary(runtime, job_id))
                 store.mark_delivered(job_id, "complete")
         store.mark_delivered(job_id, pipeline.DELIVERED)  # a fetch that runs again sends no second delivery step
     finally:
-        store.redis.delete(lease)
+        lease.free()
     return pipeline.summary(runtime, job_id)
 
 

@@ -13,6 +13,7 @@ from pydantic_ai import ModelRequest
 
 from batchline import BatchInputError, batch_create_sync, batch_results_sync, batch_wait_sync, pipeline, tasks, worker
 from batchline.config import Settings
+from batchline.delivery import DeliveryLease
 from batchline.runtime import runtime_for
 
 from .conftest import RealSetup, WorkerProcess, make_real_setup
@@ -84,7 +85,7 @@ class DeliveryTask:
 
 def test_a_second_delivery_while_one_runs_waits_for_it_and_no_chunk_goes_twice() -> None:
     """A fetch that runs again sends a delivery step while the first may still run: both checked a chunk, then both
-    sent it."""
+    sent it. One at a time now: the lease is renewed as chunks go, and freed only by its holder."""
     from .test_pipeline_steps import ended_job, make_runtime, set_job_fields
 
     runtime = make_runtime(allowed_callbacks=frozenset({"app.record"}))
@@ -92,15 +93,33 @@ def test_a_second_delivery_while_one_runs_waits_for_it_and_no_chunk_goes_twice()
     set_job_fields(runtime, job_id, callback="app.record", chunk_size=2)
     assert pipeline.fetch(runtime, job_id, 0)
     store = runtime.store
+    key = store.job_key(job_id, ":delivering")
     first, second = DeliveryTask("d1"), DeliveryTask("d2")
-    lease = store.job_key(job_id, ":delivering")
-    store.redis.set(lease, "d1", ex=tasks.DELIVERY_LEASE)  # the first delivery is under way
+    held = DeliveryLease(store.redis, key, "d1")
+    assert held.take()  # the first delivery is under way
     with pytest.raises(Later) as later:
         tasks._deliver(second, runtime, job_id)  # type: ignore[arg-type]
-    assert second.sent == [] and 0 < later.value.countdown <= tasks.DELIVERY_LEASE
-    store.redis.delete(lease)
+    assert second.sent == [] and 0 < later.value.countdown <= DeliveryLease.SECONDS
+    assert store.redis.get(key) == b"d1"  # the second one freed nothing that was not its own
+    held.free()
     tasks._deliver(first, runtime, job_id)  # type: ignore[arg-type]
     assert [name for name, _ in first.sent] == ["app.record", "app.record"]  # three results, two to a chunk
-    assert not store.redis.exists(lease)
+    assert not store.redis.exists(key)
     tasks._deliver(second, runtime, job_id)  # type: ignore[arg-type]  # its retry: all was delivered
     assert second.sent == []
+
+
+def test_a_delivery_lease_is_renewed_and_freed_only_by_its_holder() -> None:
+    import fakeredis
+
+    redis = fakeredis.FakeRedis()
+    mine, theirs = DeliveryLease(redis, "lease", "a"), DeliveryLease(redis, "lease", "b")
+    assert mine.take() and not theirs.take()
+    redis.expire("lease", 5)
+    theirs.renew()
+    theirs.free()
+    assert redis.get("lease") == b"a" and redis.ttl("lease") <= 5
+    mine.renew()
+    assert redis.ttl("lease") > 5
+    mine.free()
+    assert theirs.take()

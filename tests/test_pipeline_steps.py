@@ -24,7 +24,7 @@ from pydantic_ai.models.batch import BatchRequest
 from batchline import pipeline
 from batchline.config import Settings
 from batchline.errors import BrokenDownload, HostileAnswer, MalformedAnswer, ProviderRejected, TransientProviderError
-from batchline.pipeline import POISON_ATTEMPTS, Next, Screen, polling, submitting
+from batchline.pipeline import POISON_ATTEMPTS, Next, Screen, overdue, polling, submitting
 from batchline.pipeline.base import end_part
 from batchline.providers.base import Snapshot
 from batchline.providers.test import FLAKY_MARKER, TestProvider
@@ -37,8 +37,8 @@ from .conftest import announced, store_job
 
 TTL = 3600
 SETTINGS = Settings(
-    claim_timeout=600, sweep_interval=300, max_poll_interval=300, ttl_seconds=TTL, test_delay=TTL
-)  # a `test` batch runs until the test ends it
+    claim_timeout=600, sweep_interval=300, max_poll_interval=300, ttl_seconds=2 * 86400, test_delay=TTL
+)  # a `test` batch runs until the test ends it; the store's keys live TTL
 
 
 # -- reading and writing job and part records ------------------------------------------------------------------------
@@ -402,6 +402,38 @@ def test_a_submit_of_a_cancelling_job_waits_for_a_live_create_and_its_batch_is_t
     assert part_field(runtime, job_id, 0, "provider_state") == "cancelled"
 
 
+def test_a_cancelled_part_whose_create_failed_is_looked_for_and_its_batch_cancelled(runtime: Runtime) -> None:
+    """The create reached the provider but its answer was lost; then the job was cancelled. The part was ended
+    uncreated without a look, and the batch ran on at the provider, unread and paid for."""
+    job_id = new_job(runtime)
+    store = runtime.store
+    claim = f"worker-a:{time.time()}"
+    assert store.claim_part(job_id, 0, claim)
+    batch = runtime.provider("test").create(job_id, 0, store.part_requests(job_id, 0), 3)  # made; the answer lost
+    store.set_part(job_id, 0, create_failed_by=claim)
+    assert pipeline.request_cancel(runtime, job_id)
+    assert submitted(runtime, job_id) == [Next("poll", 0)]  # found by listing, recorded
+    assert part_field(runtime, job_id, 0, "provider_id") == batch.id
+    assert pipeline.poll(runtime, job_id, 0) == Next("fetch", 0)  # and cancelled by its poll
+    assert runtime.provider("test").status(batch.id).state == "cancelled"
+    assert creates(runtime, job_id) == 1
+
+
+def test_a_cancelled_part_whose_create_failed_where_batches_cannot_be_listed_says_the_batch_may_exist(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job_id = new_job(runtime)
+    store = runtime.store
+    claim = f"worker-a:{time.time()}"
+    assert store.claim_part(job_id, 0, claim)
+    store.set_part(job_id, 0, create_failed_by=claim)
+    monkeypatch.setattr(TestProvider, "can_find", False)
+    assert pipeline.request_cancel(runtime, job_id)
+    assert submitted(runtime, job_id) == [Next("fetch", 0)]
+    assert part_field(runtime, job_id, 0, "provider_state") == "cancelled"
+    assert "may have made runs on at test, unread" in part_field(runtime, job_id, 0, "error")
+
+
 def test_a_batch_made_after_a_cancel_ended_its_part_is_cancelled_at_the_provider(runtime: Runtime) -> None:
     job_id = new_job(runtime)
     store = runtime.store
@@ -729,7 +761,8 @@ def test_a_batch_is_overdue_before_its_jobs_keys_expire_and_an_older_record_is_t
     set_job_fields(runtime, job_id, created_at=time.time() - 10 * 86400)
     assert pipeline.poll(runtime, job_id, 0) == Next("poll", 0, countdown=1.0)  # not cut short on an old job's age
     assert time.time() - part_field(runtime, job_id, 0, "submitted_at") < 60
-    set_job_fields(runtime, job_id, created_at=time.time() - 0.95 * SETTINGS.ttl_seconds - 1)  # keys about to go
+    keys_last = SETTINGS.ttl_seconds - overdue.GRACE - SETTINGS.max_poll_interval - overdue.KEYS_MARGIN
+    set_job_fields(runtime, job_id, created_at=time.time() - keys_last - 1)  # its keys expire in under 2 h 5 min
     assert pipeline.poll(runtime, job_id, 0) == Next("fetch", 0)
     assert part_field(runtime, job_id, 0, "provider_state") == "cancelled"
 

@@ -19,22 +19,23 @@ AFTER_DEADLINE = 60.0
 """The longest wait between polls of a batch whose cancel batchline asked for (a job's deadline, an overdue batch)."""
 GRACE = 3600.0
 """How long an overdue batch is polled after its cancel is asked, for the cancel to end it with what it ran."""
-KEYS_SHARE = 0.95
-"""The share of `ttl_seconds`, from the job's create, after which its batches are overdue whatever their age: the
-job's keys must outlive the wait for the job to end."""
+KEYS_MARGIN = 3600.0
+"""Beyond the grace and a poll's wait, how long before its keys expire (`ttl_seconds` from the job's create) a job's
+batches are overdue whatever their age: the keys must outlive the wait, the cancel's grace and the fetch."""
 
 
 def overdue_for(runtime: Runtime, job_id: str, job: JobRecord, n: int, part: PartRecord) -> float | None:
     """How long part `n`'s batch has run when that is past what batchline waits for, else None.
 
-    Timed from the part's create (`batch_age_limit`), and bounded by the job's keys, timed from the job's create. A
-    part recorded by a batchline that did not note its create is timed from now on."""
+    Timed from the part's create (`batch_age_limit`), and bounded by the job's keys, timed from the job's create
+    (`KEYS_MARGIN`). A part recorded by a batchline that did not note its create is timed from now on."""
     now = time.time()
     if not part.submitted_at:
         runtime.store.set_part(job_id, n, submitted_at=now)
         return None
     settings = runtime.settings
-    if now - part.submitted_at > settings.batch_age_limit or now - job.created_at > KEYS_SHARE * settings.ttl_seconds:
+    keys_last = settings.ttl_seconds - GRACE - settings.max_poll_interval - KEYS_MARGIN
+    if now - part.submitted_at > settings.batch_age_limit or now - job.created_at > keys_last:
         return now - part.submitted_at
     return None
 
@@ -52,7 +53,7 @@ def stop_overdue(
     if snapshot.state == "running":
         with contextlib.suppress(BatchlineError):
             snapshot = guarded("the answer to cancelling the batch", lambda: provider.cancel(snapshot.id))
-    store.record_poll(job_id, n)
+    store.record_poll(job_id, n, counted=False)  # the sweep sends its next step again if that is lost
     if snapshot.ended:
         end_part(runtime, job_id, n, snapshot)
         return Next("fetch", n)

@@ -44,7 +44,7 @@ def submit(runtime: Runtime, job_id: str) -> Iterator[Next]:
             continue
         now = store.job(job_id)
         if now is not None and now.state == BatchStatus.CANCELLING:
-            yield _cancelled_uncreated(runtime, job_id, n)
+            yield _cancelled_uncreated(runtime, provider, job_id, n)
             continue
         if job.cache:  # answered from the cache, split off to wait for another job, or sent as screened
             to_send, steps = caching.before_create(runtime, job_id, job, n, part)
@@ -153,19 +153,37 @@ def _claim_live(runtime: Runtime, part: PartRecord) -> bool:
     return part.create_failed_by != part.claim and time.time() - claimed_at < runtime.settings.claim_timeout
 
 
-def _cancelled_uncreated(runtime: Runtime, job_id: str, n: int) -> Next:
-    """A part of a cancelling job not created yet: ended uncreated once the cancel holds its claim. A live create's
-    claim is waited for instead (ending the part under it left its batch running unread): its batch is recorded,
-    then its poll cancels it."""
+def _cancelled_uncreated(runtime: Runtime, provider: Provider, job_id: str, n: int) -> Next:
+    """A part of a cancelling job not created yet: ended uncreated once the cancel holds its claim.
+
+    A live create's claim is waited for (ending the part under it left its batch running unread): its batch is
+    recorded, then its poll cancels it. A create that failed or whose worker died may have made the batch: it is
+    looked for first, and a batch found is recorded for its poll to cancel; where batches cannot be listed, the part
+    ends saying the batch may exist."""
     store = runtime.store
-    if not claimed_for_cancel(runtime, job_id, n):
-        part = store.part(job_id, n)
-        if part.state != PartState.PENDING:
-            return Next("poll", n) if part.state == PartState.SUBMITTED else Next("fetch", n)
-        if _claim_live(runtime, part) or not store.claim_part(job_id, n, new_claim("cancelled"), over=part.claim):
-            return Next("submit", countdown=runtime.settings.claim_timeout)
-    end_part(runtime, job_id, n, Snapshot("", "not_created", "cancelled"))
+    if claimed_for_cancel(runtime, job_id, n):
+        end_part(runtime, job_id, n, Snapshot("", "not_created", "cancelled"))
+        return Next("fetch", n)
+    part = store.part(job_id, n)
+    if part.state != PartState.PENDING:
+        return Next("poll", n) if part.state == PartState.SUBMITTED else Next("fetch", n)
+    if _claim_live(runtime, part):
+        return Next("submit", countdown=runtime.settings.claim_timeout)
+    found = guarded("the provider's list of batches", lambda: provider.find(job_id, n)) if provider.can_find else None
+    if found is not None:
+        _keep(runtime, provider, job_id, n, found)
+        return Next("poll", n)
+    if not store.claim_part(job_id, n, new_claim("cancelled"), over=part.claim):
+        return Next("submit", countdown=runtime.settings.claim_timeout)  # taken meanwhile: looked at again
+    error = None if provider.can_find else _MAYBE.format(name=provider.name)
+    end_part(runtime, job_id, n, Snapshot("", "not_created", "cancelled", error=error))
     return Next("fetch", n)
+
+
+_MAYBE = (
+    "The job was cancelled while this part's create had failed or its worker had stopped; {name} batches cannot be "
+    "found by listing, so a batch that create may have made runs on at {name}, unread: look for it there."
+)
 
 
 _LOST = (
