@@ -260,9 +260,18 @@ def _check_together(settings: Settings, sources: Mapping[str, str]) -> None:
             "rediss:// URL): the store is then a Redis Cluster, which Celery's broker cannot share."
         )
     for entry in settings.trusted_base_urls | settings.trusted_result_hosts:
-        parts = urlsplit(scoped(entry)[1])
+        scope, url = scoped(entry)
+        name = "trusted_base_urls" if entry in settings.trusted_base_urls else "trusted_result_hosts"
+        if scope:
+            from .providers.endpoints import BASE_URL_VARIABLES  # here: that package imports this module
+
+            if scope not in BASE_URL_VARIABLES:
+                raise SettingsError(
+                    f"{sources[name]} scopes an entry to {scope!r}, which is no provider's name: it takes one of "
+                    f"{', '.join(sorted(BASE_URL_VARIABLES))} (scoped to no provider, it would be trusted by none)."
+                )
+        parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname or parts.username or parts.query:
-            name = "trusted_base_urls" if entry in settings.trusted_base_urls else "trusted_result_hosts"
             raise SettingsError(
                 f"{sources[name]} takes URLs like https://gateway.example.com/v1 (a scheme, a host, no user, password "
                 "or query), each trusted with every provider's key, or with one provider's alone as "

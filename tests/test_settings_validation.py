@@ -82,6 +82,8 @@ def test_a_trusted_url_must_be_a_plain_http_url_and_is_never_repeated(variable: 
         Settings.load({}, {variable: f"https://fine.test,{entry}"})
     assert "s3cret" not in str(error.value)
     loaded = Settings.load({}, {variable: "https://gw.test/v1, http://proxy.internal:8080, openai=https://oa.test"})
+    with pytest.raises(SettingsError, match=f"{variable} scopes an entry to 'opneai', which is no provider's name"):
+        Settings.load({}, {variable: "opneai=https://oa.test"})
     assert {"https://gw.test/v1", "http://proxy.internal:8080", "openai=https://oa.test"} in (
         {*loaded.trusted_base_urls},
         {*loaded.trusted_result_hosts},
