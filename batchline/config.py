@@ -18,16 +18,8 @@ from urllib.parse import urlsplit
 
 from .errors import SettingsError
 from .redis_urls import SCHEMES as STORE_SCHEMES
+from .trusted_urls import BASE_URL_VARIABLES, scoped
 from .validation import DAY, plain_number
-
-
-def scoped(entry: str) -> tuple[str, str]:
-    """A trusted URL as listed, as `(provider, url)`: `openai=https://gw.example/v1` is trusted with that provider's
-    key alone, a plain URL (provider "") with every provider's."""
-    name, sep, url = entry.partition("=")
-    if sep and re.fullmatch(r"[a-z][a-z0-9_-]*", name.strip().lower()):
-        return name.strip().lower(), url.strip()
-    return "", entry.strip()
 
 
 @dataclass(frozen=True)
@@ -262,14 +254,11 @@ def _check_together(settings: Settings, sources: Mapping[str, str]) -> None:
     for entry in settings.trusted_base_urls | settings.trusted_result_hosts:
         scope, url = scoped(entry)
         name = "trusted_base_urls" if entry in settings.trusted_base_urls else "trusted_result_hosts"
-        if scope:
-            from .providers.endpoints import BASE_URL_VARIABLES  # here: that package imports this module
-
-            if scope not in BASE_URL_VARIABLES:
-                raise SettingsError(
-                    f"{sources[name]} scopes an entry to {scope!r}, which is no provider's name: it takes one of "
-                    f"{', '.join(sorted(BASE_URL_VARIABLES))} (scoped to no provider, it would be trusted by none)."
-                )
+        if scope and scope not in BASE_URL_VARIABLES:
+            raise SettingsError(
+                f"{sources[name]} scopes an entry to {scope!r}, which is no provider's name: it takes one of "
+                f"{', '.join(sorted(BASE_URL_VARIABLES))} (scoped to no provider, it would be trusted by none)."
+            )
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname or parts.username or parts.query:
             raise SettingsError(

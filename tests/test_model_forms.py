@@ -23,8 +23,9 @@ from batchline.config import Settings
 from batchline.errors import ProviderRejected
 from batchline.model_forms import ModelNotBatchable, resolve_model
 from batchline.providers import ProviderContext, get_provider
-from batchline.providers.endpoints import Endpoint, listed_for, plain_headers, untrusted
+from batchline.providers.endpoints import Endpoint, plain_headers, untrusted
 from batchline.store import Store
+from batchline.trusted_urls import listed_for
 
 SECRET = "sk-instance-secret-never-stored-0123456789"
 UNTRUSTED = "http://127.0.0.1:9/v1"

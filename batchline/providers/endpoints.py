@@ -18,32 +18,10 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from ..config import scoped
 from ..errors import ProviderRejected
+from ..trusted_urls import BASE_URL_VARIABLES, OFFICIAL_BASE_URLS, listed_for
 
 TRUSTED_SETTING = "BATCHLINE_TRUSTED_BASE_URLS"
-
-OFFICIAL_BASE_URLS: dict[str, str] = {
-    "openai": "https://api.openai.com/v1",
-    "anthropic": "https://api.anthropic.com",
-    "gemini": "https://generativelanguage.googleapis.com",
-    "groq": "https://api.groq.com/openai/v1",
-    "together": "https://api.together.xyz/v1",
-    "mistral": "https://api.mistral.ai",
-}
-"""Each adapter's (`Provider.name`) official base URL, trusted by default. Azure OpenAI has none: each resource is its
-own origin, and only the one the worker's `AZURE_OPENAI_ENDPOINT` names gets its key."""
-
-BASE_URL_VARIABLES: dict[str, str] = {
-    "openai": "OPENAI_BASE_URL",
-    "anthropic": "ANTHROPIC_BASE_URL",
-    "gemini": "GOOGLE_GEMINI_BASE_URL",
-    "groq": "GROQ_BASE_URL",
-    "together": "TOGETHER_BASE_URL",
-    "azure": "AZURE_OPENAI_ENDPOINT",
-    "mistral": "MISTRAL_BASE_URL",
-}
-"""The environment variable each adapter's workers already take their base URL from, trusted by default."""
 
 
 def origin_of(url: str) -> str:
@@ -121,11 +99,6 @@ def hidden_credentials(url: str) -> bool:
 def is_official(provider: str, url: str) -> bool:
     official = OFFICIAL_BASE_URLS.get(provider)
     return official is not None and origin_of(url) == origin_of(official)
-
-
-def listed_for(provider: str, entries: Iterable[str]) -> list[str]:
-    """The listed URLs `provider`'s key may go to: its own entries and the plain ones."""
-    return [url for scope, url in map(scoped, entries) if url and scope in ("", provider)]
 
 
 def trusted_origins(provider: str, trusted: Iterable[str], environ: Mapping[str, str] | None = None) -> set[str]:

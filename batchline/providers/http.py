@@ -26,8 +26,9 @@ from urllib.parse import urlsplit
 import httpx2
 
 from ..errors import BrokenDownload, HostileAnswer, ProviderRejected, TransientProviderError
+from ..trusted_urls import listed_for
 from .base import ProviderContext, Snapshot, TransportBase, json_answer, path_id
-from .endpoints import Endpoint, endpoint_config, listed_for, origin_of
+from .endpoints import Endpoint, endpoint_config, origin_of
 
 TRUSTED_SETTING = "BATCHLINE_TRUSTED_RESULT_HOSTS"
 

@@ -24,8 +24,9 @@ from typing import Any, ClassVar, cast
 
 from ...errors import ProviderRejected, TransientProviderError, for_log
 from ...records import ReadResult
+from ...trusted_urls import listed_for
 from ..base import SCRATCH_CHUNK, ProviderContext, Snapshot, TransportBase, as_dict
-from ..endpoints import Endpoint, listed_for
+from ..endpoints import Endpoint
 from . import wire
 from .api import GeminiAPI, credentials
 from .spool import PartInput
