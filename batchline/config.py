@@ -21,6 +21,13 @@ from .redis_urls import SCHEMES as STORE_SCHEMES
 from .trusted_urls import BASE_URL_VARIABLES, scoped
 from .validation import DAY, plain_number
 
+OVERDUE_GRACE = 3600.0
+"""How long a batch past `batch_age_limit` is polled after its cancel is asked, for the cancel to end it with what it
+ran (see `pipeline/overdue.py`)."""
+KEYS_MARGIN = 3600.0
+"""Beyond that grace and a poll's wait, how long before its keys expire (`ttl_seconds` from the job's create) a job's
+batches are overdue whatever their age: the keys must outlive the wait, the cancel's grace and the fetch."""
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -270,6 +277,12 @@ def _check_together(settings: Settings, sources: Mapping[str, str]) -> None:
         raise SettingsError(
             f"{visibility} ({settings.visibility_timeout}s) must be at most {ttl} ({settings.ttl_seconds}s): a message "
             "redelivered after the job's keys expired finds no job."
+        )
+    if settings.ttl_seconds - settings.max_poll_interval - OVERDUE_GRACE - KEYS_MARGIN < DAY:
+        raise SettingsError(
+            f"{ttl} ({settings.ttl_seconds}s) less {poll} ({settings.max_poll_interval:.0f}s) leaves under a day: a "
+            "job's batches are given up two hours and a poll's wait before its keys expire, which would cut a "
+            "provider's 24-hour window short."
         )
 
 

@@ -14,6 +14,7 @@ straight into the store cannot get past it.
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -238,8 +239,9 @@ class DeliveryLease:
 
     SECONDS = 120
 
-    def __init__(self, client: redis.Redis, key: str, token: str) -> None:
-        self.redis, self.key, self.token = client, key, token
+    def __init__(self, client: redis.Redis, key: str, token: str = "") -> None:
+        self.redis, self.key = client, key
+        self.token = token or uuid.uuid4().hex  # its own: a redelivered copy of the same message is another holder
         self._script = client.register_script(_LEASE)
 
     def take(self) -> bool:
@@ -249,8 +251,9 @@ class DeliveryLease:
         """Seconds until a lease held by another delivery runs out (at least 1)."""
         return max(int(self.redis.ttl(self.key)), 1)
 
-    def renew(self) -> None:
-        self._script(keys=[self.key], args=[self.token, self.SECONDS * 1000])
+    def renew(self) -> bool:
+        """Hold the lease `SECONDS` more; False when it was lost (a stall past `SECONDS`: another delivery has it)."""
+        return bool(self._script(keys=[self.key], args=[self.token, self.SECONDS * 1000]))
 
     def free(self) -> None:
         self._script(keys=[self.key], args=[self.token])

@@ -11,7 +11,6 @@ import functools
 import logging
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
@@ -222,7 +221,7 @@ def _deliver(task: Task[Any, Any], runtime: Runtime, job_id: str) -> dict[str, A
     store = runtime.store
     if store.is_delivered(job_id, pipeline.DELIVERED):
         return pipeline.summary(runtime, job_id)
-    lease = DeliveryLease(store.redis, store.job_key(job_id, ":delivering"), task.request.id or uuid.uuid4().hex)
+    lease = DeliveryLease(store.redis, store.job_key(job_id, ":delivering"))
     if not lease.take():
         raise task.retry(countdown=lease.left(), throw=False)
     try:
@@ -233,10 +232,13 @@ def _deliver(task: Task[Any, Any], runtime: Runtime, job_id: str) -> dict[str, A
             if callback:
                 for marker, custom_ids in pipeline.delivery_chunks(runtime, job_id, job.chunk_size):
                     if not store.is_delivered(job_id, marker):
+                        if not lease.renew():  # stalled past the lease: the delivery holding it now sends the rest
+                            raise task.retry(countdown=lease.left(), throw=False)
                         task.app.send_task(callback, args=(job_id, custom_ids))
                         store.mark_delivered(job_id, marker)
-                        lease.renew()
             if on_complete and not store.is_delivered(job_id, "complete"):
+                if not lease.renew():
+                    raise task.retry(countdown=lease.left(), throw=False)
                 send_completion(task.app, on_complete, pipeline.summary(runtime, job_id))
                 store.mark_delivered(job_id, "complete")
         store.mark_delivered(job_id, pipeline.DELIVERED)  # a fetch that runs again sends no second delivery step

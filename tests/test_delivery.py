@@ -116,10 +116,32 @@ def test_a_delivery_lease_is_renewed_and_freed_only_by_its_holder() -> None:
     mine, theirs = DeliveryLease(redis, "lease", "a"), DeliveryLease(redis, "lease", "b")
     assert mine.take() and not theirs.take()
     redis.expire("lease", 5)
-    theirs.renew()
+    assert theirs.renew() is False
     theirs.free()
     assert redis.get("lease") == b"a" and redis.ttl("lease") <= 5
-    mine.renew()
+    assert mine.renew() is True
     assert redis.ttl("lease") > 5
     mine.free()
     assert theirs.take()
+
+
+def test_a_delivery_that_stalled_past_its_lease_stops_and_leaves_the_rest_to_the_holder() -> None:
+    from .test_pipeline_steps import ended_job, make_runtime, set_job_fields
+
+    runtime = make_runtime(allowed_callbacks=frozenset({"app.record"}))
+    job_id = ended_job(runtime)
+    set_job_fields(runtime, job_id, callback="app.record", chunk_size=1)
+    assert pipeline.fetch(runtime, job_id, 0)
+    store = runtime.store
+    key = store.job_key(job_id, ":delivering")
+    stalled = DeliveryTask("d1")
+
+    def send_then_stall(name: str, args: tuple[object, ...]) -> None:
+        stalled.sent.append((name, args))
+        store.redis.set(key, "another", ex=60)  # its lease ran out while it stalled; another delivery took it
+
+    stalled.app = SimpleNamespace(send_task=send_then_stall)
+    with pytest.raises(Later):
+        tasks._deliver(stalled, runtime, job_id)  # type: ignore[arg-type]
+    assert len(stalled.sent) == 1  # no second chunk beside the holder's
+    assert store.redis.get(key) == b"another"  # and the holder's lease is left alone

@@ -22,9 +22,9 @@ from pydantic_ai import ModelRequest
 from pydantic_ai.models.batch import BatchRequest
 
 from batchline import pipeline
-from batchline.config import Settings
+from batchline.config import KEYS_MARGIN, OVERDUE_GRACE, Settings
 from batchline.errors import BrokenDownload, HostileAnswer, MalformedAnswer, ProviderRejected, TransientProviderError
-from batchline.pipeline import POISON_ATTEMPTS, Next, Screen, overdue, polling, submitting
+from batchline.pipeline import POISON_ATTEMPTS, Next, Screen, polling, submitting
 from batchline.pipeline.base import end_part
 from batchline.providers.base import Snapshot
 from batchline.providers.test import FLAKY_MARKER, TestProvider
@@ -434,6 +434,30 @@ def test_a_cancelled_part_whose_create_failed_where_batches_cannot_be_listed_say
     assert "may have made runs on at test, unread" in part_field(runtime, job_id, 0, "error")
 
 
+def test_a_cancelled_part_whose_listing_keeps_failing_ends_after_a_few_tries(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A listing that cannot be read (or that a gateway refuses) every time kept the part pending, its job cancelling,
+    with the submit retrying for ever."""
+    job_id = new_job(runtime)
+    store = runtime.store
+    claim = f"worker-a:{time.time()}"
+    assert store.claim_part(job_id, 0, claim)
+    store.set_part(job_id, 0, create_failed_by=claim)
+    assert pipeline.request_cancel(runtime, job_id)
+
+    def unreadable(job_id: str, n: int) -> Snapshot | None:
+        raise MalformedAnswer("test: the list of batches is not JSON")
+
+    monkeypatch.setattr(runtime.provider("test"), "find", unreadable)
+    for _ in range(POISON_ATTEMPTS - 1):
+        with pytest.raises(MalformedAnswer):
+            submitted(runtime, job_id)
+    assert submitted(runtime, job_id) == [Next("fetch", 0)]
+    assert part_field(runtime, job_id, 0, "provider_state") == "cancelled"
+    assert "listing the test batches to find it failed" in part_field(runtime, job_id, 0, "error")
+
+
 def test_a_batch_made_after_a_cancel_ended_its_part_is_cancelled_at_the_provider(runtime: Runtime) -> None:
     job_id = new_job(runtime)
     store = runtime.store
@@ -761,7 +785,7 @@ def test_a_batch_is_overdue_before_its_jobs_keys_expire_and_an_older_record_is_t
     set_job_fields(runtime, job_id, created_at=time.time() - 10 * 86400)
     assert pipeline.poll(runtime, job_id, 0) == Next("poll", 0, countdown=1.0)  # not cut short on an old job's age
     assert time.time() - part_field(runtime, job_id, 0, "submitted_at") < 60
-    keys_last = SETTINGS.ttl_seconds - overdue.GRACE - SETTINGS.max_poll_interval - overdue.KEYS_MARGIN
+    keys_last = SETTINGS.ttl_seconds - OVERDUE_GRACE - SETTINGS.max_poll_interval - KEYS_MARGIN
     set_job_fields(runtime, job_id, created_at=time.time() - keys_last - 1)  # its keys expire in under 2 h 5 min
     assert pipeline.poll(runtime, job_id, 0) == Next("fetch", 0)
     assert part_field(runtime, job_id, 0, "provider_state") == "cancelled"

@@ -90,6 +90,14 @@ def test_a_trusted_url_must_be_a_plain_http_url_and_is_never_repeated(variable: 
     )
 
 
+def test_a_ttl_that_would_cut_a_providers_window_short_is_refused() -> None:
+    """Batches are given up two hours and a poll's wait before their job's keys expire."""
+    env = {"BATCHLINE_TTL_SECONDS": str(2 * DAY), "BATCHLINE_VISIBILITY_TIMEOUT": str(2 * DAY)}
+    with pytest.raises(SettingsError, match=r"BATCHLINE_TTL_SECONDS \(172800s\) less BATCHLINE_MAX_POLL_INTERVAL"):
+        Settings.load({}, env | {"BATCHLINE_MAX_POLL_INTERVAL": str(DAY)})
+    assert Settings.load({}, env).ttl_seconds == 2 * DAY  # the default poll cap leaves it 45 hours
+
+
 def test_a_value_from_the_celery_config_is_named_as_such() -> None:
     with pytest.raises(SettingsError, match=r"batchline_ttl_seconds \(Celery config\) must be a whole number"):
         Settings.load({"batchline_ttl_seconds": 0}, {})

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import time
 
+from ..config import KEYS_MARGIN, OVERDUE_GRACE
 from ..errors import BatchlineError
 from ..providers import Provider, Snapshot
 from ..records import JobRecord, PartRecord, PartState
@@ -17,11 +18,6 @@ from .base import OVERDUE, Next, end_part, guarded, snapshot_fields
 
 AFTER_DEADLINE = 60.0
 """The longest wait between polls of a batch whose cancel batchline asked for (a job's deadline, an overdue batch)."""
-GRACE = 3600.0
-"""How long an overdue batch is polled after its cancel is asked, for the cancel to end it with what it ran."""
-KEYS_MARGIN = 3600.0
-"""Beyond the grace and a poll's wait, how long before its keys expire (`ttl_seconds` from the job's create) a job's
-batches are overdue whatever their age: the keys must outlive the wait, the cancel's grace and the fetch."""
 
 
 def overdue_for(runtime: Runtime, job_id: str, job: JobRecord, n: int, part: PartRecord) -> float | None:
@@ -34,7 +30,7 @@ def overdue_for(runtime: Runtime, job_id: str, job: JobRecord, n: int, part: Par
         runtime.store.set_part(job_id, n, submitted_at=now)
         return None
     settings = runtime.settings
-    keys_last = settings.ttl_seconds - GRACE - settings.max_poll_interval - KEYS_MARGIN
+    keys_last = settings.ttl_seconds - OVERDUE_GRACE - settings.max_poll_interval - KEYS_MARGIN
     if now - part.submitted_at > settings.batch_age_limit or now - job.created_at > keys_last:
         return now - part.submitted_at
     return None
@@ -44,8 +40,8 @@ def stop_overdue(
     runtime: Runtime, provider: Provider, job_id: str, n: int, part: PartRecord, snapshot: Snapshot, age: float
 ) -> Next:
     """Ask an overdue batch to cancel (again while it still runs: an ask may have failed) and poll it a minute apart
-    for `GRACE`: a cancel that ends it has what it ran fetched. Then it is given up: the part ends failed, each of its
-    requests carrying why."""
+    for `OVERDUE_GRACE`: a cancel that ends it has what it ran fetched. Then it is given up: the part ends failed,
+    each of its requests carrying why."""
     store = runtime.store
     asked = part.overdue_since or time.time()
     if not part.overdue_since:
@@ -57,7 +53,7 @@ def stop_overdue(
     if snapshot.ended:
         end_part(runtime, job_id, n, snapshot)
         return Next("fetch", n)
-    if time.time() - asked < GRACE:
+    if time.time() - asked < OVERDUE_GRACE:
         store.polled(job_id, n, PartState.SUBMITTED, **snapshot_fields(snapshot), poll_poisoned=0, poll_busy=0)
         return Next("poll", n, countdown=AFTER_DEADLINE)
     error = (

@@ -169,20 +169,29 @@ def _cancelled_uncreated(runtime: Runtime, provider: Provider, job_id: str, n: i
         return Next("poll", n) if part.state == PartState.SUBMITTED else Next("fetch", n)
     if _claim_live(runtime, part):
         return Next("submit", countdown=runtime.settings.claim_timeout)
-    found = guarded("the provider's list of batches", lambda: provider.find(job_id, n)) if provider.can_find else None
+    store.record_poll(job_id, n, counted=False)  # a submit is on it: the sweep sends it none meanwhile
+    found, unsure = None, None if provider.can_find else f"{provider.name} batches cannot be found by listing"
+    if provider.can_find:
+        try:
+            found = guarded("the provider's list of batches", lambda: provider.find(job_id, n))
+        except (MalformedAnswer, ProviderRejected) as error:
+            # A listing that cannot be read or is refused (a gateway without it): tried a few times, then given up.
+            if not poisoned(runtime, job_id, n, "find"):
+                raise
+            unsure = f"listing the {provider.name} batches to find it failed ({error})"
     if found is not None:
         _keep(runtime, provider, job_id, n, found)
         return Next("poll", n)
     if not store.claim_part(job_id, n, new_claim("cancelled"), over=part.claim):
         return Next("submit", countdown=runtime.settings.claim_timeout)  # taken meanwhile: looked at again
-    error = None if provider.can_find else _MAYBE.format(name=provider.name)
-    end_part(runtime, job_id, n, Snapshot("", "not_created", "cancelled", error=error))
+    maybe = None if unsure is None else _MAYBE.format(name=provider.name, why=unsure)
+    end_part(runtime, job_id, n, Snapshot("", "not_created", "cancelled", error=maybe))
     return Next("fetch", n)
 
 
 _MAYBE = (
-    "The job was cancelled while this part's create had failed or its worker had stopped; {name} batches cannot be "
-    "found by listing, so a batch that create may have made runs on at {name}, unread: look for it there."
+    "The job was cancelled while this part's create had failed or its worker had stopped, and {why}: a batch that "
+    "create may have made runs on at {name}, unread; look for it there."
 )
 
 
