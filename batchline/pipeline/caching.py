@@ -7,12 +7,11 @@ from __future__ import annotations
 import time
 
 from ..cache import SCREENED, WAITING, CacheStore
-from ..providers import Snapshot
 from ..records import JobRecord, PartRecord, PartState
 from ..runtime import Runtime
 from ..types import BatchStatus
 from .base import Next, end_part
-from .ending import claimed_for_cancel, finish, request_cancel
+from .ending import UNCREATED, claimed_for_cancel, finish, request_cancel
 
 
 def before_create(
@@ -43,7 +42,7 @@ def wait(runtime: Runtime, job_id: str, job: JobRecord, n: int, again: Next) -> 
         job = store.load_job(job_id)
     if job.state == BatchStatus.CANCELLING:
         if claimed_for_cancel(runtime, job_id, n):
-            end_part(runtime, job_id, n, Snapshot("", "not_created", "cancelled"))
+            end_part(runtime, job_id, n, UNCREATED)
         return Next("fetch", n)
     screened = CacheStore(store).screen(job_id, job, n, "wait")
     if screened.stored:

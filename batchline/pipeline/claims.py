@@ -7,12 +7,27 @@ import time
 import uuid
 from types import TracebackType
 
+from ..records import PartRecord
 from ..store import Store
+
+CANCEL = "cancelled"
+"""The name of a cancel's claim on a part: it ends the part uncreated."""
 
 
 def new_claim(name: str = "") -> str:
     """A claim's token, `name:time` (a fresh name by default): the time says when a claim has gone stale."""
     return f"{name or uuid.uuid4().hex}:{time.time()}"
+
+
+def is_cancels(claim: str) -> bool:
+    return claim.startswith(f"{CANCEL}:")
+
+
+def is_live(part: PartRecord, claim_timeout: float) -> bool:
+    """Whether the worker holding the part's claim may still be creating its batch: its own create has not failed
+    (`create_failed_by`, that very claim's, not an earlier one's) and the claim is younger than `claim_timeout`."""
+    claimed_at = float(part.claim.rpartition(":")[2])
+    return part.create_failed_by != part.claim and time.time() - claimed_at < claim_timeout
 
 
 class KeptClaim:

@@ -10,10 +10,11 @@ from ..runtime import Runtime
 from ..telemetry import record_job_done
 from ..types import BatchStatus
 from .base import Next, end_part, log
+from .claims import CANCEL, is_cancels, new_claim
 
 _ACTIVE = (BatchStatus.PENDING, BatchStatus.IN_PROGRESS, BatchStatus.CANCELLING)
-CANCEL_CLAIM = "cancelled:"
-"""How a cancel's claim on a part begins: it ends the part uncreated."""
+UNCREATED = Snapshot("", "not_created", "cancelled")
+"""How a part a cancel ended before its batch was created ends."""
 
 
 def finish(runtime: Runtime, job_id: str) -> bool:
@@ -72,7 +73,7 @@ def cancel(runtime: Runtime, job_id: str) -> list[Next]:
             else:
                 nexts.append(Next("poll", n))
         elif part.state == PartState.PENDING and claimed_for_cancel(runtime, job_id, n):
-            end_part(runtime, job_id, n, Snapshot("", "not_created", "cancelled"))
+            end_part(runtime, job_id, n, UNCREATED)
             nexts.append(Next("fetch", n))
     return nexts
 
@@ -81,6 +82,4 @@ def claimed_for_cancel(runtime: Runtime, job_id: str, n: int) -> bool:
     """Take a pending part's claim for a cancel, which then ends it uncreated. An earlier cancel's claim counts as
     taken: that cancel stopped between its claim and ending the part, and nobody else would end it."""
     store = runtime.store
-    return store.claim_part(job_id, n, f"{CANCEL_CLAIM}{time.time()}") or (
-        store.part(job_id, n).claim.startswith(CANCEL_CLAIM)
-    )
+    return store.claim_part(job_id, n, new_claim(CANCEL)) or is_cancels(store.part(job_id, n).claim)

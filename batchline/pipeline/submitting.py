@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-import time
+import dataclasses
 from collections.abc import Iterator
 
 from ..errors import BatchlineError, MalformedAnswer, ProviderRejected, TransientProviderError
@@ -13,8 +13,8 @@ from ..runtime import Runtime
 from ..types import BatchStatus
 from . import caching
 from .base import POISON_ATTEMPTS, Next, end_part, guarded, log, poisoned, record_created
-from .claims import KeptClaim, new_claim
-from .ending import claimed_for_cancel, finish
+from .claims import CANCEL, KeptClaim, is_live, new_claim
+from .ending import UNCREATED, claimed_for_cancel, finish
 
 
 def submit(runtime: Runtime, job_id: str) -> Iterator[Next]:
@@ -80,7 +80,7 @@ def _create_once(runtime: Runtime, provider: Provider, job_id: str, n: int, part
             return snapshot
         if part.state != PartState.PENDING:
             return None  # ended with no batch since it was read (a cancel): the next look sends it on, creating none
-        if _claim_live(runtime, part):
+        if is_live(part, runtime.settings.claim_timeout):
             return None
         # The claimer died between claim and record. Only a listing can say whether it created the batch.
         try:
@@ -146,13 +146,6 @@ def _keep(runtime: Runtime, provider: Provider, job_id: str, n: int, snapshot: S
         guarded("the answer to cancelling the batch", lambda: provider.cancel(snapshot.id))
 
 
-def _claim_live(runtime: Runtime, part: PartRecord) -> bool:
-    """Whether the worker holding the part's claim may still be creating its batch: its own create has not failed
-    (`create_failed_by`, that very claim's, not an earlier one's) and the claim is younger than `claim_timeout`."""
-    claimed_at = float(part.claim.rpartition(":")[2])
-    return part.create_failed_by != part.claim and time.time() - claimed_at < runtime.settings.claim_timeout
-
-
 def _cancelled_uncreated(runtime: Runtime, provider: Provider, job_id: str, n: int) -> Next:
     """A part of a cancelling job not created yet: ended uncreated once the cancel holds its claim.
 
@@ -162,12 +155,12 @@ def _cancelled_uncreated(runtime: Runtime, provider: Provider, job_id: str, n: i
     ends saying the batch may exist."""
     store = runtime.store
     if claimed_for_cancel(runtime, job_id, n):
-        end_part(runtime, job_id, n, Snapshot("", "not_created", "cancelled"))
+        end_part(runtime, job_id, n, UNCREATED)
         return Next("fetch", n)
     part = store.part(job_id, n)
     if part.state != PartState.PENDING:
         return Next("poll", n) if part.state == PartState.SUBMITTED else Next("fetch", n)
-    if _claim_live(runtime, part):
+    if is_live(part, runtime.settings.claim_timeout):
         return Next("submit", countdown=runtime.settings.claim_timeout)
     store.record_poll(job_id, n, counted=False)  # a submit is on it: the sweep sends it none meanwhile
     found, unsure = None, None if provider.can_find else f"{provider.name} batches cannot be found by listing"
@@ -182,10 +175,10 @@ def _cancelled_uncreated(runtime: Runtime, provider: Provider, job_id: str, n: i
     if found is not None:
         _keep(runtime, provider, job_id, n, found)
         return Next("poll", n)
-    if not store.claim_part(job_id, n, new_claim("cancelled"), over=part.claim):
+    if not store.claim_part(job_id, n, new_claim(CANCEL), over=part.claim):
         return Next("submit", countdown=runtime.settings.claim_timeout)  # taken meanwhile: looked at again
     maybe = None if unsure is None else _MAYBE.format(name=provider.name, why=unsure)
-    end_part(runtime, job_id, n, Snapshot("", "not_created", "cancelled", error=maybe))
+    end_part(runtime, job_id, n, dataclasses.replace(UNCREATED, error=maybe))
     return Next("fetch", n)
 
 
