@@ -49,13 +49,13 @@ def stop_overdue(
     if snapshot.state == "running":
         with contextlib.suppress(BatchlineError):
             snapshot = guarded("the answer to cancelling the batch", lambda: provider.cancel(snapshot.id))
-    store.record_poll(job_id, n, counted=False)  # the sweep sends its next step again if that is lost
+    if not snapshot.ended and time.time() - asked < OVERDUE_GRACE:
+        store.polled(job_id, n, PartState.SUBMITTED, **snapshot_fields(snapshot), poll_poisoned=0, poll_busy=0)
+        return Next("poll", n, countdown=AFTER_DEADLINE)
+    store.record_poll(job_id, n, counted=False)  # the sweep sends its fetch again if that is lost
     if snapshot.ended:
         end_part(runtime, job_id, n, snapshot)
         return Next("fetch", n)
-    if time.time() - asked < OVERDUE_GRACE:
-        store.polled(job_id, n, PartState.SUBMITTED, **snapshot_fields(snapshot), poll_poisoned=0, poll_busy=0)
-        return Next("poll", n, countdown=AFTER_DEADLINE)
     error = (
         f"{provider.name} batch {snapshot.id} was still {snapshot.status or snapshot.state} {age / 3600:.0f} hours "
         "after it was created, past what batchline waits for (BATCHLINE_BATCH_AGE_LIMIT; every provider's own window "
