@@ -222,6 +222,12 @@ def _deliver(task: Task[Any, Any], runtime: Runtime, job_id: str) -> dict[str, A
     if store.is_delivered(job_id, pipeline.DELIVERED):
         return pipeline.summary(runtime, job_id)
     lease = DeliveryLease(store.redis, store.job_key(job_id, ":delivering"))
+
+    def hold() -> None:
+        """Go on only while this delivery holds the lease; one that stalled past it leaves the rest to the holder."""
+        if not lease.renew():
+            raise task.retry(countdown=lease.left(), throw=False)
+
     if not lease.take():
         raise task.retry(countdown=lease.left(), throw=False)
     try:
@@ -232,13 +238,11 @@ def _deliver(task: Task[Any, Any], runtime: Runtime, job_id: str) -> dict[str, A
             if callback:
                 for marker, custom_ids in pipeline.delivery_chunks(runtime, job_id, job.chunk_size):
                     if not store.is_delivered(job_id, marker):
-                        if not lease.renew():  # stalled past the lease: the delivery holding it now sends the rest
-                            raise task.retry(countdown=lease.left(), throw=False)
+                        hold()
                         task.app.send_task(callback, args=(job_id, custom_ids))
                         store.mark_delivered(job_id, marker)
             if on_complete and not store.is_delivered(job_id, "complete"):
-                if not lease.renew():
-                    raise task.retry(countdown=lease.left(), throw=False)
+                hold()
                 send_completion(task.app, on_complete, pipeline.summary(runtime, job_id))
                 store.mark_delivered(job_id, "complete")
         store.mark_delivered(job_id, pipeline.DELIVERED)  # a fetch that runs again sends no second delivery step

@@ -14,7 +14,7 @@ from pydantic_ai import ModelRequest
 from batchline import BatchInputError, batch_create_sync, batch_results_sync, batch_wait_sync, pipeline, tasks, worker
 from batchline.config import Settings
 from batchline.delivery import DeliveryLease
-from batchline.runtime import runtime_for
+from batchline.runtime import Runtime, runtime_for
 
 from .conftest import RealSetup, WorkerProcess, make_real_setup
 from .waiting import wait_for
@@ -72,29 +72,34 @@ class Later(Exception):
 
 
 class DeliveryTask:
-    """What `_deliver` uses of its Celery task: the app's `send_task`, the request's id, and `retry`."""
+    """What `_deliver` uses of its Celery task: the app's `send_task`, and `retry`."""
 
-    def __init__(self, task_id: str) -> None:
+    def __init__(self) -> None:
         self.sent: list[tuple[str, tuple[object, ...]]] = []
-        self.request = SimpleNamespace(id=task_id)
         self.app = SimpleNamespace(send_task=lambda name, args: self.sent.append((name, args)))
 
     def retry(self, countdown: float, throw: bool) -> Later:
         return Later(countdown)
 
 
-def test_a_second_delivery_while_one_runs_waits_for_it_and_no_chunk_goes_twice() -> None:
-    """A fetch that runs again sends a delivery step while the first may still run: both checked a chunk, then both
-    sent it. One at a time now: the lease is renewed as chunks go, and freed only by its holder."""
+def job_to_deliver(chunk_size: int) -> tuple[Runtime, str]:
+    """A job of three results, all stored, to deliver to `app.record` in chunks of `chunk_size`."""
     from .test_pipeline_steps import ended_job, make_runtime, set_job_fields
 
     runtime = make_runtime(allowed_callbacks=frozenset({"app.record"}))
     job_id = ended_job(runtime)
-    set_job_fields(runtime, job_id, callback="app.record", chunk_size=2)
+    set_job_fields(runtime, job_id, callback="app.record", chunk_size=chunk_size)
     assert pipeline.fetch(runtime, job_id, 0)
+    return runtime, job_id
+
+
+def test_a_second_delivery_while_one_runs_waits_for_it_and_no_chunk_goes_twice() -> None:
+    """A fetch that runs again sends a delivery step while the first may still run: both checked a chunk, then both
+    sent it. One at a time now: the lease is renewed as chunks go, and freed only by its holder."""
+    runtime, job_id = job_to_deliver(chunk_size=2)
     store = runtime.store
     key = store.job_key(job_id, ":delivering")
-    first, second = DeliveryTask("d1"), DeliveryTask("d2")
+    first, second = DeliveryTask(), DeliveryTask()
     held = DeliveryLease(store.redis, key, "d1")
     assert held.take()  # the first delivery is under way
     with pytest.raises(Later) as later:
@@ -126,15 +131,10 @@ def test_a_delivery_lease_is_renewed_and_freed_only_by_its_holder() -> None:
 
 
 def test_a_delivery_that_stalled_past_its_lease_stops_and_leaves_the_rest_to_the_holder() -> None:
-    from .test_pipeline_steps import ended_job, make_runtime, set_job_fields
-
-    runtime = make_runtime(allowed_callbacks=frozenset({"app.record"}))
-    job_id = ended_job(runtime)
-    set_job_fields(runtime, job_id, callback="app.record", chunk_size=1)
-    assert pipeline.fetch(runtime, job_id, 0)
+    runtime, job_id = job_to_deliver(chunk_size=1)
     store = runtime.store
     key = store.job_key(job_id, ":delivering")
-    stalled = DeliveryTask("d1")
+    stalled = DeliveryTask()
 
     def send_then_stall(name: str, args: tuple[object, ...]) -> None:
         stalled.sent.append((name, args))
