@@ -14,7 +14,6 @@ straight into the store cannot get past it.
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -224,6 +223,14 @@ def send_completion(app: Celery, spec: str, summary: dict[str, Any]) -> None:
         app.send_task(spec, args=(summary,))
 
 
+# Take lease KEYS[1] for ARGV[1] (ARGV[2] ms) unless another holds it: a holder taking it again resumes its own.
+_TAKE = """
+local held = redis.call('GET', KEYS[1])
+if held and held ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+"""
+
 # Renew (ARGV[2] ms) or, with no ARGV[2], free lease KEYS[1] while ARGV[1] holds it: never another delivery's.
 _LEASE = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
@@ -234,18 +241,21 @@ return redis.call('DEL', KEYS[1])
 
 class DeliveryLease:
     """One delivery of a job at a time. A second one meanwhile (a fetch that runs again sends one) waits for the first
-    to end or for its worker's death to free the lease: two at once would both send a chunk between its check and its
-    mark. The holder renews the lease as it sends, so a long delivery keeps it, and frees only its own."""
+    to end or for its lease to run out: two at once would both send a chunk between its check and its mark. The holder
+    renews the lease as it sends, so a long delivery keeps it, and frees only its own.
+
+    The holder is the delivery's task message (`token`, its id): a copy of that message, redelivered because its
+    worker died, resumes the delivery at once instead of waiting out the dead worker's lease."""
 
     SECONDS = 120
 
-    def __init__(self, client: redis.Redis, key: str, token: str = "") -> None:
-        self.redis, self.key = client, key
-        self.token = token or uuid.uuid4().hex  # its own: a redelivered copy of the same message is another holder
+    def __init__(self, client: redis.Redis, key: str, token: str) -> None:
+        self.redis, self.key, self.token = client, key, token
+        self._take = client.register_script(_TAKE)
         self._script = client.register_script(_LEASE)
 
     def take(self) -> bool:
-        return bool(self.redis.set(self.key, self.token, nx=True, ex=self.SECONDS))
+        return bool(self._take(keys=[self.key], args=[self.token, self.SECONDS * 1000]))
 
     def left(self) -> int:
         """Seconds until a lease held by another delivery runs out (at least 1)."""

@@ -11,6 +11,7 @@ import functools
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
@@ -221,7 +222,7 @@ def _deliver(task: Task[Any, Any], runtime: Runtime, job_id: str) -> dict[str, A
     store = runtime.store
     if store.is_delivered(job_id, pipeline.DELIVERED):
         return pipeline.summary(runtime, job_id)
-    lease = DeliveryLease(store.redis, store.job_key(job_id, ":delivering"))
+    lease = DeliveryLease(store.redis, store.job_key(job_id, ":delivering"), task.request.id or uuid.uuid4().hex)
 
     def hold() -> None:
         """Go on only while this delivery holds the lease; one that stalled past it leaves the rest to the holder."""

@@ -72,10 +72,11 @@ class Later(Exception):
 
 
 class DeliveryTask:
-    """What `_deliver` uses of its Celery task: the app's `send_task`, and `retry`."""
+    """What `_deliver` uses of its Celery task: the app's `send_task`, its message's id, and `retry`."""
 
-    def __init__(self) -> None:
+    def __init__(self, message_id: str) -> None:
         self.sent: list[tuple[str, tuple[object, ...]]] = []
+        self.request = SimpleNamespace(id=message_id)
         self.app = SimpleNamespace(send_task=lambda name, args: self.sent.append((name, args)))
 
     def retry(self, countdown: float, throw: bool) -> Later:
@@ -99,7 +100,7 @@ def test_a_second_delivery_while_one_runs_waits_for_it_and_no_chunk_goes_twice()
     runtime, job_id = job_to_deliver(chunk_size=2)
     store = runtime.store
     key = store.job_key(job_id, ":delivering")
-    first, second = DeliveryTask(), DeliveryTask()
+    first, second = DeliveryTask("d1"), DeliveryTask("d2")
     held = DeliveryLease(store.redis, key, "d1")
     assert held.take()  # the first delivery is under way
     with pytest.raises(Later) as later:
@@ -134,7 +135,7 @@ def test_a_delivery_that_stalled_past_its_lease_stops_and_leaves_the_rest_to_the
     runtime, job_id = job_to_deliver(chunk_size=1)
     store = runtime.store
     key = store.job_key(job_id, ":delivering")
-    stalled = DeliveryTask()
+    stalled = DeliveryTask("d1")
 
     def send_then_stall(name: str, args: tuple[object, ...]) -> None:
         stalled.sent.append((name, args))
@@ -145,3 +146,17 @@ def test_a_delivery_that_stalled_past_its_lease_stops_and_leaves_the_rest_to_the
         tasks._deliver(stalled, runtime, job_id)  # type: ignore[arg-type]
     assert len(stalled.sent) == 1  # no second chunk beside the holder's
     assert store.redis.get(key) == b"another"  # and the holder's lease is left alone
+
+
+def test_a_delivery_whose_worker_died_resumes_at_once_when_its_message_comes_back() -> None:
+    """The message of a delivery killed mid-way comes back at once (reject_on_worker_lost): it waited out its dead
+    worker's lease, two minutes, before sending what was left."""
+    runtime, job_id = job_to_deliver(chunk_size=1)
+    store = runtime.store
+    assert DeliveryLease(store.redis, store.job_key(job_id, ":delivering"), "m1").take()  # then the worker died
+    with pytest.raises(Later):
+        tasks._deliver(DeliveryTask("another"), runtime, job_id)  # type: ignore[arg-type]
+    again = DeliveryTask("m1")  # the same message, redelivered
+    tasks._deliver(again, runtime, job_id)  # type: ignore[arg-type]
+    assert [name for name, _ in again.sent] == ["app.record"] * 3
+    assert store.is_delivered(job_id, pipeline.DELIVERED)
